@@ -1,0 +1,156 @@
+r"""Parameters, multiply-adds and (optionally) speed of a model, or the whole family's table.
+
+  python -m eval.complexity --model=s3dg [--transition=Mixed_4b] [--frames=64] [--size=224] [--json]
+  python -m eval.complexity --model=s3d --timing
+  python -m eval.complexity --table [--json]
+
+Parameters are trainable parameters. GMACs are 10^9 multiply-adds of the conv and dense layers for
+one clip, counted by TensorFlow's profiler on the inference graph (`eval.analytic` counts them
+independently; the two are printed side by side). `--table` prints, at the given clip size, every
+family member next to the paper's figures and the bottom-/top-heavy curve (x-axis of the paper's
+Fig. 4). With `--json` the last line of output is one JSON object.
+"""
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import models  # noqa: E402
+from eval import analytic, speed  # noqa: E402
+from flags import model_flags  # noqa: E402
+from models import inception  # noqa: E402
+
+tf.get_logger().setLevel("ERROR")  # the profiler's own deprecation notices
+model_flags.define()
+flags.DEFINE_integer("frames", 64, "Clip length T.", lower_bound=1)
+flags.DEFINE_integer("size", 224, "Frame height and width in pixels.", lower_bound=inception.MIN_SIZE)
+flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
+flags.DEFINE_bool("table", False, "Print the family table and the bottom-/top-heavy curve.")
+flags.DEFINE_bool("timing", False, "Also measure forward latency and the float32 matmul bound.")
+flags.DEFINE_integer("repeats", 5, "Timed runs per measurement (median).", lower_bound=1)
+FLAGS = flags.FLAGS
+
+# Op types whose float operations are multiply-adds of conv and dense layers (2 flops per MAC).
+MAC_OP_TYPES = {"Conv2D", "Conv3D", "DepthwiseConv2dNative", "MatMul", "BatchMatMul", "BatchMatMulV2",
+                "BatchMatMulV3"}
+# "Rethinking Spatiotemporal Feature Learning", 64x224x224: (parameters, GMACs); None: not given.
+PAPER = {"i3d": (12.06e6, 107.9), "s3d": (8.77e6, 66.38), "s3dg": (None, 71.38),
+         "fast_s3d": (None, 43.47), "i2d": (None, None)}
+HEAVY_MODELS = ("bottom_heavy_i3d", "top_heavy_i3d", "bottom_heavy_s3d", "top_heavy_s3d")
+
+
+def trainable_params(model):
+    return sum(int(tf.size(v)) for v in model.trainable_weights)
+
+
+def profiled_macs(model, input_shape):
+    """Multiply-adds of one `input_shape` clip (`[T, H, W, C]`), from TensorFlow's profiler."""
+    forward = tf.function(lambda x: model(x, training=False), autograph=False)
+    graph = forward.get_concrete_function(tf.TensorSpec((1,) + tuple(input_shape), tf.float32)).graph
+    builder = tf.compat.v1.profiler.ProfileOptionBuilder
+    options = builder(builder.float_operation()).with_empty_output().build()
+    profile = tf.compat.v1.profiler.profile(graph, cmd="graph", options=options)
+    op_types = {op.name: op.type for op in graph.get_operations()}
+    flops, stack = 0, [profile]
+    while stack:
+        node = stack.pop()
+        stack.extend(node.children)
+        if op_types.get(node.name) in MAC_OP_TYPES:
+            flops += node.float_ops
+    return flops // 2
+
+
+def report(name, frames, size, **kwargs):
+    """Counts for one model: a dict with model, transition, input, params, gmacs, analytic figures."""
+    model = models.build(name, **kwargs)
+    channels = kwargs.get("input_channels", 3)
+    analytic_kwargs = {k: v for k, v in kwargs.items() if k not in ("dropout_rate",)}
+    expected = analytic.inception_counts(name, frames=frames, height=size, width=size, **analytic_kwargs)
+    _, transition = inception.block_policies(name, kwargs.get("transition"))
+    return {"model": name, "transition": transition, "input": [frames, size, size, channels],
+            "num_classes": kwargs.get("num_classes", 400), "params": trainable_params(model),
+            "gmacs": profiled_macs(model, (frames, size, size, channels)) / 1e9,
+            "analytic_params": expected.params, "analytic_gmacs": expected.macs / 1e9}, model
+
+
+def add_timing(result, model, repeats):
+    seconds = speed.forward_seconds(model, result["input"], repeats)
+    bound = speed.matmul_gmacs_per_s(repeats=repeats)
+    result.update(forward_s=seconds, gmacs_per_s=result["gmacs"] / seconds,
+                  matmul_gmacs_per_s=bound, fraction_of_bound=result["gmacs"] / seconds / bound,
+                  device=tf.config.list_logical_devices()[-1].device_type,
+                  threads=os.cpu_count())
+
+
+def print_report(result):
+    print(f"model         {result['model']}" + (f" (transition {result['transition']})" if result["transition"] else ""))
+    print(f"input         {' x '.join(map(str, result['input']))} (T x H x W x C), {result['num_classes']} classes")
+    print(f"parameters    {result['params']:,} (analytic {result['analytic_params']:,})")
+    print(f"GMACs         {result['gmacs']:.2f} (analytic {result['analytic_gmacs']:.2f})")
+    if "forward_s" in result:
+        print(f"forward       {result['forward_s']:.3f} s (batch 1, median of {FLAGS.repeats})")
+        print(f"achieved      {result['gmacs_per_s']:.1f} GMAC/s = {result['fraction_of_bound']:.2f} x "
+              f"the float32 matmul rate {result['matmul_gmacs_per_s']:.1f} GMAC/s ({result['threads']} cores)")
+
+
+def family_table(frames, size):
+    """Rows for the named family members and the bottom-/top-heavy curve at every transition."""
+    rows = []
+    for name in PAPER:
+        result, _ = report(name, frames, size)
+        paper_params, paper_gmacs = PAPER[name]
+        result.update(paper_params=paper_params, paper_gmacs=paper_gmacs)
+        rows.append(result)
+    curve = []
+    for transition in inception.POLICY_BLOCKS:
+        point = {"transition": transition}
+        for name in HEAVY_MODELS:
+            point[name] = report(name, frames, size, transition=transition)[0]["gmacs"]
+        curve.append(point)
+    return rows, curve
+
+
+def print_table(rows, curve, frames, size):
+    print(f"Inception-3D family at {frames}x{size}x{size}, 400 classes; paper = 'Rethinking "
+          "Spatiotemporal Feature Learning' (64x224x224)")
+    print(f"{'model':<10} {'params':>12} {'paper':>8} {'GMACs':>8} {'paper':>8} {'ratio':>6}")
+    for row in rows:
+        paper_params = f"{row['paper_params'] / 1e6:.2f}M" if row["paper_params"] else "-"
+        paper_gmacs = f"{row['paper_gmacs']:.2f}" if row["paper_gmacs"] else "-"
+        ratio = f"{row['gmacs'] / row['paper_gmacs']:.3f}" if row["paper_gmacs"] else "-"
+        name = row["model"] + ("*" if row["transition"] else "")
+        print(f"{name:<10} {row['params']:>12,} {paper_params:>8} {row['gmacs']:>8.2f} {paper_gmacs:>8} {ratio:>6}")
+    print("* fast_s3d = top-heavy S3D from", rows[[r["model"] for r in rows].index("fast_s3d")]["transition"])
+    print()
+    print("GMACs of the bottom-heavy (3D below the transition) and top-heavy (3D from it on) models:")
+    print(f"{'transition':<16}" + "".join(f"{name:>18}" for name in HEAVY_MODELS))
+    for point in curve:
+        print(f"{point['transition']:<16}" + "".join(f"{point[name]:>18.2f}" for name in HEAVY_MODELS))
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.table:
+        rows, curve = family_table(FLAGS.frames, FLAGS.size)
+        print_table(rows, curve, FLAGS.frames, FLAGS.size)
+        if FLAGS.json:
+            print(json.dumps({"frames": FLAGS.frames, "size": FLAGS.size, "models": rows, "curve": curve}))
+        return
+    try:
+        result, model = report(FLAGS.model, FLAGS.frames, FLAGS.size, **model_flags.build_kwargs())
+    except ValueError as error:
+        raise app.UsageError(str(error))
+    if FLAGS.timing:
+        add_timing(result, model, FLAGS.repeats)
+    print_report(result)
+    if FLAGS.json:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    app.run(main)

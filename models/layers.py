@@ -1,0 +1,355 @@
+"""Keras 3 building blocks shared by the video models.
+
+Every tensor is `[batch, time, height, width, channels]` (NDHWC). Only `keras.layers` and `keras.ops`
+are used, so the layers run under the TensorFlow, JAX and PyTorch backends alike.
+
+Sub-layer names are chosen so that variable paths read like DeepMind's I3D checkpoint names, e.g.
+`Mixed_3b/Branch_1_Conv3d_0b_3x3/conv_3d/kernel` (see `models/deepmind_names.py` for the mapping).
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+PACKAGE = "video_models"
+
+# The Inception conv unit's batch norm: offset (beta) but no scale (gamma), as in DeepMind's I3D
+# and TF-slim's S3D-G.
+BATCH_NORM_EPSILON = 1e-3
+BATCH_NORM_MOMENTUM = 0.999
+
+
+def _triple(value, name):
+    """Returns `value` as a tuple of 3 ints; an int is repeated."""
+    if isinstance(value, int):
+        return (value, value, value)
+    value = tuple(int(v) for v in value)
+    if len(value) != 3:
+        raise ValueError(f"{name} must be an int or 3 ints [time, height, width], got {value}")
+    return value
+
+
+def conv_batch_norm(conv, batch_norm, inputs, training):
+    """`batch_norm(conv(inputs))`; at inference BN is folded into the conv's kernel and bias.
+
+    Folding gives one convolution with a bias add (which TensorFlow fuses with the conv and the
+    following ReLU) instead of two extra passes over the activations: S3D's forward pass on CPU
+    is about 8% faster (WORKSPACE.md). Training, and BN layers that are trainable, use batch
+    statistics as usual.
+    """
+    if batch_norm is None:
+        return conv(inputs)
+    if training and batch_norm.trainable:
+        return batch_norm(conv(inputs), training=True)
+    scale = ops.rsqrt(batch_norm.moving_variance + batch_norm.epsilon)  # [C_out]
+    kernel = ops.cast(conv.kernel * scale, inputs.dtype)
+    bias = ops.cast(batch_norm.beta - batch_norm.moving_mean * scale, inputs.dtype)
+    return ops.add(ops.conv(inputs, kernel, conv.strides, padding="same"), bias)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TemporalIdentity(keras.initializers.Initializer):
+    """Initialises a `[t, 1, 1, C, C]` kernel to the identity at the centre tap, zero elsewhere.
+
+    TF-slim's S3D-G initialises the temporal conv of a separable unit this way and notes that it is
+    critical for convergence: at the start, the separable unit equals its spatial conv alone.
+    """
+
+    def __call__(self, shape, dtype=None):
+        kernel_time, kernel_h, kernel_w, channels_in, channels_out = shape
+        if kernel_h != 1 or kernel_w != 1 or channels_in != channels_out:
+            raise ValueError(f"TemporalIdentity needs a [t, 1, 1, C, C] kernel, got {tuple(shape)}")
+        kernel = np.zeros(shape, dtype="float32")
+        kernel[kernel_time // 2, 0, 0] = np.eye(channels_in, dtype="float32")
+        return ops.convert_to_tensor(kernel, dtype=dtype)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SelfGating(keras.layers.Layer):
+    """S3D-G feature gating: `y = sigmoid(mean_{t,h,w}(x) @ W [+ b]) * x`.
+
+    Input and output `[batch, time, height, width, C]`; `W` is `[C, C]`. The gate is broadcast over
+    time and space (TF-slim tiles it as `[t, w, h]`, which breaks for height != width).
+    """
+
+    def __init__(self, use_bias=False, **kwargs):
+        super().__init__(**kwargs)
+        self.use_bias = use_bias
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.kernel = self.add_weight(name="kernel", shape=(channels, channels))
+        self.bias = self.add_weight(name="bias", shape=(channels,), initializer="zeros") if self.use_bias else None
+
+    def call(self, inputs):
+        context = ops.mean(inputs, axis=(1, 2, 3))  # [batch, C]
+        logits = ops.matmul(context, ops.cast(self.kernel, context.dtype))
+        if self.bias is not None:
+            logits = logits + ops.cast(self.bias, logits.dtype)
+        gate = ops.sigmoid(logits)[:, None, None, None, :]
+        return inputs * gate
+
+    def get_config(self):
+        return {**super().get_config(), "use_bias": self.use_bias}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Unit3D(keras.layers.Layer):
+    """Conv3D (no bias) -> BatchNorm (beta only) -> ReLU, optionally followed by self-gating.
+
+    Args:
+      filters: output channels C.
+      kernel_size: `[t, h, w]` or an int.
+      strides: `[t, h, w]` or an int; padding is always SAME.
+      use_batch_norm: False gives a plain conv (with `use_bias`), as in the logits layer.
+      use_bias: conv bias; only meaningful without batch norm.
+      activation: a Keras activation name, or None.
+      self_gating, gating_bias: append a `SelfGating` layer (with or without bias).
+
+    Input `[batch, T, H, W, C_in]`, output `[batch, ceil(T/st), ceil(H/sh), ceil(W/sw), filters]`.
+    """
+
+    def __init__(self, filters, kernel_size=1, strides=1, use_batch_norm=True, use_bias=False,
+                 activation="relu", self_gating=False, gating_bias=False, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = _triple(kernel_size, "kernel_size")
+        self.strides = _triple(strides, "strides")
+        self.use_batch_norm = use_batch_norm
+        self.use_bias = use_bias
+        self.activation = activation
+        self.self_gating = self_gating
+        self.gating_bias = gating_bias
+        self.conv_3d = keras.layers.Conv3D(
+            self.filters, self._conv_kernel_size(), strides=self._conv_strides(), padding="same",
+            use_bias=use_bias and not use_batch_norm, name="conv_3d")
+        self.batch_norm = (keras.layers.BatchNormalization(
+            scale=False, epsilon=BATCH_NORM_EPSILON, momentum=BATCH_NORM_MOMENTUM, name="batch_norm")
+            if use_batch_norm else None)
+        self.activation_fn = keras.activations.get(activation)
+        self.gating = SelfGating(use_bias=gating_bias, name="self_gating") if self_gating else None
+
+    def _conv_kernel_size(self):
+        return self.kernel_size
+
+    def _conv_strides(self):
+        return self.strides
+
+    def _build_transform(self, input_shape):
+        """Builds the conv -> BN part; returns its output shape."""
+        self.conv_3d.build(input_shape)
+        shape = self.conv_3d.compute_output_shape(input_shape)
+        if self.batch_norm is not None:
+            self.batch_norm.build(shape)
+        return shape
+
+    def build(self, input_shape):
+        shape = self._build_transform(input_shape)
+        if self.gating is not None:
+            self.gating.build(shape)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(self.conv_3d.compute_output_shape(input_shape))
+
+    def _transform(self, inputs, training):
+        """The conv -> BN -> activation part, before gating."""
+        x = conv_batch_norm(self.conv_3d, self.batch_norm, inputs, training)
+        return self.activation_fn(x) if self.activation else x
+
+    def call(self, inputs, training=None):
+        x = self._transform(inputs, training)
+        return self.gating(x) if self.gating is not None else x
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "use_batch_norm": self.use_batch_norm,
+                "use_bias": self.use_bias, "activation": self.activation,
+                "self_gating": self.self_gating, "gating_bias": self.gating_bias}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SeparableUnit3D(Unit3D):
+    """S3D's separable spatio-temporal conv: a `[1, h, w]` Unit3D followed by a `[t, 1, 1]` conv.
+
+    The spatial part (`conv_3d`, `batch_norm`) is exactly a 2D Unit3D, so 2D weights load into it.
+    The temporal conv (`temporal`) follows TF-slim by default: bias, no batch norm, ReLU, identity
+    initialisation. `temporal_batch_norm=True` gives torchvision's form instead (BN + ReLU, no bias).
+    Spatial strides go to the spatial conv, the temporal stride to the temporal conv.
+    """
+
+    def __init__(self, filters, kernel_size=3, strides=1, temporal_batch_norm=False, **kwargs):
+        super().__init__(filters, kernel_size, strides, **kwargs)
+        self.temporal_batch_norm = temporal_batch_norm
+        kernel_time = self.kernel_size[0]
+        self.temporal = keras.layers.Conv3D(
+            self.filters, (kernel_time, 1, 1), strides=(self.strides[0], 1, 1), padding="same",
+            use_bias=not temporal_batch_norm, kernel_initializer=TemporalIdentity(), name="temporal")
+        self.temporal_bn = (keras.layers.BatchNormalization(
+            scale=False, epsilon=BATCH_NORM_EPSILON, momentum=BATCH_NORM_MOMENTUM,
+            name="temporal_batch_norm") if temporal_batch_norm else None)
+
+    def _conv_kernel_size(self):
+        return (1,) + self.kernel_size[1:]
+
+    def _conv_strides(self):
+        return (1,) + self.strides[1:]
+
+    def _build_transform(self, input_shape):
+        shape = super()._build_transform(input_shape)
+        self.temporal.build(shape)
+        shape = self.temporal.compute_output_shape(shape)
+        if self.temporal_bn is not None:
+            self.temporal_bn.build(shape)
+        return shape
+
+    def compute_output_shape(self, input_shape):
+        spatial = self.conv_3d.compute_output_shape(input_shape)
+        return tuple(self.temporal.compute_output_shape(spatial))
+
+    def _transform(self, inputs, training):
+        x = super()._transform(inputs, training)
+        x = conv_batch_norm(self.temporal, self.temporal_bn, x, training)
+        return self.activation_fn(x) if self.activation else x
+
+    def get_config(self):
+        return {**super().get_config(), "temporal_batch_norm": self.temporal_batch_norm}
+
+
+def spatiotemporal_unit(filters, kernel_size, strides=1, separable=False, temporal_batch_norm=False,
+                        **kwargs):
+    """A `SeparableUnit3D` when `separable` and the temporal kernel is > 1, else a `Unit3D`."""
+    kernel_size = _triple(kernel_size, "kernel_size")
+    if separable and kernel_size[0] > 1:
+        return SeparableUnit3D(filters, kernel_size, strides,
+                               temporal_batch_norm=temporal_batch_norm, **kwargs)
+    return Unit3D(filters, kernel_size, strides, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class InceptionBlock(keras.layers.Layer):
+    """The Inception-v1 block lifted to video, with per-block temporal policy.
+
+    Branch_0: 1x1x1. Branch_1, Branch_2: 1x1x1 then `[t, 3, 3]` (full or separable).
+    Branch_3: 3x3x3 max pool (stride 1) then 1x1x1. Outputs concatenated on channels; with
+    `self_gating`, every branch ends with a gate.
+
+    Args:
+      filters: 6 ints `(b0, b1_1x1, b1_3x3, b2_1x1, b2_3x3, b3)`.
+      temporal_kernel: t of the 3x3 convs (1 makes the block 2D).
+      separable: split the `[t, 3, 3]` convs into `[1, 3, 3]` + `[t, 1, 1]`.
+
+    Input `[batch, T, H, W, C_in]`, output `[batch, T, H, W, b0 + b1_3x3 + b2_3x3 + b3]`.
+    """
+
+    def __init__(self, filters, temporal_kernel=3, separable=False, self_gating=False,
+                 gating_bias=False, temporal_batch_norm=False, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = tuple(int(f) for f in filters)
+        if len(self.filters) != 6:
+            raise ValueError(f"InceptionBlock needs 6 filter counts, got {self.filters}")
+        self.temporal_kernel = int(temporal_kernel)
+        self.separable = separable
+        self.self_gating = self_gating
+        self.gating_bias = gating_bias
+        self.temporal_batch_norm = temporal_batch_norm
+        b0, b1a, b1b, b2a, b2b, b3 = self.filters
+        gate = dict(self_gating=self_gating, gating_bias=gating_bias)
+        spatiotemporal = dict(separable=separable, temporal_batch_norm=temporal_batch_norm, **gate)
+        kernel = (self.temporal_kernel, 3, 3)
+        self.branch_0 = [Unit3D(b0, name="Branch_0_Conv3d_0a_1x1", **gate)]
+        self.branch_1 = [Unit3D(b1a, name="Branch_1_Conv3d_0a_1x1"),
+                         spatiotemporal_unit(b1b, kernel, name="Branch_1_Conv3d_0b_3x3", **spatiotemporal)]
+        self.branch_2 = [Unit3D(b2a, name="Branch_2_Conv3d_0a_1x1"),
+                         spatiotemporal_unit(b2b, kernel, name="Branch_2_Conv3d_0b_3x3", **spatiotemporal)]
+        self.branch_3 = [keras.layers.MaxPooling3D(3, strides=1, padding="same", name="Branch_3_MaxPool3d_0a_3x3"),
+                         Unit3D(b3, name="Branch_3_Conv3d_0b_1x1", **gate)]
+
+    def build(self, input_shape):
+        for branch in self._branches():
+            shape = input_shape
+            for layer in branch:
+                layer.build(shape)
+                shape = layer.compute_output_shape(shape)
+
+    def _branches(self):
+        return (self.branch_0, self.branch_1, self.branch_2, self.branch_3)
+
+    def call(self, inputs, training=None):
+        outputs = []
+        for branch in self._branches():
+            x = inputs
+            for layer in branch:
+                x = layer(x, training=training) if isinstance(layer, Unit3D) else layer(x)
+            outputs.append(x)
+        return ops.concatenate(outputs, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        b0, _, b1, _, b2, b3 = self.filters
+        return tuple(input_shape[:-1]) + (b0 + b1 + b2 + b3,)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters,
+                "temporal_kernel": self.temporal_kernel, "separable": self.separable,
+                "self_gating": self.self_gating, "gating_bias": self.gating_bias,
+                "temporal_batch_norm": self.temporal_batch_norm}
+
+
+def _window_coverage(length, window):
+    """Weights of a VALID, stride-1 average pool of `window` followed by a mean, per position.
+
+    For `length` n and window k = min(window, n), position i is covered by
+    `min(i, n-k) - max(0, i-k+1) + 1` of the n-k+1 windows; the weights sum to 1.
+    Returns a float32 vector of shape `[n]`; `length` may be a symbolic scalar.
+    """
+    window = ops.minimum(window, length)
+    positions = ops.arange(length)
+    covered = ops.minimum(positions, length - window) - ops.maximum(0, positions - window + 1) + 1
+    return ops.cast(covered, "float32") / ops.cast(window * (length - window + 1), "float32")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class InceptionLogits(keras.layers.Layer):
+    """I3D's head: average pool [2, 7, 7] (VALID, stride 1) -> dropout -> 1x1x1 conv -> mean.
+
+    DeepMind's I3D averages the per-position logits over time (and, for a 7x7 map, there is one
+    spatial position). Pooling and the 1x1x1 conv are linear, so the head computes the same
+    logits as a weighted mean of the features (`_window_coverage`), which works for any T, H, W,
+    also when unknown when the model is built: the window shrinks where the map is smaller than
+    `pool_size`, and a larger map averages the logits of all window positions.
+    Dropout therefore acts on the pooled `[batch, C]` vector.
+
+    Input `[batch, T, H, W, C]`, output logits `[batch, num_classes]`.
+    """
+
+    def __init__(self, num_classes, dropout_rate=0.0, pool_size=(2, 7, 7), **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = int(num_classes)
+        self.dropout_rate = float(dropout_rate)
+        self.pool_size = _triple(pool_size, "pool_size")
+        self.dropout = keras.layers.Dropout(self.dropout_rate, name="dropout")
+        self.classifier = Unit3D(self.num_classes, use_batch_norm=False, use_bias=True,
+                                 activation=None, name="Conv3d_0c_1x1")
+
+    def build(self, input_shape):
+        self.classifier.build((input_shape[0], 1, 1, 1, input_shape[-1]))
+
+    def call(self, inputs, training=None):
+        _, time, height, width, _ = ops.shape(inputs)
+        weights_t = _window_coverage(time, self.pool_size[0])[:, None, None, None]
+        weights_h = _window_coverage(height, self.pool_size[1])[:, None, None]
+        weights_w = _window_coverage(width, self.pool_size[2])[:, None]
+        weights = ops.cast(weights_t * weights_h * weights_w, inputs.dtype)  # [T, H, W, 1]
+        pooled = ops.sum(inputs * weights, axis=(1, 2, 3), keepdims=True)  # [batch, 1, 1, 1, C]
+        pooled = self.dropout(pooled, training=training)
+        logits = self.classifier(pooled, training=training)
+        return ops.reshape(logits, (-1, self.num_classes))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
+    def compute_output_spec(self, inputs, training=None):
+        return keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes,
+                "dropout_rate": self.dropout_rate, "pool_size": self.pool_size}
