@@ -1,0 +1,215 @@
+"""The tf.data clip pipeline over a dataset written by `data.prepare`.
+
+`clip_dataset(data_dir, split, training=True, ...)` yields batches of
+  training:   clips `[batch, num_frames, crop, crop, 3]` and labels `[batch]`;
+  evaluation: views `[batch, views, frames, crop, crop, 3]` and labels `[batch]` (one element per
+              video, `views = num_clips * num_crops`, so video-level accuracy averages over them).
+Values are in [-1, 1] (float32 or bfloat16). Frame indices are chosen before any JPEG is decoded,
+and only those frames are decoded (training decodes only the crop window of each).
+"""
+
+import re
+
+import tensorflow as tf
+
+from data import records
+
+# Words a horizontal flip turns into each other; a class naming one flips to its twin class.
+MIRROR_WORDS = (("left", "right"), ("clockwise", "counterclockwise"))
+
+
+def flip_table(class_names):
+    """Label after a horizontal flip, per label: itself, its mirrored twin ("left to right" <->
+    "right to left"), or -1 where the mirrored class does not exist (such clips are not flipped)."""
+    index = {name: i for i, name in enumerate(class_names)}
+    table = []
+    for i, name in enumerate(class_names):
+        mirrored = name
+        for a, b in MIRROR_WORDS:
+            mirrored = re.sub(rf"\b({a}|{b})\b", lambda m, a=a, b=b: b if m.group(1) == a else a, mirrored)
+        table.append(i if mirrored == name else index.get(mirrored, -1))
+    return table
+
+
+def parse_example(serialized):
+    """`(frames, label)`: the JPEG bytes of every frame `[N]` and the label index."""
+    context, sequence = tf.io.parse_single_sequence_example(
+        serialized,
+        context_features={records.LABEL_INDEX: tf.io.FixedLenFeature([], tf.int64)},
+        sequence_features={records.IMAGE_ENCODED: tf.io.FixedLenSequenceFeature([], tf.string)})
+    return sequence[records.IMAGE_ENCODED], tf.cast(context[records.LABEL_INDEX], tf.int32)
+
+
+def clip_indices(video_frames, num_frames, stride=1, num_clips=1, start=None):
+    """Frame indices `[num_clips, num_frames]` of clips of `num_frames` every `stride` frames.
+
+    `start` given: one clip from there. Otherwise `num_clips` starts spaced uniformly from the
+    first frame to the last possible start, so together the clips cover the whole video when
+    `num_clips * num_frames * stride >= video_frames`. Indices loop past the end of short videos.
+    """
+    span = (num_frames - 1) * stride + 1
+    if start is None:
+        last = tf.maximum(video_frames - span, 0)
+        start = tf.cast(tf.round(tf.linspace(0.0, tf.cast(last, tf.float32), num_clips)), tf.int32)
+    starts = tf.reshape(start, [-1, 1])
+    return (starts + tf.range(num_frames)[None, :] * stride) % video_frames
+
+
+def _to_values(frames, dtype):
+    """uint8 -> [-1, 1] in `dtype`."""
+    return tf.cast(tf.cast(frames, tf.float32) / 127.5 - 1.0, dtype)
+
+
+def _decode(jpegs):
+    return tf.map_fn(lambda jpeg: tf.io.decode_jpeg(jpeg, channels=3), jpegs,
+                     fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+
+
+def _train_clip(jpegs, label, num_frames, stride, crop_size, short_side_range, flip, flip_labels, dtype):
+    video_frames = tf.shape(jpegs)[0]
+    span = (num_frames - 1) * stride + 1
+    start = tf.random.uniform([], 0, tf.maximum(video_frames - span, 0) + 1, tf.int32)
+    selected = tf.gather(jpegs, clip_indices(video_frames, num_frames, stride, start=start)[0])
+    shape = tf.io.extract_jpeg_shape(selected[0])
+    height, width = shape[0], shape[1]
+    if short_side_range is None:
+        # Decode only the crop window, the same for every frame (frames smaller than the crop
+        # are first resized up, which needs the whole frame).
+        small = tf.minimum(height, width) < crop_size
+
+        def crop_window():
+            y = tf.random.uniform([], 0, height - crop_size + 1, tf.int32)
+            x = tf.random.uniform([], 0, width - crop_size + 1, tf.int32)
+            window = tf.stack([y, x, crop_size, crop_size])
+            return tf.map_fn(lambda jpeg: tf.io.decode_and_crop_jpeg(jpeg, window, channels=3), selected,
+                             fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+
+        frames = tf.cond(small, lambda: _random_crop(_at_least(_decode(selected), crop_size), crop_size),
+                         crop_window)
+    else:
+        short_side = tf.random.uniform([], short_side_range[0], short_side_range[1] + 1, tf.int32)
+        frames = _random_crop(_resize_short(_decode(selected), tf.maximum(short_side, crop_size)), crop_size)
+    frames = tf.ensure_shape(frames, [num_frames, crop_size, crop_size, 3])
+    if flip:
+        twin = tf.gather(flip_labels, label)
+        do_flip = tf.logical_and(tf.random.uniform([]) < 0.5, twin >= 0)
+        frames = tf.cond(do_flip, lambda: tf.reverse(frames, axis=[2]), lambda: frames)
+        label = tf.where(do_flip, twin, label)
+    return _to_values(frames, dtype), label
+
+
+def _resize_short(frames, short_side):
+    """Bilinear resize of `[T, H, W, 3]` uint8 frames so min(H, W) == short_side; returns uint8."""
+    shape = tf.shape(frames)
+    height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+    scale = tf.cast(short_side, tf.float32) / tf.minimum(height, width)
+    size = tf.cast(tf.round(tf.stack([height * scale, width * scale])), tf.int32)
+    resized = tf.image.resize(frames, tf.maximum(size, short_side), method="bilinear")
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
+def _at_least(frames, crop_size):
+    """Frames whose short side is below `crop_size` are resized up to it; others are unchanged."""
+    shape = tf.shape(frames)
+    return tf.cond(tf.minimum(shape[1], shape[2]) < crop_size,
+                   lambda: _resize_short(frames, crop_size), lambda: frames)
+
+
+def _random_crop(frames, crop_size):
+    shape = tf.shape(frames)
+    return tf.image.random_crop(frames, tf.stack([shape[0], crop_size, crop_size, 3]))
+
+
+def _spatial_crops(frames, crop_size, num_crops):
+    """`[num_crops, T, crop, crop, 3]`: the centre crop, or 3 crops spaced along the long side."""
+    shape = tf.shape(frames)
+    height, width = shape[1], shape[2]
+    if num_crops == 1:
+        offsets = [((height - crop_size) // 2, (width - crop_size) // 2)]
+    else:
+        long_is_width = width >= height
+        centre_y, centre_x = (height - crop_size) // 2, (width - crop_size) // 2
+        offsets = [(tf.where(long_is_width, centre_y, p), tf.where(long_is_width, p, centre_x))
+                   for p in (0, tf.where(long_is_width, centre_x, centre_y),
+                             tf.where(long_is_width, width - crop_size, height - crop_size))]
+    return tf.stack([frames[:, y:y + crop_size, x:x + crop_size] for y, x in offsets])
+
+
+def _eval_views(jpegs, label, num_frames, stride, eval_frames, num_clips, num_crops, crop_size,
+                reverse_time, dtype):
+    video_frames = tf.shape(jpegs)[0]
+    if eval_frames:  # all frames, padded by looping or cut to eval_frames: one clip
+        indices = clip_indices(video_frames, eval_frames, 1, start=0)
+    else:
+        indices = clip_indices(video_frames, num_frames, stride, num_clips)
+    clips, length = tf.shape(indices)[0], tf.shape(indices)[1]
+    frames = _decode(tf.gather(jpegs, tf.reshape(indices, [-1])))
+    frames = _at_least(frames, crop_size)
+    views = _spatial_crops(frames, crop_size, num_crops)  # [crops, clips * length, ...]
+    views = tf.reshape(views, tf.concat([[num_crops, clips, length], tf.shape(views)[2:]], 0))
+    views = tf.reshape(tf.transpose(views, [1, 0, 2, 3, 4, 5]),
+                       tf.concat([[-1, length], tf.shape(views)[3:]], 0))
+    if reverse_time:
+        views = tf.reverse(views, axis=[1])
+    return _to_values(views, dtype), label
+
+
+def clip_dataset(data_dir, split, training, batch_size, num_frames=64, crop_size=224, frame_stride=1,
+                 flip=True, short_side_range=None, eval_frames=None, num_clips=1, num_crops=1,
+                 reverse_time=False, dtype="float32", input_context=None, seed=None, repeat=None,
+                 shuffle_buffer=256):
+    """A batched `tf.data.Dataset` of clips from the prepared dataset at `data_dir`.
+
+    Args:
+      training: random clips, crops and flips, shuffled, repeated; else evaluation views in order.
+      batch_size: per replica (videos, for evaluation).
+      num_frames, frame_stride: clip length in frames, and the step between them.
+      crop_size: square crop in pixels (evaluation resizes a smaller short side up to it).
+      flip: training only: random horizontal flip; classes naming a direction switch to their
+        mirrored twin, or are not flipped without one (`flip_table`).
+      short_side_range: training only: (min, max) short side to resize to before cropping
+        (CSN-style scale jitter); None crops the stored frames directly.
+      eval_frames: evaluation: one clip of all frames, looped or cut to this many (250 for
+        Kinetics, 64 for Something-Something); else num_clips uniformly spaced clips.
+      num_clips, num_crops: evaluation views per video (crops: 1 centre, or 3 along the long side).
+      reverse_time: evaluation: play each view backwards.
+      dtype: "float32" or "bfloat16".
+      input_context: a `tf.distribute.InputContext`; each input pipeline reads its share of files.
+    """
+    info = records.load_info(data_dir, split)
+    files = records.shard_files(data_dir, info, split)
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        if len(files) < input_context.num_input_pipelines:
+            raise records.DatasetError(f"{data_dir}: split {split!r} has {len(files)} shards, fewer than the "
+                                       f"{input_context.num_input_pipelines} input pipelines")
+        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if training:
+        dataset = dataset.shuffle(len(files), seed=seed)
+    dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(files)),
+                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    if training:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed)
+        if repeat is None or repeat:
+            dataset = dataset.repeat()
+        flip_labels = tf.constant(flip_table(info["class_names"]), tf.int32)
+        make = lambda s: _train_clip(*parse_example(s), num_frames, frame_stride, crop_size,  # noqa: E731
+                                     short_side_range, flip, flip_labels, dtype)
+    else:
+        make = lambda s: _eval_views(*parse_example(s), num_frames, frame_stride, eval_frames,  # noqa: E731
+                                     num_clips, num_crops, crop_size, reverse_time, dtype)
+    dataset = dataset.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    dataset = dataset.batch(batch_size, drop_remainder=training)
+    options = tf.data.Options()
+    options.experimental_deterministic = not training
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def dataset_fn(data_dir, split, training, global_batch_size, **kwargs):
+    """For `strategy.distribute_datasets_from_function`: builds each replica's pipeline with the
+    per-replica batch and that pipeline's share of the shards."""
+    def make(input_context):
+        batch = input_context.get_per_replica_batch_size(global_batch_size)
+        return clip_dataset(data_dir, split, training, batch, input_context=input_context, **kwargs)
+    return make
+

@@ -1,0 +1,75 @@
+"""The on-disk format: MediaSequence-style `tf.train.SequenceExample`s in sharded TFRecord files.
+
+One example per video. Context: `clip/media_id`, `clip/label/index`, `clip/label/string`,
+`image/format`, `image/height`, `image/width`, `image/frame_rate`; feature list `image/encoded`:
+one JPEG per frame. These are the keys of MediaPipe's MediaSequence, read by DMVR and the TF
+Model Garden video code. A prepared dataset is a folder:
+
+    dataset_info.json                  written last: its presence marks the dataset complete
+    prepare_config.json                the options it was prepared with
+    skipped.json                       the manifest of skipped videos and annotation rows
+    {split}/{split}-{i:05d}-of-{n:05d}.tfrecord        (+ .json: that shard's statistics)
+"""
+
+import json
+import pathlib
+
+MEDIA_ID = "clip/media_id"
+LABEL_INDEX = "clip/label/index"
+LABEL_STRING = "clip/label/string"
+IMAGE_FORMAT = "image/format"
+IMAGE_HEIGHT = "image/height"
+IMAGE_WIDTH = "image/width"
+FRAME_RATE = "image/frame_rate"
+IMAGE_ENCODED = "image/encoded"
+
+INFO_FILE = "dataset_info.json"
+CONFIG_FILE = "prepare_config.json"
+SKIPPED_FILE = "skipped.json"
+
+
+class DatasetError(Exception):
+    """A prepared dataset that is missing, incomplete or lacks the requested split."""
+
+
+def shard_name(split, index, count):
+    return f"{split}/{split}-{index:05d}-of-{count:05d}.tfrecord"
+
+
+def encode_example(jpeg_frames, label_index, label_name, media_id, height, width, fps):
+    """A serialised SequenceExample for one video whose frames are already JPEG bytes."""
+    import tensorflow as tf
+
+    def bytes_feature(values):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+
+    def int_feature(value):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+    context = tf.train.Features(feature={
+        MEDIA_ID: bytes_feature([media_id.encode()]), LABEL_INDEX: int_feature(label_index),
+        LABEL_STRING: bytes_feature([label_name.encode()]), IMAGE_FORMAT: bytes_feature([b"JPEG"]),
+        IMAGE_HEIGHT: int_feature(height), IMAGE_WIDTH: int_feature(width),
+        FRAME_RATE: tf.train.Feature(float_list=tf.train.FloatList(value=[fps])),
+    })
+    frames = tf.train.FeatureList(feature=[bytes_feature([jpeg]) for jpeg in jpeg_frames])
+    example = tf.train.SequenceExample(context=context,
+                                       feature_lists=tf.train.FeatureLists(feature_list={IMAGE_ENCODED: frames}))
+    return example.SerializeToString()
+
+
+def load_info(data_dir, split=None):
+    """The `dataset_info.json` of a prepared dataset; checks that `split` was prepared."""
+    info_path = pathlib.Path(data_dir) / INFO_FILE
+    if not info_path.exists():
+        raise DatasetError(f"{data_dir}: no prepared dataset here ({INFO_FILE} is missing; data.prepare "
+                           "writes it last, so an interrupted preparation has none: run data.prepare again)")
+    info = json.loads(info_path.read_text())
+    if split is not None and split not in info["splits"]:
+        raise DatasetError(f"{data_dir}: split {split!r} was not prepared; it has {', '.join(info['splits'])}")
+    return info
+
+
+def shard_files(data_dir, info, split):
+    """Absolute paths of `split`'s TFRecord shards."""
+    return [str(pathlib.Path(data_dir) / name) for name in info["splits"][split]["files"]]

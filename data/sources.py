@@ -1,0 +1,304 @@
+"""Reading each dataset's own annotation files and folder layout into a list of videos.
+
+The layouts each dataset needs under `--source_dir` are in `LAYOUTS`.
+
+Label indices always follow the sorted class names. A row that is malformed, names an unknown
+class, or points outside `--source_dir` is skipped with its reason; such paths are never read.
+"""
+
+import csv
+import dataclasses
+import json
+import pathlib
+import re
+
+from data import synthetic
+
+LABEL_MAPS = pathlib.Path(__file__).parent / "label_maps"
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi")
+SOMETHING_SOMETHING_FPS = 12.0
+
+LAYOUTS = """
+kinetics400 | kinetics600 | kinetics700 (the CVDF copy):
+    annotations/{train,val,test}.csv   header `label,youtube_id,time_start,time_end,split[,is_cc]`
+    {train,val,test}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4
+    (or {split}/{label}/{...}.mp4; .webm, .mkv and .avi are found too). Kinetics-400 and -600 use
+    the official class lists (DeepMind's label maps); Kinetics-700 the sorted labels of train.csv.
+mini_kinetics200:
+    a Kinetics-400 copy as above, plus annotations/mini_kinetics200_{train,val}.txt: the published
+    split lists, one YouTube id a line. Classes: the labels of the listed training videos.
+something_something_v1:
+    20bn-something-something-v1/{id}/00001.jpg ...   (frames at 12 fps)
+    something-something-v1-labels.csv                 one class name a line
+    something-something-v1-{train,validation}.csv     `id;label` lines
+something_something_v2:
+    20bn-something-something-v2/{id}.webm
+    labels/labels.json (template -> index), labels/{train,validation}.json
+    (entries with `id` and `template`; the template's [brackets] are removed to match labels.json)
+ucf101 (with --split_index=1|2|3):
+    UCF-101/{Class}/v_{Class}_g{gg}_c{cc}.avi
+    ucfTrainTestlist/classInd.txt, trainlist0{k}.txt, testlist0{k}.txt   splits: train, test
+hmdb51 (with --split_index=1|2|3):
+    hmdb51_org/{class}/{video}.avi
+    testTrainMulti_7030_splits/{class}_test_split{k}.txt  (`video.avi 1` train, `2` test, `0` unused)
+synthetic:
+    nothing: the videos are rendered (data/synthetic.py); splits train, validation.
+"""
+
+
+class SourceError(Exception):
+    """The source directory or an annotation file the dataset needs is missing or unreadable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Video:
+    """One video to prepare. `path`: a file or frame folder (None for rendered videos)."""
+    media_id: str
+    label: str
+    path: pathlib.Path = None
+    seed: tuple = None  # rendered videos only
+
+
+@dataclasses.dataclass
+class Source:
+    """A dataset's videos per split, its sorted class names, and the annotation rows skipped."""
+    name: str
+    class_names: list
+    splits: dict  # split -> [Video]
+    skipped: list  # {"path", "reason"}
+    native_fps: float = None  # frame folders' rate
+    resample: bool = True  # Something-Something keeps its native rate by default
+
+
+def _require(path, what):
+    if not path.exists():
+        raise SourceError(f"{path}: {what} not found")
+    return path
+
+
+def _inside(root, relative, skipped, origin):
+    """`root / relative` if it stays inside `root`, else None (recorded as skipped, never read)."""
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()):
+        skipped.append({"path": str(relative), "reason": f"{origin}: path leads outside the source directory"})
+        return None
+    return path
+
+
+def _read_lines(path):
+    return [line.strip() for line in _require(path, "annotation file").read_text().splitlines()]
+
+
+# --- Kinetics -------------------------------------------------------------------------------------
+
+def _kinetics_rows(csv_path, skipped):
+    """`(label, youtube_id, start, end)` of each well-formed row of a Kinetics CSV."""
+    rows = []
+    with open(_require(csv_path, "annotation file"), newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"youtube_id", "time_start", "time_end"} - set(reader.fieldnames or [])
+        if missing:
+            raise SourceError(f"{csv_path}: header lacks {', '.join(sorted(missing))}")
+        for line, row in enumerate(reader, start=2):
+            try:
+                youtube_id = row["youtube_id"].strip()
+                start, end = int(float(row["time_start"])), int(float(row["time_end"]))
+                label = (row.get("label") or "").strip()
+                if not youtube_id or None in row.values():
+                    raise ValueError
+            except (ValueError, TypeError, AttributeError):
+                skipped.append({"path": f"{csv_path}:{line}", "reason": "malformed annotation row"})
+                continue
+            rows.append((label, youtube_id, start, end))
+    return rows
+
+
+def _kinetics_video(split_dir, label, youtube_id, start, end, skipped, csv_path):
+    stem = f"{youtube_id}_{start:06d}_{end:06d}"
+    candidates = [pathlib.Path(stem), pathlib.Path(label) / stem, pathlib.Path(label.replace(" ", "_")) / stem]
+    for relative in candidates:
+        for suffix in VIDEO_SUFFIXES:
+            path = _inside(split_dir, relative.with_suffix(suffix), [], csv_path)
+            if path is not None and path.exists():
+                return path
+    path = _inside(split_dir, candidates[0].with_suffix(".mp4"), skipped, csv_path)
+    return path  # missing: reported when it is read
+
+
+def _kinetics(root, splits, class_names=None, id_lists=None):
+    skipped, videos = [], {}
+    rows = {split: _kinetics_rows(root / "annotations" / f"{split}.csv", skipped) for split in splits}
+    if id_lists is not None:
+        rows = {split: [r for r in rows[split] if r[1] in id_lists[split]] for split in splits}
+    if class_names is None:
+        train_split = "train" if "train" in rows else splits[0]
+        class_names = sorted({r[0] for r in rows[train_split] if r[0]})
+    known = set(class_names)
+    for split in splits:
+        csv_path = root / "annotations" / f"{split}.csv"
+        videos[split] = []
+        for label, youtube_id, start, end in rows[split]:
+            if label not in known:
+                skipped.append({"path": f"{csv_path}: {youtube_id}", "reason": f"unknown label {label!r}"})
+                continue
+            path = _kinetics_video(root / split, label, youtube_id, start, end, skipped, csv_path)
+            if path is not None:
+                videos[split].append(Video(f"{youtube_id}_{start:06d}_{end:06d}", label, path))
+    return class_names, videos, skipped
+
+
+def kinetics(root, splits, version):
+    label_map = LABEL_MAPS / f"kinetics{version}.txt"
+    class_names = label_map.read_text().splitlines() if label_map.exists() else None
+    return Source(f"kinetics{version}", *_kinetics(root, splits, class_names))
+
+
+def mini_kinetics200(root, splits):
+    id_lists = {split: set(_read_lines(root / "annotations" / f"mini_kinetics200_{split}.txt")) for split in splits}
+    return Source("mini_kinetics200", *_kinetics(root, splits, None, id_lists))
+
+
+# --- Something-Something --------------------------------------------------------------------------
+
+def something_something_v1(root, splits):
+    class_names = sorted(name for name in _read_lines(root / "something-something-v1-labels.csv") if name)
+    frames_root = _require(root / "20bn-something-something-v1", "frame folder")
+    skipped, videos = [], {}
+    for split in splits:
+        csv_path = root / f"something-something-v1-{split}.csv"
+        videos[split] = []
+        for line, text in enumerate(_read_lines(csv_path), start=1):
+            if not text:
+                continue
+            video_id, _, label = text.partition(";")
+            if not video_id or not label:
+                skipped.append({"path": f"{csv_path}:{line}", "reason": "malformed annotation row"})
+            elif label not in class_names:
+                skipped.append({"path": f"{csv_path}:{line}", "reason": f"unknown label {label!r}"})
+            elif (path := _inside(frames_root, video_id, skipped, csv_path)) is not None:
+                videos[split].append(Video(video_id, label, path))
+    return Source("something_something_v1", class_names, videos, skipped,
+                  native_fps=SOMETHING_SOMETHING_FPS, resample=False)
+
+
+def _load_json(path):
+    try:
+        return json.loads(_require(path, "annotation file").read_text())
+    except json.JSONDecodeError as error:
+        raise SourceError(f"{path}: not valid JSON ({error})")
+
+
+def something_something_v2(root, splits):
+    class_names = sorted(_load_json(root / "labels" / "labels.json"))
+    videos_root = _require(root / "20bn-something-something-v2", "video folder")
+    skipped, videos = [], {}
+    for split in splits:
+        json_path = root / "labels" / f"{split}.json"
+        videos[split] = []
+        for position, entry in enumerate(_load_json(json_path)):
+            if not isinstance(entry, dict) or "id" not in entry or "template" not in entry:
+                skipped.append({"path": f"{json_path}[{position}]", "reason": "malformed annotation entry"})
+                continue
+            label = re.sub(r"[\[\]]", "", entry["template"])
+            if label not in class_names:
+                skipped.append({"path": f"{json_path}[{position}]", "reason": f"unknown label {label!r}"})
+            elif (path := _inside(videos_root, f"{entry['id']}.webm", skipped, json_path)) is not None:
+                videos[split].append(Video(str(entry["id"]), label, path))
+    return Source("something_something_v2", class_names, videos, skipped,
+                  native_fps=SOMETHING_SOMETHING_FPS, resample=False)
+
+
+# --- UCF-101 and HMDB-51 --------------------------------------------------------------------------
+
+def ucf101(root, splits, split_index):
+    lists = root / "ucfTrainTestlist"
+    class_names = sorted(line.split()[1] for line in _read_lines(lists / "classInd.txt") if len(line.split()) == 2)
+    videos_root = _require(root / "UCF-101", "video folder")
+    skipped, videos = [], {}
+    for split in splits:
+        list_path = lists / f"{split}list0{split_index}.txt"
+        videos[split] = []
+        for line, text in enumerate(_read_lines(list_path), start=1):
+            if not text:
+                continue
+            relative = text.split()[0]
+            label = relative.split("/")[0]
+            if "/" not in relative:
+                skipped.append({"path": f"{list_path}:{line}", "reason": "malformed list row"})
+            elif label not in class_names:
+                skipped.append({"path": f"{list_path}:{line}", "reason": f"unknown label {label!r}"})
+            elif (path := _inside(videos_root, relative, skipped, list_path)) is not None:
+                videos[split].append(Video(pathlib.Path(relative).stem, label, path))
+    return Source("ucf101", class_names, videos, skipped)
+
+
+HMDB_SPLIT_CODES = {"train": "1", "test": "2"}
+
+
+def hmdb51(root, splits, split_index):
+    lists = _require(root / "testTrainMulti_7030_splits", "split folder")
+    split_files = sorted(lists.glob(f"*_test_split{split_index}.txt"))
+    if not split_files:
+        raise SourceError(f"{lists}: no *_test_split{split_index}.txt files")
+    class_names = sorted(path.name[: -len(f"_test_split{split_index}.txt")] for path in split_files)
+    videos_root = _require(root / "hmdb51_org", "video folder")
+    skipped, videos = [], {split: [] for split in splits}
+    for list_path in split_files:
+        label = list_path.name[: -len(f"_test_split{split_index}.txt")]
+        for line, text in enumerate(_read_lines(list_path), start=1):
+            fields = text.split()
+            if not fields:
+                continue
+            if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
+                skipped.append({"path": f"{list_path}:{line}", "reason": "malformed list row"})
+                continue
+            split = {code: name for name, code in HMDB_SPLIT_CODES.items()}.get(fields[1])
+            if split in videos and (path := _inside(videos_root / label, fields[0], skipped, list_path)) is not None:
+                videos[split].append(Video(pathlib.Path(fields[0]).stem, label, path))
+    return Source("hmdb51", class_names, videos, skipped)
+
+
+# --- synthetic ------------------------------------------------------------------------------------
+
+def synthetic_source(splits, seed=0, per_class=None):
+    videos = {split: [Video(media_id, label, seed=tuple(video_seed))
+                      for media_id, label, video_seed in synthetic.examples(split, seed, per_class)]
+              for split in splits}
+    return Source("synthetic", list(synthetic.CLASSES), videos, [], native_fps=synthetic.FPS)
+
+
+DATASETS = {
+    "kinetics400": dict(splits=("train", "val")), "kinetics600": dict(splits=("train", "val")),
+    "kinetics700": dict(splits=("train", "val")), "mini_kinetics200": dict(splits=("train", "val")),
+    "something_something_v1": dict(splits=("train", "validation")),
+    "something_something_v2": dict(splits=("train", "validation")),
+    "ucf101": dict(splits=("train", "test")), "hmdb51": dict(splits=("train", "test")),
+    "synthetic": dict(splits=("train", "validation")),
+}
+
+
+def load_source(dataset, source_dir, splits=None, split_index=1, synthetic_seed=0, synthetic_per_class=None):
+    """Reads dataset `dataset`'s annotations under `source_dir` into a `Source`.
+
+    Raises SourceError (missing folder or annotation file) and ValueError (bad arguments).
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset: unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    splits = tuple(splits or DATASETS[dataset]["splits"])
+    if dataset == "synthetic":
+        unknown = set(splits) - set(synthetic.SPLITS)
+        if unknown:
+            raise ValueError(f"splits: synthetic has splits {', '.join(synthetic.SPLITS)}, not {', '.join(sorted(unknown))}")
+        return synthetic_source(splits, synthetic_seed, synthetic_per_class)
+    root = pathlib.Path(source_dir) if source_dir else None
+    if root is None or not root.is_dir():
+        raise SourceError(f"{source_dir}: source directory not found")
+    if split_index not in (1, 2, 3):
+        raise ValueError(f"split_index must be 1, 2 or 3, got {split_index}")
+    if dataset.startswith("kinetics"):
+        return kinetics(root, splits, dataset[len("kinetics"):])
+    return {"mini_kinetics200": lambda: mini_kinetics200(root, splits),
+            "something_something_v1": lambda: something_something_v1(root, splits),
+            "something_something_v2": lambda: something_something_v2(root, splits),
+            "ucf101": lambda: ucf101(root, splits, split_index),
+            "hmdb51": lambda: hmdb51(root, splits, split_index)}[dataset]()
