@@ -168,6 +168,8 @@ def prepare(dataset, output_dir, source_dir=None, splits=None, split_index=1, wo
               "synthetic_seed": synthetic_seed if dataset == "synthetic" else None,
               "synthetic_per_class": synthetic_per_class if dataset == "synthetic" else None}
     _check_config(output_dir, config)
+    for partial in output_dir.rglob("*.tmp*"):  # left by an interrupted run; never complete data
+        partial.unlink()
     plan = plan_shards(source, examples_per_shard)
     tasks = [task for split_tasks in plan.values() for task in split_tasks]
     results = _run_tasks(tasks, output_dir, options, workers, show_progress)

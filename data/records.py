@@ -55,7 +55,7 @@ def encode_example(jpeg_frames, label_index, label_name, media_id, height, width
     frames = tf.train.FeatureList(feature=[bytes_feature([jpeg]) for jpeg in jpeg_frames])
     example = tf.train.SequenceExample(context=context,
                                        feature_lists=tf.train.FeatureLists(feature_list={IMAGE_ENCODED: frames}))
-    return example.SerializeToString()
+    return example.SerializeToString(deterministic=True)  # map order fixed: resumed runs are byte-identical
 
 
 def load_info(data_dir, split=None):

@@ -1,0 +1,108 @@
+r"""Throughput of the input pipeline against the JPEG-decode bound.
+
+  python -m data.benchmark --dataset=kinetics400 --data_dir=datasets/k400 [--split=train] [--json]
+
+Measures clips/s and frames/s of the training path (random clip, crop-window decode, flip) and of
+the evaluation path (centre crop of one clip), in total and per CPU core, and as the bound the
+single-core rate of `tf.io.decode_jpeg` on the same stored frames. The training path is also run
+on 1 core (a private tf.data thread pool of one thread) to show how it scales. With --json the
+last line is one JSON object.
+"""
+
+import json
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from data import pipeline, records  # noqa: E402
+from flags import data_flags  # noqa: E402
+
+data_flags.define()
+flags.DEFINE_integer("num_frames", 64, "Frames per clip.", lower_bound=1)
+flags.DEFINE_integer("crop_size", 224, "Crop size in pixels.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 8, "Clips per batch.", lower_bound=1)
+flags.DEFINE_integer("batches", 20, "Timed batches per path.", lower_bound=1)
+flags.DEFINE_integer("decode_frames", 300, "Frames decoded for the decode bound.", lower_bound=1)
+flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
+FLAGS = flags.FLAGS
+
+
+def _with_threads(dataset, threads):
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = threads
+    options.autotune.ram_budget = 0
+    return dataset.with_options(options)
+
+
+def clips_per_second(dataset, batches, clips_per_batch):
+    """Clips per second over `batches` batches, after two warm-up batches."""
+    iterator = iter(dataset)
+    for _ in range(2):
+        next(iterator)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return batches * clips_per_batch / (time.perf_counter() - start)
+
+
+def decode_bound(data_dir, split, frames):
+    """Frames per second of `tf.io.decode_jpeg` on one core, on `frames` stored frames."""
+    dataset = tf.data.TFRecordDataset(records.shard_files(data_dir, records.load_info(data_dir, split), split)[:4])
+    jpegs = dataset.map(lambda s: pipeline.parse_example(s)[0]).unbatch().take(frames)
+    jpegs = tf.stack(list(jpegs))
+    decode = tf.function(lambda j: tf.map_fn(lambda x: tf.io.decode_jpeg(x, channels=3)[0, 0, 0], j,
+                                             fn_output_signature=tf.uint8, parallel_iterations=1))
+    decode(jpegs[:2])
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        decode(jpegs).numpy()
+        times.append(time.perf_counter() - start)
+    return int(tf.shape(jpegs)[0]) / statistics.median(times)
+
+
+def run(data_dir, split):
+    cores = os.cpu_count()
+    common = dict(num_frames=FLAGS.num_frames, crop_size=FLAGS.crop_size)
+    train = pipeline.clip_dataset(data_dir, split, True, FLAGS.batch_size, seed=0, **common)
+    evaluation = pipeline.clip_dataset(data_dir, split, False, FLAGS.batch_size, **common).repeat()
+    train_clips = clips_per_second(train, FLAGS.batches, FLAGS.batch_size)
+    train_one_core = clips_per_second(_with_threads(train, 1), FLAGS.batches, FLAGS.batch_size)
+    eval_clips = clips_per_second(evaluation, FLAGS.batches, FLAGS.batch_size)
+    bound = decode_bound(data_dir, split, FLAGS.decode_frames)
+    frames = FLAGS.num_frames
+    return {"data_dir": data_dir, "split": split, "cores": cores, "num_frames": frames,
+            "crop_size": FLAGS.crop_size, "train_clips_per_s": train_clips,
+            "train_frames_per_s": train_clips * frames, "train_frames_per_s_per_core": train_clips * frames / cores,
+            "train_frames_per_s_one_core": train_one_core * frames,
+            "eval_clips_per_s": eval_clips, "eval_frames_per_s_per_core": eval_clips * frames / cores,
+            "decode_bound_frames_per_s_per_core": bound,
+            "train_fraction_of_bound": train_clips * frames / cores / bound}
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.data_dir:
+        raise app.UsageError("--data_dir is required")
+    try:
+        result = run(FLAGS.data_dir, data_flags.split())
+    except records.DatasetError as error:
+        sys.exit(f"data.benchmark: error: {error}")
+    print(f"training   {result['train_clips_per_s']:.2f} clips/s, {result['train_frames_per_s']:.0f} frames/s "
+          f"({result['train_frames_per_s_per_core']:.0f} per core; on 1 core {result['train_frames_per_s_one_core']:.0f})")
+    print(f"evaluation {result['eval_clips_per_s']:.2f} clips/s, {result['eval_frames_per_s_per_core']:.0f} frames/s per core")
+    print(f"bound      tf.io.decode_jpeg {result['decode_bound_frames_per_s_per_core']:.0f} frames/s on 1 core; "
+          f"training reaches {result['train_fraction_of_bound']:.2f} of it per core ({result['cores']} cores)")
+    if FLAGS.json:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    app.run(main)
