@@ -56,8 +56,14 @@ def clip_indices(video_frames, num_frames, stride=1, num_clips=1, start=None):
 
 
 def _to_values(frames, dtype):
-    """uint8 -> [-1, 1] in `dtype`."""
-    return tf.cast(tf.cast(frames, tf.float32) / 127.5 - 1.0, dtype)
+    """uint8 -> [-1, 1] in `dtype`; "uint8" keeps the frames as they are (see `to_values`)."""
+    return frames if dtype in ("uint8", tf.uint8) else to_values(frames, dtype)
+
+
+def to_values(frames, dtype="float32"):
+    """Maps uint8 frames to [-1, 1]. Pipelines with `dtype="uint8"` leave this to the model's
+    device, which saves the host a pass over 4-byte values (WORKSPACE.md)."""
+    return tf.cast(tf.cast(frames, tf.float32) * (1 / 127.5) - 1.0, dtype)
 
 
 def _decode(jpegs):
@@ -65,37 +71,60 @@ def _decode(jpegs):
                      fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
 
 
-def _train_clip(jpegs, label, num_frames, stride, crop_size, short_side_range, flip, flip_labels, dtype):
+def _choose_training_clip(jpegs, label, num_frames, stride, crop_size, short_side_range, flip, flip_labels):
+    """Chooses a training clip without decoding anything.
+
+    Returns, each repeated per frame (`[T, ...]`) so frames can be decoded in parallel:
+    the JPEG bytes, the size to resize to before cropping (`[0, 0]`: none), the crop window
+    `[y, x, crop, crop]`, whether to flip, and the (possibly mirrored) label.
+    """
     video_frames = tf.shape(jpegs)[0]
     span = (num_frames - 1) * stride + 1
     start = tf.random.uniform([], 0, tf.maximum(video_frames - span, 0) + 1, tf.int32)
     selected = tf.gather(jpegs, clip_indices(video_frames, num_frames, stride, start=start)[0])
     shape = tf.io.extract_jpeg_shape(selected[0])
     height, width = shape[0], shape[1]
+    short_side = tf.minimum(height, width)
     if short_side_range is None:
-        # Decode only the crop window, the same for every frame (frames smaller than the crop
-        # are first resized up, which needs the whole frame).
-        small = tf.minimum(height, width) < crop_size
-
-        def crop_window():
-            y = tf.random.uniform([], 0, height - crop_size + 1, tf.int32)
-            x = tf.random.uniform([], 0, width - crop_size + 1, tf.int32)
-            window = tf.stack([y, x, crop_size, crop_size])
-            return tf.map_fn(lambda jpeg: tf.io.decode_and_crop_jpeg(jpeg, window, channels=3), selected,
-                             fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
-
-        frames = tf.cond(small, lambda: _random_crop(_at_least(_decode(selected), crop_size), crop_size),
-                         crop_window)
+        target = tf.maximum(short_side, crop_size)  # only frames smaller than the crop are resized
     else:
-        short_side = tf.random.uniform([], short_side_range[0], short_side_range[1] + 1, tf.int32)
-        frames = _random_crop(_resize_short(_decode(selected), tf.maximum(short_side, crop_size)), crop_size)
-    frames = tf.ensure_shape(frames, [num_frames, crop_size, crop_size, 3])
+        target = tf.maximum(tf.random.uniform([], short_side_range[0], short_side_range[1] + 1, tf.int32), crop_size)
+    resize = tf.not_equal(target, short_side)
+    scale = tf.cast(target, tf.float32) / tf.cast(short_side, tf.float32)
+    size = tf.where(resize, tf.cast(tf.round(tf.cast(tf.stack([height, width]), tf.float32) * scale), tf.int32),
+                    tf.stack([height, width]))
+    size = tf.maximum(size, crop_size)
+    y = tf.random.uniform([], 0, size[0] - crop_size + 1, tf.int32)
+    x = tf.random.uniform([], 0, size[1] - crop_size + 1, tf.int32)
+    window = tf.stack([y, x, crop_size, crop_size])
+    do_flip = tf.constant(False)
     if flip:
         twin = tf.gather(flip_labels, label)
         do_flip = tf.logical_and(tf.random.uniform([]) < 0.5, twin >= 0)
-        frames = tf.cond(do_flip, lambda: tf.reverse(frames, axis=[2]), lambda: frames)
         label = tf.where(do_flip, twin, label)
-    return _to_values(frames, dtype), label
+    resize_to = tf.where(resize, size, tf.zeros([2], tf.int32))
+
+    def per_frame(value):
+        return tf.tile(value[None], tf.concat([[num_frames], tf.ones_like(tf.shape(value))], 0))
+
+    return selected, per_frame(resize_to), per_frame(window), per_frame(do_flip), per_frame(label)
+
+
+def _decode_training_frame(jpeg, resize_to, window, do_flip, label, may_resize=True):
+    """One frame of a training clip: decoded (only the crop window where no resize is needed),
+    cropped and flipped; uint8 `[crop, crop, 3]`. `may_resize=False` (frames stored at least as
+    large as the crop, no scale jitter) leaves out the resize branch, which costs ~5% of the rate."""
+    def resized_crop():
+        frame = tf.image.resize(tf.io.decode_jpeg(jpeg, channels=3)[None], resize_to, method="bilinear")[0]
+        frame = tf.cast(tf.clip_by_value(tf.round(frame), 0, 255), tf.uint8)
+        return tf.image.crop_to_bounding_box(frame, window[0], window[1], window[2], window[3])
+
+    def crop():
+        return tf.io.decode_and_crop_jpeg(jpeg, window, channels=3)
+
+    frame = tf.cond(resize_to[0] > 0, resized_crop, crop) if may_resize else crop()
+    frame = tf.cond(do_flip, lambda: tf.reverse(frame, axis=[1]), lambda: frame)
+    return frame, label
 
 
 def _resize_short(frames, short_side):
@@ -113,11 +142,6 @@ def _at_least(frames, crop_size):
     shape = tf.shape(frames)
     return tf.cond(tf.minimum(shape[1], shape[2]) < crop_size,
                    lambda: _resize_short(frames, crop_size), lambda: frames)
-
-
-def _random_crop(frames, crop_size):
-    shape = tf.shape(frames)
-    return tf.image.random_crop(frames, tf.stack([shape[0], crop_size, crop_size, 3]))
 
 
 def _spatial_crops(frames, crop_size, num_crops):
@@ -157,7 +181,7 @@ def _eval_views(jpegs, label, num_frames, stride, eval_frames, num_clips, num_cr
 def clip_dataset(data_dir, split, training, batch_size, num_frames=64, crop_size=224, frame_stride=1,
                  flip=True, short_side_range=None, eval_frames=None, num_clips=1, num_crops=1,
                  reverse_time=False, dtype="float32", input_context=None, seed=None, repeat=None,
-                 shuffle_buffer=256):
+                 shuffle_buffer=64):
     """A batched `tf.data.Dataset` of clips from the prepared dataset at `data_dir`.
 
     Args:
@@ -173,7 +197,7 @@ def clip_dataset(data_dir, split, training, batch_size, num_frames=64, crop_size
         Kinetics, 64 for Something-Something); else num_clips uniformly spaced clips.
       num_clips, num_crops: evaluation views per video (crops: 1 centre, or 3 along the long side).
       reverse_time: evaluation: play each view backwards.
-      dtype: "float32" or "bfloat16".
+      dtype: "float32" or "bfloat16"; "uint8" yields raw frames for `to_values` on the device.
       input_context: a `tf.distribute.InputContext`; each input pipeline reads its share of files.
     """
     info = records.load_info(data_dir, split)
@@ -193,13 +217,26 @@ def clip_dataset(data_dir, split, training, batch_size, num_frames=64, crop_size
         if repeat is None or repeat:
             dataset = dataset.repeat()
         flip_labels = tf.constant(flip_table(info["class_names"]), tf.int32)
-        make = lambda s: _train_clip(*parse_example(s), num_frames, frame_stride, crop_size,  # noqa: E731
-                                     short_side_range, flip, flip_labels, dtype)
+        dataset = dataset.map(
+            lambda s: _choose_training_clip(*parse_example(s), num_frames, frame_stride, crop_size,
+                                            short_side_range, flip, flip_labels),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+        # Frames are decoded one by one in parallel (in order, so each clip stays contiguous) and
+        # regrouped into clips by a single batch of batch_size * num_frames frames.
+        stored_short_side = info.get("short_side")
+        may_resize = short_side_range is not None or not (stored_short_side and stored_short_side >= crop_size)
+        dataset = dataset.unbatch().map(lambda *frame: _decode_training_frame(*frame, may_resize=may_resize),
+                                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        dataset = dataset.batch(batch_size * num_frames, drop_remainder=True)
+        dataset = dataset.map(lambda frames, labels: (
+            _to_values(tf.reshape(frames, [batch_size, num_frames, crop_size, crop_size, 3]), dtype),
+            labels[::num_frames]))
     else:
-        make = lambda s: _eval_views(*parse_example(s), num_frames, frame_stride, eval_frames,  # noqa: E731
-                                     num_clips, num_crops, crop_size, reverse_time, dtype)
-    dataset = dataset.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
-    dataset = dataset.batch(batch_size, drop_remainder=training)
+        dataset = dataset.map(
+            lambda s: _eval_views(*parse_example(s), num_frames, frame_stride, eval_frames, num_clips,
+                                  num_crops, crop_size, reverse_time, dtype),
+            num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.batch(batch_size)
     options = tf.data.Options()
     options.experimental_deterministic = not training
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
