@@ -8,7 +8,6 @@ as {min, median, max}, fps).
 """
 
 import json
-import pathlib
 import statistics
 import sys
 
@@ -26,12 +25,7 @@ def summarise(data_dir, split):
     info = records.load_info(data_dir, split)
     if info["dataset"] != FLAGS.dataset:
         raise records.DatasetError(f"{data_dir}: holds {info['dataset']!r}, not {FLAGS.dataset!r}")
-    videos = []
-    for name in info["splits"][split]["files"]:
-        stats_path = (pathlib.Path(data_dir) / name).with_suffix(".json")
-        videos += json.loads(stats_path.read_text())["videos"]
-    if not videos:
-        raise records.DatasetError(f"{data_dir}: split {split!r} holds no videos")
+    videos = records.video_statistics(data_dir, split)
 
     def spread(key):
         values = [video[key] for video in videos]

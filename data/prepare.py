@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import pathlib
 import queue
+import random
 import sys
 import time
 
@@ -50,6 +51,7 @@ FLAGS = flags.FLAGS
 
 DEFAULT_FPS = 25.0
 DEFAULT_SHORT_SIDE = 256
+SHARD_ORDER_SEED = 0
 
 
 def frame_options(source, fps=None, short_side=None, jpeg_quality=95):
@@ -64,12 +66,15 @@ def frame_options(source, fps=None, short_side=None, jpeg_quality=95):
 
 
 def plan_shards(source, examples_per_shard):
-    """Deterministic shard tasks per split. Videos are sorted by id and dealt round-robin, so
-    every shard mixes classes even when the source lists them class by class."""
+    """Deterministic shard tasks per split. Videos are sorted by id, put in a fixed pseudo-random
+    order and dealt round-robin, so every shard holds a random mix of classes in random order even
+    when the source lists them class by class (the training pipeline's shuffle buffer then only
+    has to mix shards, not undo a class-sorted order)."""
     label_index = {name: i for i, name in enumerate(source.class_names)}
     tasks = {}
     for split, videos in source.splits.items():
         ordered = sorted(videos, key=lambda video: video.media_id)
+        random.Random(SHARD_ORDER_SEED).shuffle(ordered)
         count = max(1, -(-len(ordered) // examples_per_shard))
         tasks[split] = [shards.ShardTask(split, i, count,
                                          tuple((v, label_index[v.label]) for v in ordered[i::count]))

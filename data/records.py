@@ -73,3 +73,15 @@ def load_info(data_dir, split=None):
 def shard_files(data_dir, info, split):
     """Absolute paths of `split`'s TFRecord shards."""
     return [str(pathlib.Path(data_dir) / name) for name in info["splits"][split]["files"]]
+
+
+def video_statistics(data_dir, split):
+    """Per-video `{media_id, frames, height, width, fps}` of a prepared split, from the statistics
+    `data.prepare` keeps beside each shard."""
+    info = load_info(data_dir, split)
+    videos = []
+    for name in info["splits"][split]["files"]:
+        videos += json.loads((pathlib.Path(data_dir) / name).with_suffix(".json").read_text())["videos"]
+    if not videos:
+        raise DatasetError(f"{data_dir}: split {split!r} holds no videos")
+    return videos

@@ -221,6 +221,14 @@ def test_parallel_workers_write_the_same_dataset_and_report_speed(tmp_path):
         assert file.read_bytes() == (tmp_path / "two" / file.relative_to(tmp_path / "one")).read_bytes()
 
 
+def test_shards_mix_classes_in_random_order(tmp_path):
+    """The source lists videos class by class; every shard must still be a random mix."""
+    prepare.prepare("synthetic", tmp_path, splits=["validation"], synthetic_per_class=4, examples_per_shard=13)
+    for shard in records.shard_files(tmp_path, records.load_info(tmp_path), "validation"):
+        labels = [int(pipeline.parse_example(s)[1]) for s in tf.data.TFRecordDataset(shard)]
+        assert len(set(labels)) >= 6 and labels != sorted(labels)
+
+
 def test_changed_options_are_refused_on_resume(tmp_path):
     prepare.prepare("synthetic", tmp_path / "out", splits=["validation"], synthetic_per_class=1)
     with pytest.raises(ValueError, match="short_side"):
