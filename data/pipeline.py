@@ -43,14 +43,15 @@ def parse_example(serialized):
 def clip_indices(video_frames, num_frames, stride=1, num_clips=1, start=None):
     """Frame indices `[num_clips, num_frames]` of clips of `num_frames` every `stride` frames.
 
-    `start` given: one clip from there. Otherwise `num_clips` starts spaced uniformly from the
-    first frame to the last possible start, so together the clips cover the whole video when
-    `num_clips * num_frames * stride >= video_frames`. Indices loop past the end of short videos.
+    `start` given: one clip from there. Otherwise one clip is the centre clip, and several are
+    spaced uniformly from the first frame to the last possible start, so together they cover the
+    whole video when `num_clips * num_frames * stride >= video_frames`. Indices loop past the end
+    of short videos.
     """
     span = (num_frames - 1) * stride + 1
     if start is None:
-        last = tf.maximum(video_frames - span, 0)
-        start = tf.cast(tf.round(tf.linspace(0.0, tf.cast(last, tf.float32), num_clips)), tf.int32)
+        last = tf.cast(tf.maximum(video_frames - span, 0), tf.float32)
+        start = tf.cast(tf.round(last / 2 if num_clips == 1 else tf.linspace(0.0, last, num_clips)), tf.int32)
     starts = tf.reshape(start, [-1, 1])
     return (starts + tf.range(num_frames)[None, :] * stride) % video_frames
 

@@ -31,22 +31,6 @@ from data import records, shards, sources
 
 __doc__ += sources.LAYOUTS
 
-flags.DEFINE_enum("dataset", None, list(sources.DATASETS), "Dataset to prepare.")
-flags.DEFINE_string("source_dir", None, "The dataset as distributed (see the layouts above).")
-flags.DEFINE_string("output_dir", None, "Where the prepared dataset is written.")
-flags.DEFINE_list("splits", None, "Splits to prepare, named as the dataset's files name them "
-                  "(default: the dataset's train and validation/test splits).")
-flags.DEFINE_integer("split_index", 1, "UCF-101 / HMDB-51 official split 1, 2 or 3.")
-flags.DEFINE_integer("workers", os.cpu_count(), "Worker processes.", lower_bound=1)
-flags.DEFINE_float("fps", None, "Resample to this frame rate; 0 keeps the native rate "
-                   "(default 25, Something-Something: native).")
-flags.DEFINE_integer("short_side", None, "Resize frames to this short side; 0 keeps the size "
-                     "(default 256, synthetic: 0).")
-flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of the stored frames.", lower_bound=1, upper_bound=100)
-flags.DEFINE_integer("examples_per_shard", 64, "Videos per TFRecord shard.", lower_bound=1)
-flags.DEFINE_integer("synthetic_seed", 0, "Seed of the synthetic dataset.")
-flags.DEFINE_integer("synthetic_per_class", None, "Synthetic videos per class (default: train 48, validation 12).")
-flags.DEFINE_bool("progress", True, "Show a progress bar on stderr.")
 FLAGS = flags.FLAGS
 
 DEFAULT_FPS = 25.0
@@ -215,5 +199,26 @@ def main(argv):
     print(json.dumps(summary))
 
 
+def define_flags():
+    """The command's flags (defined only when run as a command, so the module imports cleanly)."""
+    flags.DEFINE_enum("dataset", None, list(sources.DATASETS), "Dataset to prepare.")
+    flags.DEFINE_string("source_dir", None, "The dataset as distributed (see the layouts above).")
+    flags.DEFINE_string("output_dir", None, "Where the prepared dataset is written.")
+    flags.DEFINE_list("splits", None, "Splits to prepare, named as the dataset's files name them "
+                      "(default: the dataset's train and validation/test splits).")
+    flags.DEFINE_integer("split_index", 1, "UCF-101 / HMDB-51 official split 1, 2 or 3.")
+    flags.DEFINE_integer("workers", os.cpu_count(), "Worker processes.", lower_bound=1)
+    flags.DEFINE_float("fps", None, "Resample to this frame rate; 0 keeps the native rate "
+                       "(default 25, Something-Something: native).")
+    flags.DEFINE_integer("short_side", None, "Resize frames to this short side; 0 keeps the size "
+                         "(default 256, synthetic: 0).")
+    flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of the stored frames.", lower_bound=1, upper_bound=100)
+    flags.DEFINE_integer("examples_per_shard", 64, "Videos per TFRecord shard.", lower_bound=1)
+    flags.DEFINE_integer("synthetic_seed", 0, "Seed of the synthetic dataset.")
+    flags.DEFINE_integer("synthetic_per_class", None, "Synthetic videos per class (default: train 48, validation 12).")
+    flags.DEFINE_bool("progress", True, "Show a progress bar on stderr.")
+
+
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

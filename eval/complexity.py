@@ -68,7 +68,7 @@ def report(name, frames, size, **kwargs):
     """Counts for one model: a dict with model, transition, input, params, gmacs, analytic figures."""
     model = models.build(name, **kwargs)
     channels = kwargs.get("input_channels", 3)
-    analytic_kwargs = {k: v for k, v in kwargs.items() if k not in ("dropout_rate",)}
+    analytic_kwargs = {k: v for k, v in kwargs.items() if k not in ("dropout_rate", "batch_norm_momentum")}
     expected = analytic.inception_counts(name, frames=frames, height=size, width=size, **analytic_kwargs)
     _, transition = inception.block_policies(name, kwargs.get("transition"))
     return {"model": name, "transition": transition, "input": [frames, size, size, channels],

@@ -10,7 +10,7 @@ import models
 
 # Flags that map one-to-one to a `models.build` option of the same name.
 _OPTION_FLAGS = ("transition", "depth_multiplier", "dropout_rate", "first_temporal_kernel",
-                 "self_gating", "gating_bias", "temporal_batch_norm", "input_channels")
+                 "self_gating", "gating_bias", "temporal_batch_norm", "batch_norm_momentum", "input_channels")
 
 
 def define():
@@ -30,6 +30,7 @@ def define():
     flags.DEFINE_bool("gating_bias", None, "Gating with a bias term (the paper's formula).")
     flags.DEFINE_bool("temporal_batch_norm", None,
                       "Separable convs: BN after the temporal conv (torchvision) instead of a bias (TF-slim).")
+    flags.DEFINE_float("batch_norm_momentum", None, "Decay of the BN moving averages (reference 0.999).")
     flags.DEFINE_integer("input_channels", None, "3 for RGB, 2 for optical flow.")
 
 

@@ -163,7 +163,8 @@ def _check_input_shape(input_shape, input_channels):
 
 def build_inception(name, num_classes=400, transition=None, depth_multiplier=1.0, dropout_rate=0.5,
                     first_temporal_kernel=None, self_gating=None, gating_bias=False,
-                    temporal_batch_norm=False, input_channels=3, input_shape=(None, None, None)):
+                    temporal_batch_norm=False, batch_norm_momentum=layers.BATCH_NORM_MOMENTUM, input_channels=3,
+                    input_shape=(None, None, None)):
     """Builds family member `name` (a key of `VARIANTS`) as a functional `keras.Model`.
 
     Args:
@@ -175,6 +176,8 @@ def build_inception(name, num_classes=400, transition=None, depth_multiplier=1.0
       self_gating: override the variant's gating; gating_bias: gates with a bias term.
       temporal_batch_norm: separable units use BN after the temporal conv (torchvision) instead of
         a bias (TF-slim).
+      batch_norm_momentum: decay of the BN moving averages (reference: 0.999; short runs need
+        less, or the averages still hold their initial values when the run ends).
       input_channels: 3 for RGB, 2 for optical flow.
       input_shape: (frames, height, width); None for any size.
 
@@ -191,6 +194,8 @@ def build_inception(name, num_classes=400, transition=None, depth_multiplier=1.0
         raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}")
     if first_temporal_kernel is not None and first_temporal_kernel < 1:
         raise ValueError(f"first_temporal_kernel must be >= 1, got {first_temporal_kernel}")
+    if not 0 <= batch_norm_momentum < 1:
+        raise ValueError(f"batch_norm_momentum must be in [0, 1), got {batch_norm_momentum}")
     _check_input_shape(tuple(input_shape), input_channels)
     policies, transition = block_policies(name, transition, first_temporal_kernel, self_gating)
 
@@ -201,7 +206,7 @@ def build_inception(name, num_classes=400, transition=None, depth_multiplier=1.0
             x = keras.layers.MaxPooling3D(spec.kernel, spec.strides, padding="same", name=end_point)(x)
             continue
         policy = policies.get(end_point, BlockPolicy(1, False, False))
-        gating = dict(self_gating=policy.self_gating, gating_bias=gating_bias)
+        gating = dict(self_gating=policy.self_gating, gating_bias=gating_bias, batch_norm_momentum=batch_norm_momentum)
         if isinstance(spec, Inception):
             filters = [scaled_depth(f, depth_multiplier) for f in spec.filters]
             x = layers.InceptionBlock(filters, policy.temporal_kernel, policy.separable,

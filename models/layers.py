@@ -105,12 +105,14 @@ class Unit3D(keras.layers.Layer):
       use_bias: conv bias; only meaningful without batch norm.
       activation: a Keras activation name, or None.
       self_gating, gating_bias: append a `SelfGating` layer (with or without bias).
+      batch_norm_momentum: decay of the BN moving averages (0.999 in the reference training).
 
     Input `[batch, T, H, W, C_in]`, output `[batch, ceil(T/st), ceil(H/sh), ceil(W/sw), filters]`.
     """
 
     def __init__(self, filters, kernel_size=1, strides=1, use_batch_norm=True, use_bias=False,
-                 activation="relu", self_gating=False, gating_bias=False, **kwargs):
+                 activation="relu", self_gating=False, gating_bias=False,
+                 batch_norm_momentum=BATCH_NORM_MOMENTUM, **kwargs):
         super().__init__(**kwargs)
         self.filters = int(filters)
         self.kernel_size = _triple(kernel_size, "kernel_size")
@@ -120,11 +122,12 @@ class Unit3D(keras.layers.Layer):
         self.activation = activation
         self.self_gating = self_gating
         self.gating_bias = gating_bias
+        self.batch_norm_momentum = batch_norm_momentum
         self.conv_3d = keras.layers.Conv3D(
             self.filters, self._conv_kernel_size(), strides=self._conv_strides(), padding="same",
             use_bias=use_bias and not use_batch_norm, name="conv_3d")
         self.batch_norm = (keras.layers.BatchNormalization(
-            scale=False, epsilon=BATCH_NORM_EPSILON, momentum=BATCH_NORM_MOMENTUM, name="batch_norm")
+            scale=False, epsilon=BATCH_NORM_EPSILON, momentum=batch_norm_momentum, name="batch_norm")
             if use_batch_norm else None)
         self.activation_fn = keras.activations.get(activation)
         self.gating = SelfGating(use_bias=gating_bias, name="self_gating") if self_gating else None
@@ -164,7 +167,8 @@ class Unit3D(keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
                 "strides": self.strides, "use_batch_norm": self.use_batch_norm,
                 "use_bias": self.use_bias, "activation": self.activation,
-                "self_gating": self.self_gating, "gating_bias": self.gating_bias}
+                "self_gating": self.self_gating, "gating_bias": self.gating_bias,
+                "batch_norm_momentum": self.batch_norm_momentum}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -185,7 +189,7 @@ class SeparableUnit3D(Unit3D):
             self.filters, (kernel_time, 1, 1), strides=(self.strides[0], 1, 1), padding="same",
             use_bias=not temporal_batch_norm, kernel_initializer=TemporalIdentity(), name="temporal")
         self.temporal_bn = (keras.layers.BatchNormalization(
-            scale=False, epsilon=BATCH_NORM_EPSILON, momentum=BATCH_NORM_MOMENTUM,
+            scale=False, epsilon=BATCH_NORM_EPSILON, momentum=self.batch_norm_momentum,
             name="temporal_batch_norm") if temporal_batch_norm else None)
 
     def _conv_kernel_size(self):
@@ -242,7 +246,8 @@ class InceptionBlock(keras.layers.Layer):
     """
 
     def __init__(self, filters, temporal_kernel=3, separable=False, self_gating=False,
-                 gating_bias=False, temporal_batch_norm=False, **kwargs):
+                 gating_bias=False, temporal_batch_norm=False, batch_norm_momentum=BATCH_NORM_MOMENTUM,
+                 **kwargs):
         super().__init__(**kwargs)
         self.filters = tuple(int(f) for f in filters)
         if len(self.filters) != 6:
@@ -252,14 +257,16 @@ class InceptionBlock(keras.layers.Layer):
         self.self_gating = self_gating
         self.gating_bias = gating_bias
         self.temporal_batch_norm = temporal_batch_norm
+        self.batch_norm_momentum = batch_norm_momentum
         b0, b1a, b1b, b2a, b2b, b3 = self.filters
-        gate = dict(self_gating=self_gating, gating_bias=gating_bias)
+        gate = dict(self_gating=self_gating, gating_bias=gating_bias, batch_norm_momentum=batch_norm_momentum)
         spatiotemporal = dict(separable=separable, temporal_batch_norm=temporal_batch_norm, **gate)
         kernel = (self.temporal_kernel, 3, 3)
         self.branch_0 = [Unit3D(b0, name="Branch_0_Conv3d_0a_1x1", **gate)]
-        self.branch_1 = [Unit3D(b1a, name="Branch_1_Conv3d_0a_1x1"),
+        momentum = dict(batch_norm_momentum=batch_norm_momentum)
+        self.branch_1 = [Unit3D(b1a, name="Branch_1_Conv3d_0a_1x1", **momentum),
                          spatiotemporal_unit(b1b, kernel, name="Branch_1_Conv3d_0b_3x3", **spatiotemporal)]
-        self.branch_2 = [Unit3D(b2a, name="Branch_2_Conv3d_0a_1x1"),
+        self.branch_2 = [Unit3D(b2a, name="Branch_2_Conv3d_0a_1x1", **momentum),
                          spatiotemporal_unit(b2b, kernel, name="Branch_2_Conv3d_0b_3x3", **spatiotemporal)]
         self.branch_3 = [keras.layers.MaxPooling3D(3, strides=1, padding="same", name="Branch_3_MaxPool3d_0a_3x3"),
                          Unit3D(b3, name="Branch_3_Conv3d_0b_1x1", **gate)]
@@ -291,7 +298,8 @@ class InceptionBlock(keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters,
                 "temporal_kernel": self.temporal_kernel, "separable": self.separable,
                 "self_gating": self.self_gating, "gating_bias": self.gating_bias,
-                "temporal_batch_norm": self.temporal_batch_norm}
+                "temporal_batch_norm": self.temporal_batch_norm,
+                "batch_norm_momentum": self.batch_norm_momentum}
 
 
 def _window_coverage(length, window):
@@ -318,7 +326,7 @@ class InceptionLogits(keras.layers.Layer):
     `pool_size`, and a larger map averages the logits of all window positions.
     Dropout therefore acts on the pooled `[batch, C]` vector.
 
-    Input `[batch, T, H, W, C]`, output logits `[batch, num_classes]`.
+    Input `[batch, T, H, W, C]`, output float32 logits `[batch, num_classes]`.
     """
 
     def __init__(self, num_classes, dropout_rate=0.0, pool_size=(2, 7, 7), **kwargs):
@@ -342,13 +350,13 @@ class InceptionLogits(keras.layers.Layer):
         pooled = ops.sum(inputs * weights, axis=(1, 2, 3), keepdims=True)  # [batch, 1, 1, 1, C]
         pooled = self.dropout(pooled, training=training)
         logits = self.classifier(pooled, training=training)
-        return ops.reshape(logits, (-1, self.num_classes))
+        return ops.cast(ops.reshape(logits, (-1, self.num_classes)), "float32")  # float32 under mixed precision
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
 
     def compute_output_spec(self, inputs, training=None):
-        return keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self.compute_dtype)
+        return keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype="float32")
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes,

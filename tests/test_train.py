@@ -1,0 +1,210 @@
+"""train.main end to end on tiny settings: outputs, export, resume, NaN stop, flags, distribution."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data import prepare
+from tests.conftest import REPO_ROOT
+
+TINY = ["--model=i2d", "--dataset=synthetic", "--num_frames=4", "--crop_size=32", "--batch_size=2",
+        "--depth_multiplier=0.25", "--checkpoint_every=2", "--eval_every=2"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synthetic")
+    prepare.prepare("synthetic", out, synthetic_per_class=2, examples_per_shard=8, short_side=36)
+    return out
+
+
+def train(*args, timeout=600, env=None):
+    return subprocess.run([sys.executable, "-m", "train.main", *args], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def last_json(result):
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def scalars(log_dir):
+    """{tag: {step: value}} from the TensorBoard event files in `log_dir`."""
+    values = {}
+    for name in os.listdir(log_dir):
+        if not name.startswith("events"):
+            continue
+        for record in tf.data.TFRecordDataset(os.path.join(log_dir, name)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                tensor = tf.make_ndarray(value.tensor) if value.HasField("tensor") else None
+                if tensor is not None and tensor.ndim == 0 and tensor.dtype.kind in "fiu":
+                    values.setdefault(value.tag, {})[event.step] = float(tensor)
+                elif value.metadata.plugin_data.plugin_name == "images":
+                    values.setdefault(value.tag, {})[event.step] = "image"
+    return values
+
+
+def test_run_writes_checkpoints_logs_keras_model_and_a_saved_model(tmp_path, data_dir):
+    model_dir = tmp_path / "run"
+    summary = last_json(train(*TINY, "--train_steps=4", f"--data_dir={data_dir}", f"--model_dir={model_dir}"))
+    assert summary["step"] == 4 and 0 <= summary["val_top1"] <= summary["val_top5"] <= 1
+    for path in ("config.json", "run.json", "best.weights.h5", "model.keras", "backup", "export/saved_model.pb"):
+        assert (model_dir / path).exists(), path
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["schedule"] == "demo" and config["batch_size"] == 2 and config["num_classes"] == 13
+    train_logs, validation_logs = scalars(model_dir / "train"), scalars(model_dir / "validation")
+    for tag in ("epoch_loss", "epoch_top1", "epoch_top5"):
+        assert tag in train_logs and tag in validation_logs, tag
+    assert "epoch_learning_rate" in train_logs and "epoch_clips_per_second" in train_logs
+    assert train_logs["input_clips"] == {0: "image"}
+
+
+SERVE_SCRIPT = """
+import json, sys, numpy as np, tensorflow as tf
+assert "models" not in sys.modules
+loaded = tf.saved_model.load(sys.argv[1])
+serve = loaded.signatures["serving_default"]
+frames = np.random.default_rng(0).integers(0, 256, (2, 7, 50, 90, 3), dtype=np.uint8)
+out = serve(frames=tf.constant(frames))
+print(json.dumps({k: list(v.shape) for k, v in out.items()} | {"classes": [c.decode() for c in out["top5_classes"].numpy()[0]],
+                  "sum": float(tf.reduce_sum(out["probabilities"][0]))}))
+"""
+
+
+def test_saved_model_serves_raw_frames_without_the_project(tmp_path, data_dir):
+    model_dir = tmp_path / "run"
+    summary = last_json(train(*TINY, "--train_steps=2", f"--data_dir={data_dir}", f"--model_dir={model_dir}"))
+    result = subprocess.run([sys.executable, "-c", SERVE_SCRIPT, summary["export_dir"]], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300,
+                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    out = last_json(result)
+    assert out["logits"] == [2, 13] and out["probabilities"] == [2, 13] and out["top5_classes"] == [2, 5]
+    assert out["sum"] == pytest.approx(1.0, abs=1e-4)
+    assert set(out["classes"]) <= set(json.loads((model_dir / "run.json").read_text())["class_names"])
+    shown = subprocess.run(["saved_model_cli", "show", "--dir", summary["export_dir"], "--all"],
+                           capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0 and "serving_default" in shown.stdout and "top5_classes" in shown.stdout
+
+
+def test_killed_run_resumes_where_its_last_checkpoint_was(tmp_path, data_dir):
+    model_dir = tmp_path / "run"
+    args = [*TINY, "--train_steps=40", f"--data_dir={data_dir}", f"--model_dir={model_dir}"]
+    process = subprocess.Popen([sys.executable, "-m", "train.main", *args], cwd=REPO_ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    metadata = model_dir / "backup" / "training_metadata.json"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 3:
+            break
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    resumed_epoch = json.loads(metadata.read_text())["epoch"]
+    assert 3 <= resumed_epoch < 20, "the kill should land mid-run"
+    summary = last_json(train(*args))
+    assert summary["step"] == 40  # the step counter continued: no step was repeated or skipped
+    rates = scalars(model_dir / "train")["epoch_learning_rate"]
+    # The cosine schedule continues: the rate logged after the resume is the schedule's at that step.
+    config = json.loads((model_dir / "config.json").read_text())
+    peak = config["learning_rate"] * config["global_batch_size"] / config["reference_batch_size"]
+    for epoch, rate in rates.items():
+        step = 2 * (epoch + 1)
+        assert rate == pytest.approx(peak * 0.5 * (1 + np.cos(np.pi * step / 40)), rel=1e-3, abs=1e-7), epoch
+    assert max(rates) == 19 and min(rates) <= resumed_epoch - 1
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, data_dir):
+    model_dir = tmp_path / "run"
+    result = train(*TINY, "--train_steps=20", "--learning_rate=1e35", "--checkpoint_every=1", "--eval_every=10",
+                   f"--data_dir={data_dir}", f"--model_dir={model_dir}")
+    assert result.returncode != 0
+    assert "loss became" in result.stderr and "last good checkpoint" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (model_dir / "backup" / "latest.weights.h5").exists()
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--model=i4d", "model"), ("--train_steps=-3", "train_steps"), ("--crop_size=96", "crop_size"),
+    ("--dataset=ucf101", "data_dir"), ("--checkpoint_every=3", "multiple of checkpoint_every"),
+])
+def test_bad_flags_fail_in_one_line_before_any_work(tmp_path, data_dir, flag, message):
+    data = [] if flag.startswith("--dataset") else [f"--data_dir={data_dir}"]
+    result = train(*TINY, "--train_steps=4", *data, f"--model_dir={tmp_path / 'run'}", flag, timeout=120)
+    assert result.returncode != 0 and message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "backup").exists()
+
+
+def test_data_dir_without_a_dataset_is_a_one_line_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = train(*TINY, "--dataset=ucf101", f"--data_dir={tmp_path / 'empty'}", f"--model_dir={tmp_path / 'run'}")
+    assert result.returncode != 0 and "no prepared dataset" in result.stderr and "Traceback" not in result.stderr
+
+
+MIRRORED_SCRIPT = """
+import json, sys, numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras, models
+from train import serving
+
+def losses(strategy, weights):
+    with strategy.scope():
+        model = models.build("s3d", num_classes=5, depth_multiplier=0.25, dropout_rate=0.0, batch_norm_momentum=0.9)
+        trainer = serving.training_model(model, 3)
+        trainer.set_weights(weights)
+        for layer in model._flatten_layers():
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False  # normalise with the moving statistics, as one device would
+        trainer.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+                        loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(1)
+    clips = np.repeat(rng.integers(0, 256, (1, 8, 4, 32, 32, 3), dtype=np.uint8), 6, axis=0)  # one batch, 6 steps
+    labels = np.repeat(np.eye(5, dtype="float32")[rng.integers(0, 5, (1, 8))], 6, axis=0)
+    dataset = tf.data.Dataset.from_tensor_slices((clips, labels))
+    history = trainer.fit(strategy.experimental_distribute_dataset(dataset), epochs=1, verbose=0,
+                          callbacks=[keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: out.append(float(logs["loss"])))])
+    means = np.array(out)  # Keras logs the running mean of the epoch's losses: recover each step's
+    return [float(k * m - (k - 1) * p) for k, m, p in zip(range(1, len(means) + 1), means, np.r_[0.0, means[:-1]])]
+
+keras.utils.set_random_seed(0)
+start = serving.training_model(models.build("s3d", num_classes=5, depth_multiplier=0.25), 3).get_weights()
+out = []
+one = losses(tf.distribute.OneDeviceStrategy("/cpu:0"), start)
+out = []
+two = losses(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), start)
+print(json.dumps({"one": one, "two": two}))
+"""
+
+
+def test_two_replicas_follow_the_one_device_loss_trajectory():
+    """Same global batch of 8 on one device and split 4+4 over two logical CPUs under
+    MirroredStrategy: with batch norm on its moving statistics (trainable batch norm normalises
+    each replica's half batch, which is a different computation) every step's loss agrees within
+    0.1%: gradients are averaged over replicas, not summed."""
+    result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=600)
+    losses = last_json(result)
+    one, two = np.array(losses["one"]), np.array(losses["two"])
+    assert len(one) == len(two) == 6 and one[-1] < one[0]
+    np.testing.assert_allclose(two, one, rtol=1e-3)
+
+
+def test_multi_worker_runs_fail_fast_with_the_reason(tmp_path, data_dir):
+    """Keras 3's fit does not work under MultiWorkerMirroredStrategy (keras-team/keras#20585):
+    until the trainer has its own loop for it, a TF_CONFIG naming several workers is refused in
+    one line before any work, instead of failing inside Keras after the workers connected."""
+    cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+    result = train(*TINY, "--train_steps=4", f"--data_dir={data_dir}", f"--model_dir={tmp_path / 'run'}",
+                   env={"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})},
+                   timeout=120)
+    assert result.returncode != 0 and "keras-team/keras#20585" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run" / "backup").exists()

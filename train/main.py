@@ -1,0 +1,215 @@
+r"""The trainer: prepares data if needed, trains, evaluates and exports.
+
+  python -m train.main --model=s3dg                        # the built-in synthetic data, demo recipe
+  python -m train.main --model=s3dg --dataset=kinetics400 --data_dir=datasets/k400   # paper recipe
+  python -m train.main --model=i3d --schedule=deepmind_i3d --dataset=kinetics400 --data_dir=...
+
+Flags not given take the values of the --schedule preset (train/presets.py), printed at the start
+and saved with every other setting in MODEL_DIR/config.json. Training uses all visible GPUs
+(MirroredStrategy; MultiWorkerMirroredStrategy from TF_CONFIG). MODEL_DIR holds TensorBoard logs
+(train/ and validation/), checkpoints every --checkpoint_every steps (backup/, from which the same
+command resumes after an interruption), the best-by-validation weights (best.weights.h5), the
+Keras model (model.keras) and the serving SavedModel (export/). The last line of output is a
+JSON object with step, val_top1, val_top5 and export_dir.
+"""
+
+import json
+import os
+import pathlib
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import models  # noqa: E402
+from data import pipeline, prepare, records, sources  # noqa: E402
+from flags import model_flags, train_flags  # noqa: E402
+from train import callbacks as train_callbacks  # noqa: E402
+from train import serving  # noqa: E402
+
+train_flags.define()
+FLAGS = flags.FLAGS
+tf.get_logger().setLevel("ERROR")  # TensorFlow's INFO lines (SavedModel assets, ...) drown the progress
+
+
+def make_strategy(name):
+    """The tf.distribute strategy for `--strategy` (see its help)."""
+    workers = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {}).get("worker", [])
+    if name == "auto":
+        name = ("multi_worker" if len(workers) > 1 else
+                "mirrored" if tf.config.list_logical_devices("GPU") else "default")
+    if name == "multi_worker":
+        # Keras 3's fit all-reduces its sample batch and each step's scalar logs in ways the
+        # collective ops of this strategy reject (keras-team/keras#20585); it needs our own loop.
+        raise ValueError("strategy: multi-worker training (TF_CONFIG with several workers) is not supported "
+                         "yet: Keras 3's fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585)")
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0")
+    return tf.distribute.get_strategy()
+
+
+def learning_rate_schedule(global_batch_size):
+    """The learning rate as a function of the step, scaled to the global batch (train/presets.py)."""
+    peak = FLAGS.learning_rate * global_batch_size / FLAGS.reference_batch_size
+    if FLAGS.lr_schedule == "cosine":
+        warmup = FLAGS.warmup_steps
+        return keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else peak, FLAGS.train_steps - warmup, warmup_target=peak if warmup else None,
+            warmup_steps=warmup)
+    if FLAGS.lr_schedule == "step" and FLAGS.decay_steps:
+        values = [peak * FLAGS.decay_rate ** i for i in range(len(FLAGS.decay_steps) + 1)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(FLAGS.decay_steps, values)
+    return peak
+
+
+def datasets(strategy, global_batch_size, num_classes):
+    """Distributed training and validation datasets: uint8 clips (normalised by the model) and
+    one-hot labels."""
+    train_split, validation_split = splits()
+    one_hot = lambda clips, labels: (clips, tf.one_hot(labels, num_classes))  # noqa: E731
+    common = dict(num_frames=FLAGS.num_frames, crop_size=FLAGS.crop_size, frame_stride=FLAGS.frame_stride,
+                  dtype="uint8")
+    train_fn = pipeline.dataset_fn(FLAGS.data_dir, train_split, True, global_batch_size, flip=FLAGS.flip,
+                                   short_side_range=FLAGS.short_side_jitter, seed=FLAGS.seed, **common)
+    validation_fn = pipeline.dataset_fn(FLAGS.data_dir, validation_split, False, global_batch_size, **common)
+    train = strategy.distribute_datasets_from_function(lambda context: train_fn(context).map(one_hot))
+    validation = strategy.distribute_datasets_from_function(
+        lambda context: validation_fn(context).map(lambda views, labels: one_hot(views[:, 0], labels)))
+    return train, validation
+
+
+def splits():
+    dataset_splits = sources.DATASETS[FLAGS.dataset]["splits"]
+    return FLAGS.train_split or dataset_splits[0], FLAGS.validation_split or dataset_splits[1]
+
+
+def ensure_dataset():
+    """Prepares the synthetic dataset when it is not there yet; checks any other data_dir."""
+    info_path = pathlib.Path(FLAGS.data_dir) / records.INFO_FILE
+    if not info_path.exists() and FLAGS.dataset == "synthetic":
+        logging.info("preparing the synthetic dataset in %s", FLAGS.data_dir)
+        summary = prepare.prepare("synthetic", FLAGS.data_dir, workers=os.cpu_count())
+        print(f"prepared {summary['written']} synthetic videos in {FLAGS.data_dir}")
+    info = records.load_info(FLAGS.data_dir)
+    if info["dataset"] != FLAGS.dataset:
+        raise records.DatasetError(f"{FLAGS.data_dir}: holds {info['dataset']!r}, not --dataset={FLAGS.dataset}")
+    for split in splits():
+        records.load_info(FLAGS.data_dir, split)
+    return info
+
+
+def build_trainer(strategy, num_classes, global_batch_size):
+    model_options = {k: v for k, v in model_flags.build_kwargs().items() if k != "num_classes"}
+    with strategy.scope():
+        model = models.build(FLAGS.model, num_classes=num_classes, **model_options)
+        trainer = serving.training_model(model, model_options.get("input_channels", 3))
+        rate, decay = learning_rate_schedule(global_batch_size), FLAGS.weight_decay or None
+        optimizer = (keras.optimizers.Adam(rate, weight_decay=decay) if FLAGS.optimizer == "adam" else
+                     keras.optimizers.SGD(rate, momentum=FLAGS.momentum, weight_decay=decay))
+        trainer.compile(
+            optimizer=optimizer,
+            loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=FLAGS.label_smoothing),
+            metrics=[keras.metrics.CategoricalAccuracy(name="top1"),
+                     keras.metrics.TopKCategoricalAccuracy(k=5, name="top5")],
+            jit_compile=FLAGS.jit_compile)
+        trainer.optimizer.build(trainer.trainable_variables)
+    return model, trainer, model_options
+
+
+def is_chief():
+    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    return task.get("type", "worker") in ("chief", "worker") and task.get("index", 0) == 0
+
+
+def run():
+    preset = train_flags.resolve()
+    if FLAGS.logical_cpus:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.logical_cpus)
+    if FLAGS.mixed_precision != "none":
+        keras.mixed_precision.set_global_policy(f"mixed_{FLAGS.mixed_precision}")
+    keras.utils.set_random_seed(FLAGS.seed)
+    strategy = make_strategy(FLAGS.strategy)
+    info = ensure_dataset()
+    # Serving resizes frames as they were stored: the prepared short side, or the median of a
+    # dataset kept at its native size.
+    short_side = info["short_side"] or int(statistics.median(
+        min(v["height"], v["width"]) for v in records.video_statistics(FLAGS.data_dir, splits()[1])))
+    if FLAGS.crop_size > short_side and not FLAGS.short_side_jitter:
+        raise ValueError(f"crop_size {FLAGS.crop_size} is larger than the frames of {FLAGS.data_dir} "
+                         f"(short side {short_side})")
+    num_classes = FLAGS.num_classes if FLAGS["num_classes"].present else info["num_classes"]
+    global_batch_size = FLAGS.batch_size * strategy.num_replicas_in_sync
+    model_dir = pathlib.Path(FLAGS.model_dir)
+    chief = is_chief()
+    # Non-chief workers of a multi-worker run write their (identical) files to a scratch folder.
+    write_dir = model_dir if chief else model_dir / "workers" / str(json.loads(os.environ["TF_CONFIG"])["task"]["index"])
+    write_dir.mkdir(parents=True, exist_ok=True)
+
+    config = {**train_flags.config(), "schedule": preset, "num_classes": num_classes,
+              "replicas": strategy.num_replicas_in_sync, "global_batch_size": global_batch_size}
+    print(f"schedule {preset}: " + ", ".join(f"{k}={config[k]}" for k in (
+        "model", "dataset", "num_frames", "crop_size", "batch_size", "global_batch_size", "learning_rate",
+        "lr_schedule", "train_steps", "replicas")))
+    if chief:
+        (model_dir / "config.json").write_text(json.dumps(config, indent=1, default=str))
+
+    model, trainer, model_options = build_trainer(strategy, num_classes, global_batch_size)
+    run_record = {"model": FLAGS.model, "model_options": {**model_options, "num_classes": num_classes},
+                  "class_names": info["class_names"], "short_side": short_side, "crop_size": FLAGS.crop_size}
+    if chief:
+        (model_dir / serving.RUN_FILE).write_text(json.dumps(run_record, indent=1))
+    train_data, validation_data = datasets(strategy, global_batch_size, num_classes)
+    sample_clips, _ = next(iter(pipeline.clip_dataset(FLAGS.data_dir, splits()[0], True, 3, dtype="uint8",
+                                                      num_frames=FLAGS.num_frames, crop_size=FLAGS.crop_size)))
+    callbacks = [
+        train_callbacks.StopOnNonFiniteLoss(),
+        train_callbacks.Throughput(global_batch_size, FLAGS.train_steps, show_progress=chief),
+        keras.callbacks.BackupAndRestore(str(write_dir / "backup"), save_freq="epoch", delete_checkpoint=False),
+        keras.callbacks.ModelCheckpoint(str(write_dir / "best.weights.h5"), monitor="val_top1", mode="max",
+                                        save_best_only=True, save_weights_only=True),
+        keras.callbacks.TensorBoard(str(write_dir), update_freq="epoch"),
+        train_callbacks.InputClipImages(str(write_dir / "train"), sample_clips.numpy()),
+    ]
+    start = time.perf_counter()
+    try:
+        trainer.fit(train_data, steps_per_epoch=FLAGS.checkpoint_every,
+                    epochs=FLAGS.train_steps // FLAGS.checkpoint_every, validation_data=validation_data,
+                    validation_freq=FLAGS.eval_every // FLAGS.checkpoint_every, callbacks=callbacks, verbose=0)
+    except train_callbacks.NonFiniteLoss as error:
+        sys.exit(f"train.main: error: {error}; stopped, the last good checkpoint is in {write_dir / 'backup'}")
+    train_seconds = time.perf_counter() - start
+    results = trainer.evaluate(validation_data, verbose=0, return_dict=True)
+    summary = {"step": int(trainer.optimizer.iterations.numpy()), "val_top1": float(results["top1"]),
+               "val_top5": float(results["top5"]), "val_loss": float(results["loss"]),
+               "model_dir": str(model_dir), "train_seconds": train_seconds, "export_dir": None}
+    if chief:
+        model.save(model_dir / "model.keras")
+        summary["export_dir"] = serving.export(model, info["class_names"], model_dir / "export", short_side,
+                                               FLAGS.crop_size)
+    return summary
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)
+    try:
+        summary = run()
+    except (ValueError, records.DatasetError, sources.SourceError) as error:
+        sys.exit(f"train.main: error: {error}")
+    print(f"step {summary['step']}: validation top-1 {summary['val_top1']:.3f}, top-5 {summary['val_top5']:.3f}; "
+          f"SavedModel in {summary['export_dir']}")
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    app.run(main)
