@@ -2,8 +2,6 @@
 
 import json
 import os
-import pathlib
-import shutil
 import signal
 import subprocess
 import sys

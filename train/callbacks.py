@@ -28,19 +28,16 @@ class Throughput(keras.callbacks.Callback):
 
     REFRESH_SECONDS = 2.0
 
-    def __init__(self, global_batch_size, train_steps, show_progress=True):
+    def __init__(self, global_batch_size, train_steps):
         super().__init__()
         self._shown = 0.0
         self.global_batch_size = global_batch_size
         self.train_steps = train_steps
-        self.show_progress = show_progress
         self._bar = None
 
     def on_train_begin(self, logs=None):
-        if self.show_progress:
-            self._bar = keras.utils.Progbar(self.train_steps, stateful_metrics=["loss", "clips/s"],
-                                            unit_name="step")
-            self._bar.update(int(self.model.optimizer.iterations.numpy()))
+        self._bar = keras.utils.Progbar(self.train_steps, stateful_metrics=["loss", "clips/s"], unit_name="step")
+        self._bar.update(int(self.model.optimizer.iterations.numpy()))
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
@@ -50,7 +47,7 @@ class Throughput(keras.callbacks.Callback):
         self._batches += 1
         now = time.perf_counter()
         step = int(self.model.optimizer.iterations.numpy())
-        if self._bar is not None and (now - self._shown >= self.REFRESH_SECONDS or step == self.train_steps):
+        if now - self._shown >= self.REFRESH_SECONDS or step == self.train_steps:
             self._shown = now
             rate = self._batches * self.global_batch_size / (now - self._start)
             self._bar.update(step, [("loss", float(logs["loss"])), ("clips/s", rate)])

@@ -124,11 +124,6 @@ def build_trainer(strategy, num_classes, global_batch_size):
     return model, trainer, model_options
 
 
-def is_chief():
-    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-    return task.get("type", "worker") in ("chief", "worker") and task.get("index", 0) == 0
-
-
 def run():
     preset = train_flags.resolve()
     if FLAGS.logical_cpus:
@@ -149,35 +144,30 @@ def run():
     num_classes = FLAGS.num_classes if FLAGS["num_classes"].present else info["num_classes"]
     global_batch_size = FLAGS.batch_size * strategy.num_replicas_in_sync
     model_dir = pathlib.Path(FLAGS.model_dir)
-    chief = is_chief()
-    # Non-chief workers of a multi-worker run write their (identical) files to a scratch folder.
-    write_dir = model_dir if chief else model_dir / "workers" / str(json.loads(os.environ["TF_CONFIG"])["task"]["index"])
-    write_dir.mkdir(parents=True, exist_ok=True)
+    model_dir.mkdir(parents=True, exist_ok=True)
 
     config = {**train_flags.config(), "schedule": preset, "num_classes": num_classes,
               "replicas": strategy.num_replicas_in_sync, "global_batch_size": global_batch_size}
     print(f"schedule {preset}: " + ", ".join(f"{k}={config[k]}" for k in (
         "model", "dataset", "num_frames", "crop_size", "batch_size", "global_batch_size", "learning_rate",
         "lr_schedule", "train_steps", "replicas")))
-    if chief:
-        (model_dir / "config.json").write_text(json.dumps(config, indent=1, default=str))
+    (model_dir / "config.json").write_text(json.dumps(config, indent=1, default=str))
 
     model, trainer, model_options = build_trainer(strategy, num_classes, global_batch_size)
     run_record = {"model": FLAGS.model, "model_options": {**model_options, "num_classes": num_classes},
                   "class_names": info["class_names"], "short_side": short_side, "crop_size": FLAGS.crop_size}
-    if chief:
-        (model_dir / serving.RUN_FILE).write_text(json.dumps(run_record, indent=1))
+    (model_dir / serving.RUN_FILE).write_text(json.dumps(run_record, indent=1))
     train_data, validation_data = datasets(strategy, global_batch_size, num_classes)
     sample_clips, _ = next(iter(pipeline.clip_dataset(FLAGS.data_dir, splits()[0], True, 3, dtype="uint8",
                                                       num_frames=FLAGS.num_frames, crop_size=FLAGS.crop_size)))
     callbacks = [
         train_callbacks.StopOnNonFiniteLoss(),
-        train_callbacks.Throughput(global_batch_size, FLAGS.train_steps, show_progress=chief),
-        keras.callbacks.BackupAndRestore(str(write_dir / "backup"), save_freq="epoch", delete_checkpoint=False),
-        keras.callbacks.ModelCheckpoint(str(write_dir / "best.weights.h5"), monitor="val_top1", mode="max",
+        train_callbacks.Throughput(global_batch_size, FLAGS.train_steps),
+        keras.callbacks.BackupAndRestore(str(model_dir / "backup"), save_freq="epoch", delete_checkpoint=False),
+        keras.callbacks.ModelCheckpoint(str(model_dir / "best.weights.h5"), monitor="val_top1", mode="max",
                                         save_best_only=True, save_weights_only=True),
-        keras.callbacks.TensorBoard(str(write_dir), update_freq="epoch"),
-        train_callbacks.InputClipImages(str(write_dir / "train"), sample_clips.numpy()),
+        keras.callbacks.TensorBoard(str(model_dir), update_freq="epoch"),
+        train_callbacks.InputClipImages(str(model_dir / "train"), sample_clips.numpy()),
     ]
     start = time.perf_counter()
     try:
@@ -185,16 +175,15 @@ def run():
                     epochs=FLAGS.train_steps // FLAGS.checkpoint_every, validation_data=validation_data,
                     validation_freq=FLAGS.eval_every // FLAGS.checkpoint_every, callbacks=callbacks, verbose=0)
     except train_callbacks.NonFiniteLoss as error:
-        sys.exit(f"train.main: error: {error}; stopped, the last good checkpoint is in {write_dir / 'backup'}")
+        sys.exit(f"train.main: error: {error}; stopped, the last good checkpoint is in {model_dir / 'backup'}")
     train_seconds = time.perf_counter() - start
     results = trainer.evaluate(validation_data, verbose=0, return_dict=True)
     summary = {"step": int(trainer.optimizer.iterations.numpy()), "val_top1": float(results["top1"]),
                "val_top5": float(results["top5"]), "val_loss": float(results["loss"]),
-               "model_dir": str(model_dir), "train_seconds": train_seconds, "export_dir": None}
-    if chief:
-        model.save(model_dir / "model.keras")
-        summary["export_dir"] = serving.export(model, info["class_names"], model_dir / "export", short_side,
-                                               FLAGS.crop_size)
+               "model_dir": str(model_dir), "train_seconds": train_seconds}
+    model.save(model_dir / "model.keras")
+    summary["export_dir"] = serving.export(model, info["class_names"], model_dir / "export", short_side,
+                                           FLAGS.crop_size)
     return summary
 
 
