@@ -31,6 +31,7 @@ flags.DEFINE_integer("batch_size", 8, "Clips per batch.", lower_bound=1)
 flags.DEFINE_integer("batches", 20, "Timed batches per path.", lower_bound=1)
 flags.DEFINE_integer("decode_frames", 300, "Frames decoded for the decode bound.", lower_bound=1)
 flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
+flags.adopt_module_key_flags(data_flags)
 FLAGS = flags.FLAGS
 
 

@@ -18,6 +18,7 @@ from flags import data_flags
 
 data_flags.define()
 flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
+flags.adopt_module_key_flags(data_flags)
 FLAGS = flags.FLAGS
 
 

@@ -32,6 +32,7 @@ flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
 flags.DEFINE_bool("table", False, "Print the family table and the bottom-/top-heavy curve.")
 flags.DEFINE_bool("timing", False, "Also measure forward latency and the float32 matmul bound.")
 flags.DEFINE_integer("repeats", 5, "Timed runs per measurement (median).", lower_bound=1)
+flags.adopt_module_key_flags(model_flags)
 FLAGS = flags.FLAGS
 
 # Op types whose float operations are multiply-adds of conv and dense layers (2 flops per MAC).

@@ -58,8 +58,8 @@ def define():
     flags.DEFINE_enum("mixed_precision", "none", ["none", "bfloat16", "float16"], "Compute dtype policy.")
     flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step (slower on CPU).")
     flags.DEFINE_enum("strategy", "auto", ["auto", "mirrored", "multi_worker", "one_device"],
-                      "auto: multi_worker if TF_CONFIG names several workers, mirrored over the GPUs if any, "
-                      "else the default single-device strategy.")
+                      "auto: mirrored over the GPUs if any, else the default single-device strategy; "
+                      "multi_worker (TF_CONFIG) is refused until the trainer has its own loop for it.")
     flags.DEFINE_integer("logical_cpus", None, "Split the CPU into this many logical devices (to test "
                          "distribution without GPUs).", lower_bound=1)
 

@@ -35,6 +35,7 @@ flags.DEFINE_bool("jit_compile", False, "XLA-compile the step (TensorFlow backen
 flags.DEFINE_integer("steps", 5, "Timed steps.", lower_bound=1)
 flags.DEFINE_integer("warmup", 2, "Untimed steps first (compilation).", lower_bound=1)
 flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
+flags.adopt_module_key_flags(model_flags)
 FLAGS = flags.FLAGS
 
 

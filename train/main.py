@@ -6,7 +6,8 @@ r"""The trainer: prepares data if needed, trains, evaluates and exports.
 
 Flags not given take the values of the --schedule preset (train/presets.py), printed at the start
 and saved with every other setting in MODEL_DIR/config.json. Training uses all visible GPUs
-(MirroredStrategy; MultiWorkerMirroredStrategy from TF_CONFIG). MODEL_DIR holds TensorBoard logs
+(MirroredStrategy); several machines (TF_CONFIG) are not supported yet, as Keras 3's fit fails
+under MultiWorkerMirroredStrategy (keras-team/keras#20585). MODEL_DIR holds TensorBoard logs
 (train/ and validation/), checkpoints every --checkpoint_every steps (backup/, from which the same
 command resumes after an interruption), the best-by-validation weights (best.weights.h5), the
 Keras model (model.keras) and the serving SavedModel (export/). The last line of output is a
@@ -28,11 +29,13 @@ import tensorflow as tf  # noqa: E402
 
 import models  # noqa: E402
 from data import pipeline, prepare, records, sources  # noqa: E402
-from flags import model_flags, train_flags  # noqa: E402
+from flags import data_flags, model_flags, train_flags  # noqa: E402
 from train import callbacks as train_callbacks  # noqa: E402
 from train import serving  # noqa: E402
 
 train_flags.define()
+for module in (model_flags, train_flags, data_flags):
+    flags.adopt_module_key_flags(module)  # list the shared flags under --help
 FLAGS = flags.FLAGS
 tf.get_logger().setLevel("ERROR")  # TensorFlow's INFO lines (SavedModel assets, ...) drown the progress
 
