@@ -94,6 +94,24 @@ def test_saved_model_serves_raw_frames_without_the_project(tmp_path, data_dir):
     assert shown.returncode == 0 and "serving_default" in shown.stdout and "top5_classes" in shown.stdout
 
 
+def test_export_command_rebuilds_the_model_from_a_checkpoint(tmp_path, data_dir):
+    model_dir = tmp_path / "run"
+    summary = last_json(train(*TINY, "--train_steps=2", "--eval_every=2", f"--data_dir={data_dir}",
+                              f"--model_dir={model_dir}"))
+    result = subprocess.run([sys.executable, "-m", "train.export", f"--model_dir={model_dir}", "--checkpoint=latest",
+                             f"--export_dir={tmp_path / 'again'}"], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=300)
+    exported = last_json(result)
+    assert exported["checkpoint"].endswith("latest.weights.h5") and exported["export_dir"] == str(tmp_path / "again")
+    frames = tf.constant(np.random.default_rng(0).integers(0, 256, (1, 5, 40, 48, 3), dtype=np.uint8))
+    first = tf.saved_model.load(summary["export_dir"]).signatures["serving_default"](frames=frames)
+    second = tf.saved_model.load(str(tmp_path / "again")).signatures["serving_default"](frames=frames)
+    np.testing.assert_allclose(second["logits"].numpy(), first["logits"].numpy(), rtol=1e-5, atol=1e-6)
+    missing = subprocess.run([sys.executable, "-m", "train.export", f"--model_dir={tmp_path / 'nowhere'}"],
+                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert missing.returncode != 0 and "not a train.main run directory" in missing.stderr
+
+
 def test_killed_run_resumes_where_its_last_checkpoint_was(tmp_path, data_dir):
     model_dir = tmp_path / "run"
     args = [*TINY, "--train_steps=40", f"--data_dir={data_dir}", f"--model_dir={model_dir}"]
