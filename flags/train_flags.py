@@ -59,7 +59,7 @@ def define():
     flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step (slower on CPU).")
     flags.DEFINE_enum("strategy", "auto", ["auto", "mirrored", "multi_worker", "one_device"],
                       "auto: mirrored over the GPUs if any, else the default single-device strategy; "
-                      "multi_worker (TF_CONFIG) is refused until the trainer has its own loop for it.")
+                      "multi_worker: MultiWorkerMirroredStrategy from TF_CONFIG (auto picks it when TF_CONFIG names several workers).")
     flags.DEFINE_integer("logical_cpus", None, "Split the CPU into this many logical devices (to test "
                          "distribution without GPUs).", lower_bound=1)
 

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -216,13 +217,96 @@ def test_two_replicas_follow_the_one_device_loss_trajectory():
     np.testing.assert_allclose(two, one, rtol=1e-3)
 
 
-def test_multi_worker_runs_fail_fast_with_the_reason(tmp_path, data_dir):
-    """Keras 3's fit does not work under MultiWorkerMirroredStrategy (keras-team/keras#20585):
-    until the trainer has its own loop for it, a TF_CONFIG naming several workers is refused in
-    one line before any work, instead of failing inside Keras after the workers connected."""
-    cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
-    result = train(*TINY, "--train_steps=4", f"--data_dir={data_dir}", f"--model_dir={tmp_path / 'run'}",
-                   env={"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})},
-                   timeout=120)
-    assert result.returncode != 0 and "keras-team/keras#20585" in result.stderr
-    assert "Traceback" not in result.stderr and not (tmp_path / "run" / "backup").exists()
+LOOP_SCRIPT = """
+import json, numpy as np, tensorflow as tf
+import keras, models
+from train import loop, serving
+
+def running_losses(train_with_loop):
+    keras.utils.set_random_seed(0)
+    model = models.build("s3d", num_classes=5, depth_multiplier=0.25, dropout_rate=0.0, batch_norm_momentum=0.9)
+    trainer = serving.training_model(model, 3)
+    trainer.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+                    loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1),
+                    metrics=[keras.metrics.CategoricalAccuracy(name="top1")])
+    trainer.optimizer.build(trainer.trainable_variables)
+    rng = np.random.default_rng(1)
+    clips = rng.integers(0, 256, (12, 4, 32, 32, 3), dtype=np.uint8)
+    labels = np.eye(5, dtype="float32")[rng.integers(0, 5, 12)]
+    dataset = tf.data.Dataset.from_tensor_slices((clips, labels)).batch(4).repeat()
+    history = []
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: history.append([float(logs["loss"]), float(logs["top1"])]))
+    args = dict(steps_per_epoch=3, epochs=2, validation_data=dataset.take(3), validation_freq=2, callbacks=[record])
+    if train_with_loop:
+        strategy = tf.distribute.get_strategy()
+        loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1, reduction=None)
+        runner = loop.DistributedLoop(strategy, trainer, loss, 4)
+        runner.fit(strategy.experimental_distribute_dataset(dataset), **args)
+        final = runner.evaluate(strategy.experimental_distribute_dataset(dataset.take(3)))
+    else:
+        trainer.fit(dataset, verbose=0, **args)
+        final = trainer.evaluate(dataset.take(3), verbose=0, return_dict=True)
+    return {"steps": history, "final": [final["loss"], final["top1"]], "iterations": int(trainer.optimizer.iterations.numpy())}
+
+print(json.dumps({"fit": running_losses(False), "loop": running_losses(True)}))
+"""
+
+
+def test_distributed_loop_trains_and_logs_like_keras_fit():
+    """The multi-worker loop on one device: the same running loss and top-1 after every step, the
+    same step count and final evaluation as Keras' fit from the same weights and batches."""
+    result = subprocess.run([sys.executable, "-c", LOOP_SCRIPT], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=600)
+    runs = last_json(result)
+    fit, own = runs["fit"], runs["loop"]
+    assert fit["iterations"] == own["iterations"] == 6 and len(fit["steps"]) == len(own["steps"]) == 6
+    np.testing.assert_allclose(own["steps"], fit["steps"], rtol=1e-4)
+    np.testing.assert_allclose(own["final"], fit["final"], rtol=1e-4)
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def train_two_workers(*args):
+    """Runs train.main as worker 0 and 1 of a localhost cluster; returns their JSON summaries."""
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
+    workers = [subprocess.Popen(
+        [sys.executable, "-m", "train.main", *args], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})})
+        for i in range(2)]
+    try:
+        outputs = [worker.communicate(timeout=600) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    return [last_json(subprocess.CompletedProcess([], worker.returncode, out, err))
+            for worker, (out, err) in zip(workers, outputs)]
+
+
+def test_two_workers_train_under_multi_worker_mirrored_strategy_and_the_chief_writes(tmp_path, data_dir):
+    """Two worker processes on localhost with TF_CONFIG: both train the same 4 steps with a global
+    batch of 2 x 2, agree on the validation result (all-reduced), and only the chief (worker 0)
+    writes checkpoints and the export. Run again with more steps, both resume from the chief's
+    checkpoint (a worker starting over would wait for collectives the chief never joins)."""
+    model_dir = tmp_path / "run"
+    args = [*TINY, f"--data_dir={data_dir}", f"--model_dir={model_dir}"]
+    summaries = train_two_workers(*args, "--train_steps=4")
+    assert [s["step"] for s in summaries] == [4, 4]
+    assert summaries[0]["val_top1"] == summaries[1]["val_top1"] and summaries[0]["val_loss"] == summaries[1]["val_loss"]
+    assert summaries[0]["export_dir"] and summaries[1]["export_dir"] is None
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["replicas"] == 2 and config["global_batch_size"] == 4
+    for path in ("backup/latest.weights.h5", "best.weights.h5", "model.keras", "export/saved_model.pb"):
+        assert (model_dir / path).exists(), path
+    assert json.loads((model_dir / "backup" / "training_metadata.json").read_text())["epoch"] == 2
+
+    resumed = train_two_workers(*args, "--train_steps=6")
+    assert [s["step"] for s in resumed] == [6, 6] and resumed[0]["val_loss"] == resumed[1]["val_loss"]
+    assert json.loads((model_dir / "backup" / "training_metadata.json").read_text())["epoch"] == 3

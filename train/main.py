@@ -6,14 +6,17 @@ r"""The trainer: prepares data if needed, trains, evaluates and exports.
 
 Flags not given take the values of the --schedule preset (train/presets.py), printed at the start
 and saved with every other setting in MODEL_DIR/config.json. Training uses all visible GPUs
-(MirroredStrategy); several machines (TF_CONFIG) are not supported yet, as Keras 3's fit fails
-under MultiWorkerMirroredStrategy (keras-team/keras#20585). MODEL_DIR holds TensorBoard logs
+(MirroredStrategy, Keras' fit). With a TF_CONFIG naming several workers, the same command runs on
+each machine under MultiWorkerMirroredStrategy with the loop of train/loop.py (Keras 3's fit fails
+there); the chief writes MODEL_DIR, which every worker must be able to read (a shared filesystem)
+to resume, and each worker needs the prepared data_dir. MODEL_DIR holds TensorBoard logs
 (train/ and validation/), checkpoints every --checkpoint_every steps (backup/, from which the same
 command resumes after an interruption), the best-by-validation weights (best.weights.h5), the
 Keras model (model.keras) and the serving SavedModel (export/). The last line of output is a
 JSON object with step, val_top1, val_top5 and export_dir.
 """
 
+import functools
 import json
 import os
 import pathlib
@@ -31,6 +34,7 @@ import models  # noqa: E402
 from data import pipeline, prepare, records, sources  # noqa: E402
 from flags import data_flags, model_flags, train_flags  # noqa: E402
 from train import callbacks as train_callbacks  # noqa: E402
+from train import loop  # noqa: E402
 from train import serving  # noqa: E402
 
 train_flags.define()
@@ -47,10 +51,7 @@ def make_strategy(name):
         name = ("multi_worker" if len(workers) > 1 else
                 "mirrored" if tf.config.list_logical_devices("GPU") else "default")
     if name == "multi_worker":
-        # Keras 3's fit all-reduces its sample batch and each step's scalar logs in ways the
-        # collective ops of this strategy reject (keras-team/keras#20585); it needs our own loop.
-        raise ValueError("strategy: multi-worker training (TF_CONFIG with several workers) is not supported "
-                         "yet: Keras 3's fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "mirrored":
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([d.name for d in devices])
@@ -94,10 +95,10 @@ def splits():
     return FLAGS.train_split or dataset_splits[0], FLAGS.validation_split or dataset_splits[1]
 
 
-def ensure_dataset():
-    """Prepares the synthetic dataset when it is not there yet; checks any other data_dir."""
+def ensure_dataset(multi_worker):
+    """Prepares the synthetic dataset when it is not there yet (single machine); checks the data_dir."""
     info_path = pathlib.Path(FLAGS.data_dir) / records.INFO_FILE
-    if not info_path.exists() and FLAGS.dataset == "synthetic":
+    if not info_path.exists() and FLAGS.dataset == "synthetic" and not multi_worker:
         logging.info("preparing the synthetic dataset in %s", FLAGS.data_dir)
         summary = prepare.prepare("synthetic", FLAGS.data_dir, workers=os.cpu_count())
         print(f"prepared {summary['written']} synthetic videos in {FLAGS.data_dir}")
@@ -107,6 +108,11 @@ def ensure_dataset():
     for split in splits():
         records.load_info(FLAGS.data_dir, split)
     return info
+
+
+def loss(reduction="sum_over_batch_size"):
+    return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=FLAGS.label_smoothing,
+                                                reduction=reduction)
 
 
 def build_trainer(strategy, num_classes, global_batch_size):
@@ -119,7 +125,7 @@ def build_trainer(strategy, num_classes, global_batch_size):
                      keras.optimizers.SGD(rate, momentum=FLAGS.momentum, weight_decay=decay))
         trainer.compile(
             optimizer=optimizer,
-            loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=FLAGS.label_smoothing),
+            loss=loss(),
             metrics=[keras.metrics.CategoricalAccuracy(name="top1"),
                      keras.metrics.TopKCategoricalAccuracy(k=5, name="top5")],
             jit_compile=FLAGS.jit_compile)
@@ -132,11 +138,13 @@ def run():
     if FLAGS.logical_cpus:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.logical_cpus)
+    strategy = make_strategy(FLAGS.strategy)  # before any op: multi-worker collectives are set up at start
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    chief = loop.is_chief(strategy)
     if FLAGS.mixed_precision != "none":
         keras.mixed_precision.set_global_policy(f"mixed_{FLAGS.mixed_precision}")
     keras.utils.set_random_seed(FLAGS.seed)
-    strategy = make_strategy(FLAGS.strategy)
-    info = ensure_dataset()
+    info = ensure_dataset(multi_worker)
     # Serving resizes frames as they were stored: the prepared short side, or the median of a
     # dataset kept at its native size.
     short_side = info["short_side"] or int(statistics.median(
@@ -147,47 +155,66 @@ def run():
     num_classes = FLAGS.num_classes if FLAGS["num_classes"].present else info["num_classes"]
     global_batch_size = FLAGS.batch_size * strategy.num_replicas_in_sync
     model_dir = pathlib.Path(FLAGS.model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-
     config = {**train_flags.config(), "schedule": preset, "num_classes": num_classes,
               "replicas": strategy.num_replicas_in_sync, "global_batch_size": global_batch_size}
     print(f"schedule {preset}: " + ", ".join(f"{k}={config[k]}" for k in (
         "model", "dataset", "num_frames", "crop_size", "batch_size", "global_batch_size", "learning_rate",
         "lr_schedule", "train_steps", "replicas")))
-    (model_dir / "config.json").write_text(json.dumps(config, indent=1, default=str))
 
     model, trainer, model_options = build_trainer(strategy, num_classes, global_batch_size)
-    run_record = {"model": FLAGS.model, "model_options": {**model_options, "num_classes": num_classes},
-                  "class_names": info["class_names"], "short_side": short_side, "crop_size": FLAGS.crop_size}
-    (model_dir / serving.RUN_FILE).write_text(json.dumps(run_record, indent=1))
     train_data, validation_data = datasets(strategy, global_batch_size, num_classes)
+    if chief:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        (model_dir / "config.json").write_text(json.dumps(config, indent=1, default=str))
+        run_record = {"model": FLAGS.model, "model_options": {**model_options, "num_classes": num_classes},
+                      "class_names": info["class_names"], "short_side": short_side, "crop_size": FLAGS.crop_size}
+        (model_dir / serving.RUN_FILE).write_text(json.dumps(run_record, indent=1))
+        callbacks = chief_callbacks(model_dir, global_batch_size)
+    else:  # only the chief writes; the others resume from its last checkpoint
+        backup = model_dir / "backup" / "latest.weights.h5"
+        if backup.exists():
+            trainer.load_weights(backup)
+        callbacks = [train_callbacks.StopOnNonFiniteLoss()]
+    fit_args = dict(steps_per_epoch=FLAGS.checkpoint_every, epochs=FLAGS.train_steps // FLAGS.checkpoint_every,
+                    validation_data=validation_data, validation_freq=FLAGS.eval_every // FLAGS.checkpoint_every,
+                    callbacks=callbacks)
+    if multi_worker:
+        runner = loop.DistributedLoop(strategy, trainer, loss(reduction=None), global_batch_size, FLAGS.jit_compile)
+        fit, evaluate = runner.fit, runner.evaluate
+    else:
+        fit = functools.partial(trainer.fit, verbose=0)
+        evaluate = functools.partial(trainer.evaluate, verbose=0, return_dict=True)
+    start = time.perf_counter()
+    try:
+        fit(train_data, **fit_args)
+    except train_callbacks.NonFiniteLoss as error:
+        sys.exit(f"train.main: error: {error}; stopped, the last good checkpoint is in {model_dir / 'backup'}")
+    train_seconds = time.perf_counter() - start
+    results = evaluate(validation_data)
+    summary = {"step": int(trainer.optimizer.iterations.numpy()), "val_top1": float(results["top1"]),
+               "val_top5": float(results["top5"]), "val_loss": float(results["loss"]),
+               "model_dir": str(model_dir), "train_seconds": train_seconds, "export_dir": None}
+    if chief:
+        model.save(model_dir / "model.keras")
+        summary["export_dir"] = serving.export(model, info["class_names"], model_dir / "export", short_side,
+                                               FLAGS.crop_size)
+    return summary
+
+
+def chief_callbacks(model_dir, global_batch_size):
+    """Progress, NaN stop, checkpoints (backup/ every epoch of --checkpoint_every steps, and the
+    best by validation top-1), TensorBoard and a few input clips."""
     sample_clips, _ = next(iter(pipeline.clip_dataset(FLAGS.data_dir, splits()[0], True, 3, dtype="uint8",
                                                       num_frames=FLAGS.num_frames, crop_size=FLAGS.crop_size)))
-    callbacks = [
+    return [
         train_callbacks.StopOnNonFiniteLoss(),
         train_callbacks.Throughput(global_batch_size, FLAGS.train_steps),
         keras.callbacks.BackupAndRestore(str(model_dir / "backup"), save_freq="epoch", delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(str(model_dir / "best.weights.h5"), monitor="val_top1", mode="max",
                                         save_best_only=True, save_weights_only=True),
-        keras.callbacks.TensorBoard(str(model_dir), update_freq="epoch"),
+        keras.callbacks.TensorBoard(str(model_dir), update_freq="epoch", write_graph=False),
         train_callbacks.InputClipImages(str(model_dir / "train"), sample_clips.numpy()),
     ]
-    start = time.perf_counter()
-    try:
-        trainer.fit(train_data, steps_per_epoch=FLAGS.checkpoint_every,
-                    epochs=FLAGS.train_steps // FLAGS.checkpoint_every, validation_data=validation_data,
-                    validation_freq=FLAGS.eval_every // FLAGS.checkpoint_every, callbacks=callbacks, verbose=0)
-    except train_callbacks.NonFiniteLoss as error:
-        sys.exit(f"train.main: error: {error}; stopped, the last good checkpoint is in {model_dir / 'backup'}")
-    train_seconds = time.perf_counter() - start
-    results = trainer.evaluate(validation_data, verbose=0, return_dict=True)
-    summary = {"step": int(trainer.optimizer.iterations.numpy()), "val_top1": float(results["top1"]),
-               "val_top5": float(results["top5"]), "val_loss": float(results["loss"]),
-               "model_dir": str(model_dir), "train_seconds": train_seconds}
-    model.save(model_dir / "model.keras")
-    summary["export_dir"] = serving.export(model, info["class_names"], model_dir / "export", short_side,
-                                           FLAGS.crop_size)
-    return summary
 
 
 def main(argv):
@@ -198,8 +225,8 @@ def main(argv):
         summary = run()
     except (ValueError, records.DatasetError, sources.SourceError) as error:
         sys.exit(f"train.main: error: {error}")
-    print(f"step {summary['step']}: validation top-1 {summary['val_top1']:.3f}, top-5 {summary['val_top5']:.3f}; "
-          f"SavedModel in {summary['export_dir']}")
+    print(f"step {summary['step']}: validation top-1 {summary['val_top1']:.3f}, top-5 {summary['val_top5']:.3f}"
+          + (f"; SavedModel in {summary['export_dir']}" if summary["export_dir"] else ""))
     print(json.dumps(summary))
 
 
