@@ -1,0 +1,132 @@
+"""models.convert_deepmind_i3d on checkpoints written here with TensorFlow in DeepMind's exact naming."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import models
+from models import convert_deepmind_i3d
+from tests.conftest import REPO_ROOT
+
+
+def fixture_shapes(fixtures_dir, tmp_path, index_file):
+    """{name: shape} of a released checkpoint, read from its `.index` fixture by TensorFlow."""
+    shutil.copy(fixtures_dir / "deepmind_i3d" / index_file, tmp_path / "index_only.ckpt.index")
+    return {name: list(shape) for name, shape in tf.train.list_variables(str(tmp_path / "index_only.ckpt"))}
+
+
+def write_checkpoint(prefix, shapes, seed=0):
+    """Writes a TensorFlow (V2) checkpoint with exactly these names and shapes and random values
+    (positive variances); returns the values."""
+    rng = np.random.default_rng(seed)
+    values = {}
+    for name, shape in sorted(shapes.items()):
+        if name == "global_step":
+            values[name] = np.int64(1234)
+        elif name.endswith("moving_variance"):
+            values[name] = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+        else:
+            values[name] = (rng.standard_normal(shape) * 0.05).astype(np.float32)
+    names = sorted(values)
+    tf.raw_ops.SaveV2(prefix=str(prefix), tensor_names=names, shape_and_slices=[""] * len(names),
+                      tensors=[values[name] for name in names])
+    return values
+
+
+def kinetics600_shapes(rgb_shapes):
+    """The Kinetics-600 release as architectures.md describes it: no scope, BN statistics
+    [1, 1, 1, 1, C], 600 logits, and optimizer slots."""
+    shapes = {}
+    for name, shape in rgb_shapes.items():
+        name = name.removeprefix("RGB/inception_i3d/")
+        if "/batch_norm/" in name:
+            shape = [1, 1, 1, 1, *shape]
+        elif name.startswith("Logits/"):
+            shape = [*shape[:-1], 600]
+        shapes[name] = shape
+        shapes[f"{name}/Momentum"] = shape
+    return {**shapes, "global_step": []}
+
+
+def convert_cli(*args):
+    return subprocess.run([sys.executable, "-m", "models.convert_deepmind_i3d", *args], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_weights_equal(model, values, scope):
+    description = {"scope": scope, "shapes": {name: list(np.shape(value)) for name, value in values.items()}}
+    for name, variable in convert_deepmind_i3d.match(model, description).items():
+        np.testing.assert_array_equal(variable.numpy(), np.reshape(values[name], variable.shape), err_msg=name)
+
+
+@pytest.mark.parametrize("index_file,channels", [("rgb_imagenet.ckpt.index", 3), ("flow_imagenet.ckpt.index", 2)])
+def test_released_layouts_convert_weight_for_weight(fixtures_dir, tmp_path, index_file, channels):
+    """Every name and shape of the RGB and Flow releases: each weight lands in its variable, and
+    the saved .weights.h5 reproduces the converted model's logits in a freshly built I3D."""
+    values = write_checkpoint(tmp_path / "model.ckpt", fixture_shapes(fixtures_dir, tmp_path, index_file))
+    model = convert_deepmind_i3d.convert(str(tmp_path / "model.ckpt"))
+    assert model.input_shape[-1] == channels and model.output_shape[-1] == 400
+    assert_weights_equal(model, values, "RGB/inception_i3d/" if channels == 3 else "Flow/inception_i3d/")
+    model.save_weights(tmp_path / "i3d.weights.h5")
+    fresh = models.build("i3d", num_classes=400, input_channels=channels)
+    fresh.load_weights(tmp_path / "i3d.weights.h5")
+    clip = np.random.default_rng(1).uniform(-1, 1, (1, 8, 64, 64, channels)).astype(np.float32)
+    logits = model(clip, training=False).numpy()
+    assert np.isfinite(logits).all() and logits.std() > 0
+    np.testing.assert_allclose(fresh(clip, training=False).numpy(), logits, rtol=1e-5, atol=1e-6)
+
+
+def test_kinetics600_layout_converts_from_the_command_line(fixtures_dir, tmp_path):
+    shapes = kinetics600_shapes(fixture_shapes(fixtures_dir, tmp_path, "rgb_imagenet.ckpt.index"))
+    values = write_checkpoint(tmp_path / "model.ckpt", shapes)
+    result = convert_cli(f"--checkpoint={tmp_path / 'model.ckpt'}", f"--output={tmp_path / 'k600.weights.h5'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary == {"scope": "", "num_classes": 600, "input_channels": 3, "variables": 230,
+                       "output": str(tmp_path / "k600.weights.h5"),
+                       "build": "models.build('i3d', num_classes=600, input_channels=3)"}
+    model = models.build("i3d", num_classes=600)
+    model.load_weights(tmp_path / "k600.weights.h5")
+    assert_weights_equal(model, values, "")
+
+
+@pytest.mark.parametrize("index_file,channels", [("rgb_imagenet.ckpt.index", 3), ("flow_imagenet.ckpt.index", 2)])
+def test_dry_run_reads_only_the_index(fixtures_dir, tmp_path, index_file, channels):
+    shutil.copy(fixtures_dir / "deepmind_i3d" / index_file, tmp_path / "model.ckpt.index")
+    result = convert_cli(f"--checkpoint={tmp_path / 'model.ckpt'}", "--dry_run")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert json.loads(lines[-1])["num_classes"] == 400 and json.loads(lines[-1])["input_channels"] == channels
+    mapping = [line for line in lines if " -> " in line]
+    assert len(mapping) == 230
+    legacy = [line for line in mapping if "Mixed_5b/Branch_2/Conv3d_0a_3x3/conv_3d/w " in line]
+    assert legacy and "-> Mixed_5b/Branch_2_Conv3d_0b_3x3/conv_3d/kernel" in legacy[0]
+
+
+def test_mismatches_are_all_listed_in_one_error(fixtures_dir, tmp_path):
+    shapes = fixture_shapes(fixtures_dir, tmp_path, "rgb_imagenet.ckpt.index")
+    del shapes["RGB/inception_i3d/Mixed_4c/Branch_1/Conv3d_0b_3x3/batch_norm/beta"]
+    shapes["RGB/inception_i3d/Mixed_4c/Branch_1/Conv3d_0b_3x3/batch_norm/gamma"] = [224]
+    shapes["RGB/inception_i3d/Mixed_3b/Branch_0/Conv3d_0a_1x1/conv_3d/w"] = [1, 1, 1, 192, 65]
+    write_checkpoint(tmp_path / "model.ckpt", shapes)
+    result = convert_cli(f"--checkpoint={tmp_path / 'model.ckpt'}", f"--output={tmp_path / 'x.weights.h5'}")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "3 variables do not match" in result.stderr
+    for text in ("not in the checkpoint: RGB/inception_i3d/Mixed_4c/Branch_1/Conv3d_0b_3x3/batch_norm/beta",
+                 "not in the model: RGB/inception_i3d/Mixed_4c/Branch_1/Conv3d_0b_3x3/batch_norm/gamma",
+                 "shape differs: RGB/inception_i3d/Mixed_3b/Branch_0/Conv3d_0a_1x1/conv_3d/w: checkpoint "
+                 "[1, 1, 1, 192, 65], model [1, 1, 1, 192, 64]"):
+        assert text in result.stderr
+    assert not (tmp_path / "x.weights.h5").exists()
+
+
+def test_a_file_that_is_not_a_checkpoint_is_a_one_line_error(tmp_path):
+    (tmp_path / "model.ckpt.index").write_bytes(b"not an index")
+    result = convert_cli(f"--checkpoint={tmp_path / 'model.ckpt'}", "--dry_run")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "not a readable TensorFlow checkpoint" in result.stderr.strip().splitlines()[-1]
