@@ -1,6 +1,7 @@
 """models.convert_deepmind_i3d on checkpoints written here with TensorFlow in DeepMind's exact naming."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -130,3 +131,35 @@ def test_a_file_that_is_not_a_checkpoint_is_a_one_line_error(tmp_path):
     result = convert_cli(f"--checkpoint={tmp_path / 'model.ckpt'}", "--dry_run")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "not a readable TensorFlow checkpoint" in result.stderr.strip().splitlines()[-1]
+
+
+CHECKPOINT_VARIABLE = "DEEPMIND_I3D_RGB_CHECKPOINT"
+
+
+def expected_cricket_output(fixtures_dir):
+    """(logits norm, [(label, probability, logit)] top 20) as DeepMind published them."""
+    lines = (fixtures_dir / "deepmind_i3d" / "expected_rgb_imagenet_output.txt").read_text().splitlines()
+    norm = float(lines[0].split(":")[1])
+    rows = [line.split(" ", 2) for line in lines[3:] if line.strip()]
+    return norm, [(label, float(probability), float(logit)) for probability, logit, label in rows]
+
+
+def test_released_rgb_checkpoint_reproduces_the_published_cricket_output(fixtures_dir, tmp_path):
+    """Needs DeepMind's real `rgb_imagenet/model.ckpt` (WORKSPACE.md says where to get it); its
+    path goes in the environment variable DEEPMIND_I3D_RGB_CHECKPOINT."""
+    checkpoint = os.environ.get(CHECKPOINT_VARIABLE)
+    if not checkpoint:
+        pytest.skip(f"{CHECKPOINT_VARIABLE} is not set: no released DeepMind checkpoint on this machine")
+    converted = convert_cli(f"--checkpoint={checkpoint}", f"--output={tmp_path / 'i3d.weights.h5'}")
+    assert converted.returncode == 0, converted.stderr[-2000:]
+    result = subprocess.run([sys.executable, "-m", "eval.predict", "--model=i3d", "--label_map=kinetics400",
+                             f"--weights={tmp_path / 'i3d.weights.h5'}", "--short_side=224", "--top_k=20", "--json",
+                             f"--video={fixtures_dir / 'videos' / 'ucf101_v_CricketShot_g04_c01_rgb.gif'}"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ours = json.loads(result.stdout.strip().splitlines()[-1])
+    norm, top20 = expected_cricket_output(fixtures_dir)
+    assert ours["frames"] == 79
+    np.testing.assert_allclose(ours["logits_norm"], norm, rtol=1e-3)
+    assert [p["label"] for p in ours["predictions"]] == [label for label, _, _ in top20]
+    np.testing.assert_allclose([p["logit"] for p in ours["predictions"]], [logit for _, _, logit in top20], rtol=1e-3)

@@ -3,7 +3,7 @@
 The SavedModel's `serving_default` signature takes uint8 RGB frames `[batch, time, height, width, 3]`
 of any length and size, applies the evaluation preprocessing inside (bilinear resize of the short
 side, centre crop, values to [-1, 1]) and returns `logits`, `probabilities`, `top5_classes` (class
-names) and `top5_probabilities`. It needs only TensorFlow to load: `tf.saved_model.load(dir)`.
+names), `top5_probabilities` and `top5_indices`. It needs only TensorFlow to load: `tf.saved_model.load(dir)`.
 """
 
 import json
@@ -37,7 +37,8 @@ def serving_function(model, class_names, short_side, crop_size):
         probabilities = tf.nn.softmax(logits)
         best = tf.math.top_k(probabilities, k=top_k)
         return {"logits": logits, "probabilities": probabilities,
-                "top5_classes": tf.gather(names, best.indices), "top5_probabilities": best.values}
+                "top5_classes": tf.gather(names, best.indices), "top5_probabilities": best.values,
+                "top5_indices": best.indices}
 
     return serve
 

@@ -1,0 +1,124 @@
+r"""Classifies one video: the top-k classes with probabilities.
+
+  python -m eval.predict --saved_model=runs/s3dg/export --video=clip.mp4
+  python -m eval.predict --model_dir=runs/s3dg --video=frames_folder/ --json
+  python -m eval.predict --model=i3d --weights=i3d_rgb_imagenet_k400.weights.h5 --label_map=kinetics400 \
+      --video=../shared/fixtures/videos/ucf101_v_CricketShot_g04_c01_rgb.gif --short_side=224
+
+The video (mp4, webm, avi, gif, or a folder of frames) is decoded at 25 fps and cut to
+--max_frames; the evaluation preprocessing (bilinear resize of the short side, centre crop, values
+in [-1, 1]) is the serving signature's, so every source gives the same numbers as the exported
+SavedModel. Sources: a SavedModel from train.main (its own preprocessing and classes), a train.main
+run folder, or a model name with a `.weights.h5` file (e.g. from models.convert_deepmind_i3d) and
+a label map. With --json the last line is one JSON object with `predictions`, a list of
+{"label", "probability", "logit"}, best first, and `logits_norm`.
+"""
+
+import json
+import os
+import pathlib
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import models  # noqa: E402
+from data import decode, sources  # noqa: E402
+from train import serving  # noqa: E402
+
+FPS = 25
+
+
+class PredictError(ValueError):
+    """A bad model source or label map; the message names it."""
+
+
+def label_names(label_map):
+    """Class names from a file (one a line, in label-index order) or a bundled map's name
+    (`kinetics400`, `kinetics600`)."""
+    path = pathlib.Path(label_map)
+    if not path.exists():
+        path = sources.LABEL_MAPS / f"{label_map}.txt"
+    if not path.exists():
+        raise PredictError(f"{label_map}: label map not found (a file, or one of "
+                           f"{sorted(p.stem for p in sources.LABEL_MAPS.glob('*.txt'))})")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def classifier(saved_model=None, model_dir=None, model=None, weights=None, label_map=None,
+               short_side=256, crop_size=224):
+    """`(serve, class_names)`: `serve(frames uint8 [1, T, H, W, 3])` returns a dict with `logits`
+    and `probabilities` [1, classes]. `class_names` is None for a SavedModel without --label_map."""
+    names = label_names(label_map) if label_map else None
+    if saved_model:
+        if not (pathlib.Path(saved_model) / "saved_model.pb").exists():
+            raise PredictError(f"{saved_model}: not a SavedModel folder (no saved_model.pb)")
+        return tf.saved_model.load(saved_model).signatures["serving_default"], names
+    if model_dir:
+        try:
+            network, run, _ = serving.load_trained_model(model_dir)
+        except FileNotFoundError as error:
+            raise PredictError(str(error)) from None
+        return (serving.serving_function(network, run["class_names"], run["short_side"], run["crop_size"]),
+                names or run["class_names"])
+    if not (model and weights and names):
+        raise PredictError("give --saved_model, --model_dir, or --model with --weights and --label_map")
+    if model not in models.available():
+        raise PredictError(f"unknown model {model!r}; one of {', '.join(models.available())}")
+    network = models.build(model, num_classes=len(names))
+    try:
+        network.load_weights(weights)
+    except (OSError, ValueError) as error:
+        raise PredictError(f"{weights}: cannot be loaded into {model} with {len(names)} classes ({error})") from None
+    return serving.serving_function(network, names, short_side, crop_size), names
+
+
+def predict(serve, class_names, video, top_k=5, max_frames=250):
+    """Top-k predictions for the video file or frame folder `video` (see the module docstring)."""
+    frames, _ = decode.read_video(video, target_fps=FPS)
+    outputs = serve(frames=tf.constant(frames[None, :max_frames]))
+    logits = outputs["logits"].numpy()[0]
+    probabilities = outputs["probabilities"].numpy()[0]
+    if class_names is None:  # a SavedModel knows its classes only through its top-5 output
+        class_names = {int(i): c.decode() for i, c in zip(outputs["top5_indices"].numpy()[0],
+                                                           outputs["top5_classes"].numpy()[0])}
+        top_k = min(top_k, len(class_names))
+    best = np.argsort(-logits, kind="stable")[:top_k]
+    return {"video": str(video), "frames": int(min(len(frames), max_frames)),
+            "logits_norm": float(np.linalg.norm(logits)),
+            "predictions": [{"label": class_names[i], "probability": float(probabilities[i]),
+                             "logit": float(logits[i])} for i in best]}
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        serve, names = classifier(FLAGS.saved_model, FLAGS.model_dir, FLAGS.model, FLAGS.weights,
+                                  FLAGS.label_map, FLAGS.short_side, FLAGS.crop_size)
+        result = predict(serve, names, FLAGS.video, FLAGS.top_k, FLAGS.max_frames)
+    except (PredictError, decode.VideoError) as error:
+        sys.exit(f"eval.predict: error: {error}")
+    for prediction in result["predictions"]:
+        print(f"{prediction['probability']:.6f}  {prediction['logit']:9.4f}  {prediction['label']}")
+    if FLAGS.json:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    flags.DEFINE_string("video", None, "Video file (mp4, webm, avi, gif) or folder of frames.", required=True)
+    flags.DEFINE_string("saved_model", None, "A SavedModel exported by train.main.")
+    flags.DEFINE_string("model_dir", None, "A train.main run folder (best checkpoint).")
+    flags.DEFINE_string("model", None, "Model name for --weights (see models.available()).")
+    flags.DEFINE_string("weights", None, "A .weights.h5 file for --model.")
+    flags.DEFINE_string("label_map", None, "Class names, one a line, or kinetics400 / kinetics600.")
+    flags.DEFINE_integer("short_side", 256, "With --model: resize the short side to this (pixels).", lower_bound=1)
+    flags.DEFINE_integer("crop_size", 224, "With --model: centre crop size (pixels).", lower_bound=1)
+    flags.DEFINE_integer("max_frames", 250, "Frames used at most (25 fps).", lower_bound=1)
+    flags.DEFINE_integer("top_k", 5, "Classes shown.", lower_bound=1)
+    flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
+    FLAGS = flags.FLAGS
+    app.run(main)
