@@ -20,28 +20,18 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
 import models  # noqa: E402
-from models import deepmind_names  # noqa: E402
+from models import checkpoints, deepmind_names  # noqa: E402
 
 STEM_KERNEL = "Conv3d_1a_7x7/conv_3d/w"
 LOGITS_KERNEL = "Logits/Conv3d_0c_1x1/conv_3d/w"
-IGNORED = ("global_step",)
-
-
-class ConversionError(ValueError):
-    """The checkpoint does not fit the I3D model; the message lists every problem."""
+ConversionError = checkpoints.CheckpointError
 
 
 def describe(checkpoint):
     """`{"scope", "num_classes", "input_channels", "shapes"}` of a DeepMind I3D checkpoint, from
     its `.index` file alone (`shapes`: {name: shape})."""
-    try:
-        shapes = dict(tf.train.list_variables(checkpoint))
-    except (tf.errors.OpError, ValueError) as error:
-        raise ConversionError(f"{checkpoint}: not a readable TensorFlow checkpoint ({error})") from None
+    shapes = checkpoints.variable_shapes(checkpoint)
     stems = [name for name in shapes if name.endswith(STEM_KERNEL)]
     if len(stems) != 1:
         raise ConversionError(f"{checkpoint}: expected one I3D stem variable '*{STEM_KERNEL}', found {stems or 'none'}")
@@ -52,29 +42,10 @@ def describe(checkpoint):
             "input_channels": shapes[scope + STEM_KERNEL][3], "shapes": shapes}
 
 
-def _fits(checkpoint_shape, variable_shape):
-    """Same shape, or BN statistics stored as [1, 1, 1, 1, C] for a [C] variable."""
-    checkpoint_shape, variable_shape = list(checkpoint_shape), list(variable_shape)
-    return checkpoint_shape == variable_shape or (
-        len(variable_shape) == 1 and checkpoint_shape == [1] * (len(checkpoint_shape) - 1) + variable_shape)
-
-
 def match(model, description):
     """`{checkpoint name: model variable}` for every variable of `model`; raises ConversionError
     listing every unmatched name on either side and every shape mismatch."""
-    wanted = deepmind_names.deepmind_variables(model, description["scope"])
-    shapes = description["shapes"]
-    missing = sorted(name for name in wanted if name not in shapes)
-    mismatched = sorted(f"{name}: checkpoint {shapes[name]}, model {list(variable.shape)}"
-                        for name, variable in wanted.items()
-                        if name in shapes and not _fits(shapes[name], variable.shape))
-    unused = sorted(name for name in shapes if name not in wanted and name not in IGNORED
-                    and not any(name.startswith(known + "/") for known in wanted))  # optimizer slots
-    problems = ([f"not in the checkpoint: {name}" for name in missing] + [f"shape differs: {m}" for m in mismatched]
-                + [f"not in the model: {name}" for name in unused])
-    if problems:
-        raise ConversionError(f"{len(problems)} variables do not match:\n  " + "\n  ".join(problems))
-    return wanted
+    return checkpoints.match(deepmind_names.deepmind_variables(model, description["scope"]), description["shapes"])
 
 
 def convert(checkpoint):
@@ -83,10 +54,7 @@ def convert(checkpoint):
     description = describe(checkpoint)
     model = models.build("i3d", num_classes=description["num_classes"],
                          input_channels=description["input_channels"])
-    matched = match(model, description)
-    reader = tf.train.load_checkpoint(checkpoint)
-    for name, variable in matched.items():
-        variable.assign(np.reshape(reader.get_tensor(name), variable.shape))
+    checkpoints.load(match(model, description), checkpoint)
     return model
 
 

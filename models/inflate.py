@@ -1,0 +1,115 @@
+r"""Inflates a 2D Inception-v1 into any member of the Inception-3D family (Quo Vadis, Sec. 2.4).
+
+  python -m models.inflate --checkpoint=checkpoints/inception_v1.ckpt --model=s3dg \
+      --num_classes=400 --output=checkpoints/s3dg_imagenet.weights.h5
+
+Per variable of the 3D model, from the 2D variable at the same path (`models.inception_v1`):
+  full 3D kernels `[t, k, k, in, out]`: the 2D kernel repeated t times over time, divided by t;
+  separable units: the 2D kernel spatially, and the temporal conv the identity at its centre tap
+    (bias 0; with temporal BN: beta 0, mean 0, variance 1 - epsilon, an exact identity);
+  2D layers, batch norm: copied;
+  self-gating: zero weights (and bias), so every gate starts at the constant sigmoid(0) = 0.5,
+    the same for every channel and input: the gates have no 2D counterpart and are learned;
+  the classifier: copied when the class counts match, else left at its initialisation.
+A one-frame-repeated ("boring") clip then gives a separable model (S3D) exactly the 2D logits;
+full 3D kernels (I3D) give the 2D features wherever the temporal receptive field stays inside the
+clip (zero padding at the clip's ends breaks the fixed point there, as in every I3D).
+The last line of output is a JSON summary with the count of each kind.
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+import numpy as np  # noqa: E402
+
+import models  # noqa: E402
+from models import checkpoints, inception_v1  # noqa: E402
+from models.layers import BATCH_NORM_EPSILON  # noqa: E402
+
+
+class InflationError(ValueError):
+    """The 2D and 3D models do not correspond."""
+
+
+def _identity_temporal_kernel(shape):
+    kernel = np.zeros(shape, np.float32)  # [t, 1, 1, C, C]
+    kernel[shape[0] // 2, 0, 0] = np.eye(shape[3], shape[4], dtype=np.float32)
+    return kernel
+
+
+def _new_value(path, shape):
+    """The value of a 3D variable without a 2D counterpart, and its kind; None if unknown."""
+    if path.endswith("/temporal/kernel"):
+        return _identity_temporal_kernel(shape), "identity"
+    if path.endswith("/temporal/bias") or "/temporal_batch_norm/beta" in path or "/temporal_batch_norm/moving_mean" in path:
+        return np.zeros(shape, np.float32), "identity"
+    if "/temporal_batch_norm/moving_variance" in path:
+        return np.full(shape, 1.0 - BATCH_NORM_EPSILON, np.float32), "identity"
+    if "/self_gating/" in path:
+        return np.zeros(shape, np.float32), "gating"
+    return None
+
+
+def inflate(backbone_2d, model_3d):
+    """Sets every variable of `model_3d` from the 2D backbone (see the module docstring).
+    Returns `{kind: count}` (copied, inflated, identity, gating, classifier_kept)."""
+    sources = {variable.path: variable for variable in backbone_2d.weights}
+    counts = dict.fromkeys(("copied", "inflated", "identity", "gating", "classifier_kept"), 0)
+    problems = []
+    for variable in model_3d.weights:
+        path, shape = variable.path, tuple(variable.shape)
+        source = sources.get(path)
+        if source is None:
+            new = _new_value(path, shape)
+            if new is None:
+                problems.append(f"{path} {list(shape)}: no 2D counterpart")
+                continue
+            value, kind = new
+        elif tuple(source.shape) == shape:
+            value, kind = source.numpy(), "copied"
+        elif path.startswith("Logits/"):
+            counts["classifier_kept"] += 1
+            continue
+        elif len(shape) == 5 and source.shape[0] == 1 and tuple(source.shape[1:]) == shape[1:]:
+            value, kind = np.repeat(source.numpy(), shape[0], axis=0) / shape[0], "inflated"
+        else:
+            problems.append(f"{path}: 3D {list(shape)} from 2D {list(source.shape)}")
+            continue
+        variable.assign(value)
+        counts[kind] += 1
+    if problems:
+        raise InflationError(f"{len(problems)} variables cannot be inflated:\n  " + "\n  ".join(problems))
+    return counts
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.output.endswith(".weights.h5"):
+        raise app.UsageError("--output must be a FILE.weights.h5")
+    try:
+        _, backbone = inception_v1.load_slim_checkpoint(FLAGS.checkpoint, FLAGS.depth_multiplier)
+        model = models.build(FLAGS.model, num_classes=FLAGS.num_classes, transition=FLAGS.transition,
+                             depth_multiplier=FLAGS.depth_multiplier)
+        counts = inflate(backbone, model)
+    except (checkpoints.CheckpointError, InflationError, ValueError) as error:
+        sys.exit(f"models.inflate: error: {error}")
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
+    model.save_weights(FLAGS.output)
+    print(json.dumps({"model": FLAGS.model, "transition": FLAGS.transition, "num_classes": FLAGS.num_classes,
+                      "output": FLAGS.output, **counts}))
+
+
+if __name__ == "__main__":
+    flags.DEFINE_string("checkpoint", None, "TF-slim inception_v1 checkpoint prefix.", required=True)
+    flags.DEFINE_string("model", None, "Family member to inflate into (e.g. i3d, s3d, s3dg).", required=True)
+    flags.DEFINE_string("transition", None, "Transition block of the heavy models and fast_s3d.")
+    flags.DEFINE_integer("num_classes", 400, "Classes of the 3D model.", lower_bound=1)
+    flags.DEFINE_float("depth_multiplier", 1.0, "Width multiplier (as the checkpoint was trained).")
+    flags.DEFINE_string("output", None, "Keras weights file to write (FILE.weights.h5).", required=True)
+    FLAGS = flags.FLAGS
+    app.run(main)
