@@ -31,6 +31,10 @@ def define():
     flags.DEFINE_integer("frame_stride", None, "Step between the frames of a clip.", lower_bound=1)
     flags.DEFINE_list("short_side_jitter", None, "min,max short side to resize to before cropping (CSN).")
     flags.DEFINE_bool("flip", True, "Random horizontal flips (direction classes switch to their mirror twin).")
+    flags.DEFINE_string("init_checkpoint", None, "Start from these weights: a .weights.h5 of a bare model, a "
+                        "train.main run folder or an exported SavedModel (a different class count replaces the "
+                        "classifier).")
+    flags.DEFINE_string("freeze_until", None, "Freeze the layers up to and including this end point (e.g. Mixed_4f).")
 
     flags.DEFINE_enum("schedule", None, list(presets.PRESETS),
                       "Recipe whose values fill every flag not given (default: by dataset; synthetic -> demo).")

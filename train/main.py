@@ -34,6 +34,7 @@ import models  # noqa: E402
 from data import pipeline, prepare, records, sources  # noqa: E402
 from flags import data_flags, model_flags, train_flags  # noqa: E402
 from train import callbacks as train_callbacks  # noqa: E402
+from train import finetune  # noqa: E402
 from train import loop  # noqa: E402
 from train import serving  # noqa: E402
 
@@ -105,6 +106,10 @@ def ensure_dataset(multi_worker):
     info = records.load_info(FLAGS.data_dir)
     if info["dataset"] != FLAGS.dataset:
         raise records.DatasetError(f"{FLAGS.data_dir}: holds {info['dataset']!r}, not --dataset={FLAGS.dataset}")
+    prepared_split = info["config"].get("split_index")
+    if FLAGS.dataset in ("ucf101", "hmdb51") and prepared_split != FLAGS.split_index:
+        raise records.DatasetError(f"{FLAGS.data_dir}: holds official split {prepared_split}, not "
+                                   f"--split_index={FLAGS.split_index}")
     for split in splits():
         records.load_info(FLAGS.data_dir, split)
     return info
@@ -119,6 +124,11 @@ def build_trainer(strategy, num_classes, global_batch_size):
     model_options = {k: v for k, v in model_flags.build_kwargs().items() if k != "num_classes"}
     with strategy.scope():
         model = models.build(FLAGS.model, num_classes=num_classes, **model_options)
+        if FLAGS.init_checkpoint:
+            kept = finetune.initialise(model, finetune.source_weights(FLAGS.init_checkpoint, FLAGS.model, model_options))
+            print(f"initialised from {FLAGS.init_checkpoint}" + (" with a new classifier" if kept else ""))
+        if FLAGS.freeze_until:
+            finetune.freeze_until(model, FLAGS.freeze_until)
         trainer = serving.training_model(model, model_options.get("input_channels", 3))
         rate, decay = learning_rate_schedule(global_batch_size), FLAGS.weight_decay or None
         optimizer = (keras.optimizers.Adam(rate, weight_decay=decay) if FLAGS.optimizer == "adam" else
