@@ -31,13 +31,16 @@ def flip_table(class_names):
     return table
 
 
-def parse_example(serialized):
-    """`(frames, label)`: the JPEG bytes of every frame `[N]` and the label index."""
+def parse_example(serialized, with_media_id=False):
+    """`(frames, label)`: the JPEG bytes of every frame `[N]` and the label index; with
+    `with_media_id`, `(frames, label, media_id)`."""
     context, sequence = tf.io.parse_single_sequence_example(
         serialized,
-        context_features={records.LABEL_INDEX: tf.io.FixedLenFeature([], tf.int64)},
+        context_features={records.LABEL_INDEX: tf.io.FixedLenFeature([], tf.int64),
+                          records.MEDIA_ID: tf.io.FixedLenFeature([], tf.string, default_value="")},
         sequence_features={records.IMAGE_ENCODED: tf.io.FixedLenSequenceFeature([], tf.string)})
-    return sequence[records.IMAGE_ENCODED], tf.cast(context[records.LABEL_INDEX], tf.int32)
+    parsed = (sequence[records.IMAGE_ENCODED], tf.cast(context[records.LABEL_INDEX], tf.int32))
+    return parsed + (context[records.MEDIA_ID],) if with_media_id else parsed
 
 
 def clip_indices(video_frames, num_frames, stride=1, num_clips=1, start=None):
@@ -182,7 +185,7 @@ def _eval_views(jpegs, label, num_frames, stride, eval_frames, num_clips, num_cr
 def clip_dataset(data_dir, split, training, batch_size, num_frames=64, crop_size=224, frame_stride=1,
                  flip=True, short_side_range=None, eval_frames=None, num_clips=1, num_crops=1,
                  reverse_time=False, dtype="float32", input_context=None, seed=None, repeat=None,
-                 shuffle_buffer=64):
+                 shuffle_buffer=64, with_media_id=False):
     """A batched `tf.data.Dataset` of clips from the prepared dataset at `data_dir`.
 
     Args:
@@ -200,6 +203,7 @@ def clip_dataset(data_dir, split, training, batch_size, num_frames=64, crop_size
       reverse_time: evaluation: play each view backwards.
       dtype: "float32" or "bfloat16"; "uint8" yields raw frames for `to_values` on the device.
       input_context: a `tf.distribute.InputContext`; each input pipeline reads its share of files.
+      with_media_id: evaluation: also yield each video's `clip/media_id` `[batch]` (strings).
     """
     info = records.load_info(data_dir, split)
     files = records.shard_files(data_dir, info, split)
@@ -233,10 +237,12 @@ def clip_dataset(data_dir, split, training, batch_size, num_frames=64, crop_size
             _to_values(tf.reshape(frames, [batch_size, num_frames, crop_size, crop_size, 3]), dtype),
             labels[::num_frames]))
     else:
-        dataset = dataset.map(
-            lambda s: _eval_views(*parse_example(s), num_frames, frame_stride, eval_frames, num_clips,
-                                  num_crops, crop_size, reverse_time, dtype),
-            num_parallel_calls=tf.data.AUTOTUNE)
+        def views(serialized):
+            jpegs, label, media_id = parse_example(serialized, with_media_id=True)
+            clips, label = _eval_views(jpegs, label, num_frames, frame_stride, eval_frames, num_clips, num_crops,
+                                       crop_size, reverse_time, dtype)
+            return (clips, label, media_id) if with_media_id else (clips, label)
+        dataset = dataset.map(views, num_parallel_calls=tf.data.AUTOTUNE)
         dataset = dataset.batch(batch_size)
     options = tf.data.Options()
     options.experimental_deterministic = not training

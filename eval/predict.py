@@ -59,7 +59,7 @@ def classifier(saved_model=None, model_dir=None, model=None, weights=None, label
         return tf.saved_model.load(saved_model).signatures["serving_default"], names
     if model_dir:
         try:
-            network, run, _ = serving.load_trained_model(model_dir)
+            network, run, _, _ = serving.load_trained_model(model_dir)
         except FileNotFoundError as error:
             raise PredictError(str(error)) from None
         return (serving.serving_function(network, run["class_names"], run["short_side"], run["crop_size"]),

@@ -27,7 +27,7 @@ def main(argv):
     if not FLAGS.model_dir:
         raise app.UsageError("--model_dir is required")
     try:
-        model, run, path = serving.load_trained_model(FLAGS.model_dir, FLAGS.checkpoint)
+        model, run, path, _ = serving.load_trained_model(FLAGS.model_dir, FLAGS.checkpoint)
     except FileNotFoundError as error:
         sys.exit(f"train.export: error: {error}")
     export_dir = FLAGS.export_dir or os.path.join(FLAGS.model_dir, "export")

@@ -44,7 +44,7 @@ def source_weights(path, model_name, model_options):
     path = pathlib.Path(path)
     if (path / serving.RUN_FILE).exists():
         try:
-            model, _, _ = serving.load_trained_model(path)
+            model, _, _, _ = serving.load_trained_model(path)
         except FileNotFoundError as error:
             raise InitError(str(error)) from None
         return {variable.path: variable.numpy() for variable in model.weights}

@@ -9,6 +9,7 @@ names), `top5_probabilities` and `top5_indices`. It needs only TensorFlow to loa
 import json
 import pathlib
 
+import h5py
 import keras
 import tensorflow as tf
 
@@ -53,7 +54,8 @@ def export(model, class_names, export_dir, short_side, crop_size):
 
 
 def load_trained_model(model_dir, checkpoint="best"):
-    """Rebuilds the trained model from `model_dir/run.json` and loads a checkpoint into it."""
+    """Rebuilds the trained model from `model_dir/run.json` and loads a checkpoint into it
+    ("best", "latest" or a path). Returns `(model, run record, checkpoint path, training step)`."""
     model_dir = pathlib.Path(model_dir)
     run_path = model_dir / RUN_FILE
     if not run_path.exists():
@@ -70,7 +72,14 @@ def load_trained_model(model_dir, checkpoint="best"):
     trainer.compile(optimizer=keras.optimizers.SGD())
     trainer.optimizer.build(trainer.trainable_variables)
     trainer.load_weights(path)
-    return model, run, path
+    return model, run, path, checkpoint_step(path)
+
+
+def checkpoint_step(path):
+    """The training step at which a trainer checkpoint (`.weights.h5` with optimizer state) was
+    written: Keras stores the optimizer's step counter as its first variable."""
+    with h5py.File(path, "r") as weights:
+        return int(weights["optimizer/vars/0"][()]) if "optimizer/vars/0" in weights else 0
 
 
 def training_model(model, channels):
