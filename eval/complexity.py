@@ -12,6 +12,7 @@ Fig. 4). With `--json` the last line of output is one JSON object.
 """
 
 import json
+import resource
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -84,7 +85,8 @@ def add_timing(result, model, repeats):
     result.update(forward_s=seconds, gmacs_per_s=result["gmacs"] / seconds,
                   matmul_gmacs_per_s=bound, fraction_of_bound=result["gmacs"] / seconds / bound,
                   device=tf.config.list_logical_devices()[-1].device_type,
-                  threads=os.cpu_count())
+                  threads=os.cpu_count(),
+                  peak_memory_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # process peak RSS
 
 
 def print_report(result):
@@ -96,6 +98,7 @@ def print_report(result):
         print(f"forward       {result['forward_s']:.3f} s (batch 1, median of {FLAGS.repeats})")
         print(f"achieved      {result['gmacs_per_s']:.1f} GMAC/s = {result['fraction_of_bound']:.2f} x "
               f"the float32 matmul rate {result['matmul_gmacs_per_s']:.1f} GMAC/s ({result['threads']} cores)")
+        print(f"peak memory   {result['peak_memory_bytes'] / 2**30:.2f} GiB (the process's peak resident memory)")
 
 
 def family_table(frames, size):
