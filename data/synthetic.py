@@ -22,6 +22,9 @@ MOTION_CLASSES = ("moving left to right", "moving right to left", "moving top to
                   "rotating counterclockwise", "appearing", "disappearing")
 APPEARANCE_CLASSES = ("static star", "static ring", "static cross")
 CLASSES = tuple(sorted(MOTION_CLASSES + APPEARANCE_CLASSES))
+# Each motion class and its time-reversed twin (MOTION_CLASSES lists them in pairs).
+TWINS = {a: b for i in range(0, len(MOTION_CLASSES), 2)
+         for a, b in ((MOTION_CLASSES[i], MOTION_CLASSES[i + 1]), (MOTION_CLASSES[i + 1], MOTION_CLASSES[i]))}
 SPLITS = {"train": 48, "validation": 12}  # videos per class
 _SPLIT_IDS = {"train": 0, "validation": 1}
 

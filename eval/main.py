@@ -85,6 +85,7 @@ def evaluate(probabilities_fn, dataset):
 
 def _view_options(config, data_dir, split, view_dtype):
     options = dict(num_frames=FLAGS.num_frames or (config or {}).get("num_frames") or 64, eval_frames=FLAGS.eval_frames,
+                   frame_stride=(config or {}).get("frame_stride") or 1,
                    num_clips=FLAGS.num_clips, num_crops=int(FLAGS.num_crops), reverse_time=FLAGS.reverse_time)
     if view_dtype == "uint8":  # a SavedModel crops itself: give it the stored frames' central square
         info = records.load_info(data_dir)

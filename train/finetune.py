@@ -24,7 +24,8 @@ class InitError(ValueError):
     """The init checkpoint cannot start this model; the message says why."""
 
 
-def _h5_num_classes(path):
+def h5_num_classes(path):
+    """The class count of an Inception-3D model's `.weights.h5` (its classifier's width)."""
     found = []
     try:
         with h5py.File(path, "r") as weights:
@@ -51,7 +52,7 @@ def source_weights(path, model_name, model_options):
     if (path / "saved_model.pb").exists():
         return {variable.name.removesuffix(":0"): variable.numpy() for variable in tf.saved_model.load(str(path)).variables}
     if path.name.endswith(".weights.h5") and path.is_file():
-        source = models.build(model_name, **{**model_options, "num_classes": _h5_num_classes(path)})
+        source = models.build(model_name, **{**model_options, "num_classes": h5_num_classes(path)})
         try:
             source.load_weights(path)
         except ValueError as error:

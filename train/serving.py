@@ -8,6 +8,7 @@ names), `top5_probabilities` and `top5_indices`. It needs only TensorFlow to loa
 
 import json
 import pathlib
+import warnings
 
 import h5py
 import keras
@@ -71,7 +72,9 @@ def load_trained_model(model_dir, checkpoint="best"):
     trainer = training_model(model, run["model_options"].get("input_channels", 3))
     trainer.compile(optimizer=keras.optimizers.SGD())
     trainer.optimizer.build(trainer.trainable_variables)
-    trainer.load_weights(path)
+    with warnings.catch_warnings():  # the checkpoint's optimizer state is not needed here
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        trainer.load_weights(path)
     return model, run, path, checkpoint_step(path)
 
 

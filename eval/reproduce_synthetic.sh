@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Reproduces the S3D paper's analyses on the built-in synthetic data (figures in WORKSPACE.md):
+# trains each model with the demo recipe (skipping finished runs), then runs the four analyses.
+#   bash eval/reproduce_synthetic.sh            # RUNS=runs/reproduce DATA=datasets/synthetic
+set -euo pipefail
+DATA=${DATA:-datasets/synthetic}
+RUNS=${RUNS:-runs/reproduce}
+MODELS=${MODELS:-"i2d i3d s3d s3dg bottom_heavy_s3d top_heavy_s3d"}
+for model in $MODELS; do
+  if [ ! -f "$RUNS/$model/export/saved_model.pb" ]; then
+    python -m train.main --model="$model" --data_dir="$DATA" --model_dir="$RUNS/$model" | tail -1
+  fi
+done
+dirs=$(for model in $MODELS; do printf "%s," "$RUNS/$model"; done)
+dirs=${dirs%,}
+python -m eval.analysis time_reversal --model_dir="$dirs" --num_clips=3 --output_dir="$RUNS/analysis"
+python -m eval.analysis speed_accuracy --model_dir="$dirs" --num_clips=3 --output_dir="$RUNS/analysis"
+python -m eval.analysis weight_stats --model_dir="$RUNS/i3d" --output_dir="$RUNS/analysis"
+python -m eval.analysis tsne --model_dir="$RUNS/s3dg" --output_dir="$RUNS/analysis"
