@@ -76,3 +76,68 @@ def inception_counts(name, num_classes=400, frames=64, height=224, width=224, in
     if num_classes:
         counts.add(shape[3] * num_classes + num_classes, shape[3] * num_classes)
     return counts
+
+
+@dataclasses.dataclass
+class ResNetCounts(Counts):
+    interactions: int = 0  # channel pairs connected through an output filter (CSN paper, eq. 3)
+
+
+def _resnet_conv(counts, shape, filters, kernel, strides=(1, 1, 1), groups=1, scale=True):
+    """A conv (no bias) + BN with scale and offset; returns the output shape (T, H, W, C)."""
+    time, height, width, channels = shape
+    out = tuple(_same(n, s) for n, s in zip((time, height, width), strides))
+    per_group = channels // groups
+    volume = math.prod(kernel)
+    counts.add(volume * per_group * filters + 2 * filters, math.prod(out) * volume * per_group * filters)
+    counts.interactions += filters * per_group * (per_group - 1) // 2
+    return out + (filters,)
+
+
+def resnet_counts(name, num_classes=400, frames=8, height=112, width=112, input_channels=3, depth_multiplier=1.0,
+                  **overrides):
+    """`ResNetCounts` of `models.resnet3d` model `name` (with the builder's ablation `overrides`)."""
+    from models import resnet3d
+    spec = dataclasses.replace(resnet3d.MODELS[name], **{k: v for k, v in overrides.items() if v is not None})
+    scaled = lambda w: max(int(w * depth_multiplier), 16)  # noqa: E731
+    counts = ResNetCounts()
+    shape = (frames, height, width, input_channels)
+    if spec.stem == "r2plus1d":
+        shape = _resnet_conv(counts, shape, scaled(45), (1, 7, 7), (1, 2, 2))
+        shape = _resnet_conv(counts, shape, scaled(64), (3, 1, 1))
+    else:
+        shape = _resnet_conv(counts, shape, scaled(64), (3, 7, 7), (1, 2, 2))
+    if spec.stem_pool:
+        shape = (shape[0], _same(shape[1], 2), _same(shape[2], 2), shape[3])
+
+    def spatiotemporal(shape, filters, strides):
+        kind = spec.conv3x3x3
+        if kind == "r2plus1d":
+            mid = resnet3d.r2plus1d_mid_channels(shape[3], filters)
+            shape = _resnet_conv(counts, shape, mid, (1, 3, 3), (1,) + strides[1:])
+            return _resnet_conv(counts, shape, filters, (3, 1, 1), strides[:1] + (1, 1))
+        if kind in ("full", "group"):
+            return _resnet_conv(counts, shape, filters, (3, 3, 3), strides, spec.groups if kind == "group" else 1)
+        if kind == "ip" or shape[3] != filters:
+            shape = _resnet_conv(counts, shape, filters, (1, 1, 1))
+        return _resnet_conv(counts, shape, filters, (3, 3, 3), strides, filters)
+
+    for stage, (width_, blocks) in enumerate(zip(map(scaled, resnet3d.WIDTHS), spec.blocks)):
+        for index in range(blocks):
+            stride = 2 if stage > 0 and index == 0 else 1
+            strides = (stride,) * 3
+            block_input = shape
+            if spec.block == "simple":
+                out_channels = width_
+                shape = spatiotemporal(shape, width_, strides)
+                shape = spatiotemporal(shape, width_, (1, 1, 1))
+            else:
+                out_channels = width_ * spec.expansion
+                pointwise_groups = spec.groups if spec.group_pointwise else 1
+                shape = _resnet_conv(counts, shape, width_, (1, 1, 1), groups=pointwise_groups)
+                shape = spatiotemporal(shape, width_, strides)
+                shape = _resnet_conv(counts, shape, out_channels, (1, 1, 1), groups=pointwise_groups)
+            if stride != 1 or block_input[3] != out_channels:
+                _resnet_conv(counts, block_input, out_channels, (1, 1, 1), strides)
+    counts.add(shape[3] * num_classes + num_classes, shape[3] * num_classes)
+    return counts

@@ -8,7 +8,8 @@ Parameters are trainable parameters. GMACs are 10^9 multiply-adds of the conv an
 one clip, counted by TensorFlow's profiler on the inference graph (`eval.analytic` counts them
 independently; the two are printed side by side). `--table` prints, at the given clip size, every
 family member next to the paper's figures and the bottom-/top-heavy curve (x-axis of the paper's
-Fig. 4). With `--json` the last line of output is one JSON object.
+Fig. 4). For the ResNet3D/CSN models it also reports channel interactions (CSN paper, eq. 3).
+With `--json` the last line of output is one JSON object.
 """
 
 import json
@@ -18,12 +19,13 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import models  # noqa: E402
 from eval import analytic, speed  # noqa: E402
 from flags import model_flags  # noqa: E402
-from models import inception  # noqa: E402
+from models import inception, resnet3d  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")  # the profiler's own deprecation notices
 model_flags.define()
@@ -37,8 +39,7 @@ flags.adopt_module_key_flags(model_flags)
 FLAGS = flags.FLAGS
 
 # Op types whose float operations are multiply-adds of conv and dense layers (2 flops per MAC).
-MAC_OP_TYPES = {"Conv2D", "Conv3D", "DepthwiseConv2dNative", "MatMul", "BatchMatMul", "BatchMatMulV2",
-                "BatchMatMulV3"}
+MAC_OP_TYPES = {"Conv2D", "Conv3D"}
 # "Rethinking Spatiotemporal Feature Learning", 64x224x224: (parameters, GMACs); None: not given.
 PAPER = {"i3d": (12.06e6, 107.9), "s3d": (8.77e6, 66.38), "s3dg": (None, 71.38),
          "fast_s3d": (None, 43.47), "i2d": (None, None)}
@@ -55,28 +56,48 @@ def profiled_macs(model, input_shape):
     graph = forward.get_concrete_function(tf.TensorSpec((1,) + tuple(input_shape), tf.float32)).graph
     builder = tf.compat.v1.profiler.ProfileOptionBuilder
     options = builder(builder.float_operation()).with_empty_output().build()
-    profile = tf.compat.v1.profiler.profile(graph, cmd="graph", options=options)
-    op_types = {op.name: op.type for op in graph.get_operations()}
-    flops, stack = 0, [profile]
-    while stack:
-        node = stack.pop()
-        stack.extend(node.children)
-        if op_types.get(node.name) in MAC_OP_TYPES:
-            flops += node.float_ops
-    return flops // 2
+    # The "op" view sums float operations per op type; the "graph" view nests by dependency and
+    # overflows the proto parser's depth limit for deep networks (ResNet-152).
+    profile = tf.compat.v1.profiler.profile(graph, cmd="op", options=options)
+    macs = sum(node.float_ops for node in profile.children if node.name in MAC_OP_TYPES) // 2
+    # The op view counts no depthwise convolutions and no matrix products: output elements times
+    # the kernel area, or times the contracted size.
+    for op in graph.get_operations():
+        if op.type == "DepthwiseConv2dNative":
+            kernel_height, kernel_width = op.inputs[1].shape[:2]
+            macs += int(np.prod(op.outputs[0].shape)) * kernel_height * kernel_width
+        elif op.type == "MatMul":
+            contracted = op.inputs[0].shape[0 if op.get_attr("transpose_a") else 1]
+            macs += int(np.prod(op.outputs[0].shape)) * contracted
+    return macs
+
+
+def conv_interactions(model):
+    """Channel pairs connected through an output filter, summed over the conv layers (CSN paper,
+    eq. 3): C_out * C(C_in / groups, 2) from each conv kernel `[t, h, w, C_in / groups, C_out]`."""
+    return sum(int(v.shape[4]) * int(v.shape[3]) * (int(v.shape[3]) - 1) // 2
+               for v in model.weights if len(v.shape) == 5 and v.path.endswith("kernel"))
 
 
 def report(name, frames, size, **kwargs):
-    """Counts for one model: a dict with model, transition, input, params, gmacs, analytic figures."""
+    """Counts for one model: a dict with model, transition, input, params, gmacs, analytic figures
+    (and, for the ResNet3D family, channel interactions)."""
     model = models.build(name, **kwargs)
     channels = kwargs.get("input_channels", 3)
+    result = {"model": name, "transition": None, "input": [frames, size, size, channels],
+              "num_classes": kwargs.get("num_classes", 400), "params": trainable_params(model),
+              "gmacs": profiled_macs(model, (frames, size, size, channels)) / 1e9}
     analytic_kwargs = {k: v for k, v in kwargs.items() if k not in ("dropout_rate", "batch_norm_momentum")}
-    expected = analytic.inception_counts(name, frames=frames, height=size, width=size, **analytic_kwargs)
-    _, transition = inception.block_policies(name, kwargs.get("transition"))
-    return {"model": name, "transition": transition, "input": [frames, size, size, channels],
-            "num_classes": kwargs.get("num_classes", 400), "params": trainable_params(model),
-            "gmacs": profiled_macs(model, (frames, size, size, channels)) / 1e9,
-            "analytic_params": expected.params, "analytic_gmacs": expected.macs / 1e9}, model
+    if name in resnet3d.MODELS:
+        expected = analytic.resnet_counts(name, frames=frames, height=size, width=size, **analytic_kwargs)
+        result.update(interactions=conv_interactions(model), analytic_interactions=expected.interactions)
+    elif name in inception.VARIANTS:
+        expected = analytic.inception_counts(name, frames=frames, height=size, width=size, **analytic_kwargs)
+        result["transition"] = inception.block_policies(name, kwargs.get("transition"))[1]
+    else:  # C3D: profiler only
+        expected = None
+    result.update(analytic_params=expected and expected.params, analytic_gmacs=expected and expected.macs / 1e9)
+    return result, model
 
 
 def add_timing(result, model, repeats):
@@ -92,8 +113,13 @@ def add_timing(result, model, repeats):
 def print_report(result):
     print(f"model         {result['model']}" + (f" (transition {result['transition']})" if result["transition"] else ""))
     print(f"input         {' x '.join(map(str, result['input']))} (T x H x W x C), {result['num_classes']} classes")
-    print(f"parameters    {result['params']:,} (analytic {result['analytic_params']:,})")
-    print(f"GMACs         {result['gmacs']:.2f} (analytic {result['analytic_gmacs']:.2f})")
+    analytic_params = f"{result['analytic_params']:,}" if result["analytic_params"] else "n/a"
+    analytic_gmacs = f"{result['analytic_gmacs']:.2f}" if result["analytic_gmacs"] else "n/a"
+    print(f"parameters    {result['params']:,} (analytic {analytic_params})")
+    print(f"GMACs         {result['gmacs']:.2f} (analytic {analytic_gmacs})")
+    if "interactions" in result:
+        print(f"interactions  {result['interactions'] / 1e6:,.1f}M channel pairs (analytic "
+              f"{result['analytic_interactions'] / 1e6:,.1f}M)")
     if "forward_s" in result:
         print(f"forward       {result['forward_s']:.3f} s (batch 1, median of {FLAGS.repeats})")
         print(f"achieved      {result['gmacs_per_s']:.1f} GMAC/s = {result['fraction_of_bound']:.2f} x "

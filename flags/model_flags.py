@@ -10,7 +10,8 @@ import models
 
 # Flags that map one-to-one to a `models.build` option of the same name.
 _OPTION_FLAGS = ("transition", "depth_multiplier", "dropout_rate", "first_temporal_kernel",
-                 "self_gating", "gating_bias", "temporal_batch_norm", "batch_norm_momentum", "input_channels")
+                 "self_gating", "gating_bias", "temporal_batch_norm", "batch_norm_momentum", "input_channels",
+                 "block", "conv3x3x3", "groups", "group_pointwise")
 
 
 def define():
@@ -32,6 +33,11 @@ def define():
                       "Separable convs: BN after the temporal conv (torchvision) instead of a bias (TF-slim).")
     flags.DEFINE_float("batch_norm_momentum", None, "Decay of the BN moving averages (reference 0.999).")
     flags.DEFINE_integer("input_channels", None, "3 for RGB, 2 for optical flow.")
+    flags.DEFINE_enum("block", None, ["simple", "bottleneck"], "ResNet3D/CSN: residual block type.")
+    flags.DEFINE_enum("conv3x3x3", None, ["full", "group", "depthwise", "ip", "r2plus1d"],
+                      "ResNet3D/CSN: how the block's 3x3x3 conv is made (CSN paper's ablation).")
+    flags.DEFINE_integer("groups", None, "ResNet3D/CSN: channel groups of --conv3x3x3=group.", lower_bound=1)
+    flags.DEFINE_bool("group_pointwise", None, "ResNet3D/CSN bottlenecks: group the 1x1x1 convs too (-DG).")
 
 
 def build_kwargs():

@@ -8,9 +8,11 @@ import inspect
 
 import keras
 
-from models import inception
+from models import inception, resnet3d
 
-_BUILDERS = {name: (inception.build_inception, name) for name in inception.VARIANTS}
+_BUILDERS = {**{name: (inception.build_inception, name) for name in inception.VARIANTS},
+             **{name: (resnet3d.build_resnet3d, name) for name in resnet3d.MODELS},
+             "c3d": (resnet3d.build_c3d, "c3d")}
 
 
 def available():
@@ -23,7 +25,9 @@ def build(name, num_classes=400, **overrides):
 
     See `models.inception.build_inception` for the Inception-3D options (transition,
     depth_multiplier, dropout_rate, first_temporal_kernel, self_gating, gating_bias,
-    temporal_batch_norm, input_channels, input_shape). Unknown names or options raise ValueError.
+    temporal_batch_norm, input_channels, input_shape), `models.resnet3d.build_resnet3d` for the
+    ResNet3D/CSN/R(2+1)D ones (block, conv3x3x3, groups, group_pointwise, dropout_rate,
+    input_channels, input_shape) and `build_c3d`. Unknown names or options raise ValueError.
     """
     if name not in _BUILDERS:
         raise ValueError(f"model: unknown model {name!r}; available: {', '.join(available())}")

@@ -29,22 +29,74 @@ def _triple(value, name):
     return value
 
 
+def _same_padding(size, kernel, stride):
+    """(output size, padding before) of a SAME convolution along one axis."""
+    output = (size + stride - 1) // stride
+    total = ops.maximum((output - 1) * stride + kernel - size, 0)
+    return output, total // 2
+
+
+def depthwise_conv3d(inputs, kernel, strides):
+    """Depthwise 3D convolution (SAME) of `[B, T, H, W, C]` with a `[t, h, w, 1, C]` kernel.
+
+    Computed as the sum over the t temporal taps of a 2D depthwise convolution of the frames:
+    TensorFlow's grouped Conv3D runs about 185x slower on CPU than this for a depthwise 3x3x3 conv
+    of 256 channels (WORKSPACE.md), and every backend has a fast 2D depthwise convolution.
+    """
+    taps, height, width, _, channels = kernel.shape
+    time = ops.shape(inputs)[1]
+    out_time, before = _same_padding(time, taps, strides[0])
+    after = (out_time - 1) * strides[0] + taps - time - before
+    padded = ops.pad(inputs, [[0, 0], [before, ops.maximum(after, 0)], [0, 0], [0, 0], [0, 0]])
+    total = None
+    for tap in range(taps):
+        frames = padded[:, tap: tap + (out_time - 1) * strides[0] + 1: strides[0]]  # [B, T', H, W, C]
+        shape = ops.shape(frames)
+        flat = ops.reshape(frames, (-1, shape[2], shape[3], channels))
+        out = ops.depthwise_conv(flat, ops.reshape(kernel[tap], (height, width, channels, 1)),
+                                 strides[1:], padding="same")
+        out_shape = ops.shape(out)
+        out = ops.reshape(out, (-1, out_time, out_shape[1], out_shape[2], channels))
+        total = out if total is None else total + out
+    return total
+
+
+def grouped_conv3d(inputs, kernel, strides, groups):
+    """SAME 3D convolution with `groups` channel groups (kernel `[t, h, w, C_in / groups, C_out]`):
+    a plain conv, the depthwise path, or one conv per group, concatenated."""
+    if groups == 1:
+        return ops.conv(inputs, kernel, strides, padding="same")
+    if kernel.shape[3] == 1 and kernel.shape[4] == groups:
+        return depthwise_conv3d(inputs, kernel, strides)
+    inputs_per_group, outputs_per_group = kernel.shape[3], kernel.shape[4] // groups
+    return ops.concatenate([
+        ops.conv(inputs[..., g * inputs_per_group:(g + 1) * inputs_per_group],
+                 kernel[..., g * outputs_per_group:(g + 1) * outputs_per_group], strides, padding="same")
+        for g in range(groups)], axis=-1)
+
+
 def conv_batch_norm(conv, batch_norm, inputs, training):
     """`batch_norm(conv(inputs))`; at inference BN is folded into the conv's kernel and bias.
 
     Folding gives one convolution with a bias add (which TensorFlow fuses with the conv and the
     following ReLU) instead of two extra passes over the activations: S3D's forward pass on CPU
     is about 8% faster (WORKSPACE.md). Training, and BN layers that are trainable, use batch
-    statistics as usual.
+    statistics as usual. Grouped convs (`conv.groups > 1`) go through `grouped_conv3d`.
     """
+    groups = getattr(conv, "groups", 1)
     if batch_norm is None:
         return conv(inputs)
     if training and batch_norm.trainable:
-        return batch_norm(conv(inputs), training=True)
+        if groups == 1:
+            return batch_norm(conv(inputs), training=True)
+        kernel = ops.cast(conv.kernel, inputs.dtype)
+        return batch_norm(grouped_conv3d(inputs, kernel, conv.strides, groups), training=True)
     scale = ops.rsqrt(batch_norm.moving_variance + batch_norm.epsilon)  # [C_out]
+    if batch_norm.gamma is not None:
+        scale = scale * batch_norm.gamma
     kernel = ops.cast(conv.kernel * scale, inputs.dtype)
     bias = ops.cast(batch_norm.beta - batch_norm.moving_mean * scale, inputs.dtype)
-    return ops.add(ops.conv(inputs, kernel, conv.strides, padding="same"), bias)
+    return ops.add(grouped_conv3d(inputs, kernel, conv.strides, groups), bias)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -106,13 +158,15 @@ class Unit3D(keras.layers.Layer):
       activation: a Keras activation name, or None.
       self_gating, gating_bias: append a `SelfGating` layer (with or without bias).
       batch_norm_momentum: decay of the BN moving averages (0.999 in the reference training).
+      groups: channel groups of the conv (C_in for depthwise; see `grouped_conv3d`).
+      batch_norm_scale: BN with a learned scale (gamma), as ResNets use; Inception units have none.
 
     Input `[batch, T, H, W, C_in]`, output `[batch, ceil(T/st), ceil(H/sh), ceil(W/sw), filters]`.
     """
 
     def __init__(self, filters, kernel_size=1, strides=1, use_batch_norm=True, use_bias=False,
                  activation="relu", self_gating=False, gating_bias=False,
-                 batch_norm_momentum=BATCH_NORM_MOMENTUM, **kwargs):
+                 batch_norm_momentum=BATCH_NORM_MOMENTUM, groups=1, batch_norm_scale=False, **kwargs):
         super().__init__(**kwargs)
         self.filters = int(filters)
         self.kernel_size = _triple(kernel_size, "kernel_size")
@@ -123,11 +177,13 @@ class Unit3D(keras.layers.Layer):
         self.self_gating = self_gating
         self.gating_bias = gating_bias
         self.batch_norm_momentum = batch_norm_momentum
+        self.groups = int(groups)
+        self.batch_norm_scale = batch_norm_scale
         self.conv_3d = keras.layers.Conv3D(
             self.filters, self._conv_kernel_size(), strides=self._conv_strides(), padding="same",
-            use_bias=use_bias and not use_batch_norm, name="conv_3d")
+            use_bias=use_bias and not use_batch_norm, groups=self.groups, name="conv_3d")
         self.batch_norm = (keras.layers.BatchNormalization(
-            scale=False, epsilon=BATCH_NORM_EPSILON, momentum=batch_norm_momentum, name="batch_norm")
+            scale=batch_norm_scale, epsilon=BATCH_NORM_EPSILON, momentum=batch_norm_momentum, name="batch_norm")
             if use_batch_norm else None)
         self.activation_fn = keras.activations.get(activation)
         self.gating = SelfGating(use_bias=gating_bias, name="self_gating") if self_gating else None
@@ -168,7 +224,8 @@ class Unit3D(keras.layers.Layer):
                 "strides": self.strides, "use_batch_norm": self.use_batch_norm,
                 "use_bias": self.use_bias, "activation": self.activation,
                 "self_gating": self.self_gating, "gating_bias": self.gating_bias,
-                "batch_norm_momentum": self.batch_norm_momentum}
+                "batch_norm_momentum": self.batch_norm_momentum, "groups": self.groups,
+                "batch_norm_scale": self.batch_norm_scale}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

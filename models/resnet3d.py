@@ -1,0 +1,215 @@
+"""ResNet3D, R(2+1)D, channel-separated networks and the CSN paper's ablation grid as one builder,
+and C3D.
+
+A `ResNetSpec` row says which block (simple or bottleneck), how many per stage, and how the block's
+3x3x3 conv is made (`conv3x3x3`): `full`, `group` (`groups` channel groups), `depthwise`, `ip`
+(1x1x1 conv + BN, then depthwise: ip-CSN), or `r2plus1d` (a [1, 3, 3] conv to M channels, BN, ReLU,
+a [3, 1, 1] conv; M keeps the parameter count of the full conv). `group_pointwise` also groups a
+bottleneck's 1x1x1 convs (bottleneck-DG). Every conv is the shared `Unit3D` (conv, BN with scale,
+ReLU). Stages conv2..conv5 have widths 64/128/256/512 (bottleneck outputs x `expansion`) and
+stride 2 in time and space at the first block of conv3, conv4 and conv5; shortcuts are 1x1x1
+conv + BN where the shape changes. Facts and choices: ../shared/reference/architectures.md, WORKSPACE.md.
+"""
+
+import dataclasses
+
+import keras
+from keras import ops
+
+from models import layers
+
+WIDTHS = (64, 128, 256, 512)
+STAGES = ("conv2", "conv3", "conv4", "conv5")
+BATCH_NORM_MOMENTUM = 0.9
+CONV_KINDS = ("full", "group", "depthwise", "ip", "r2plus1d")
+
+
+@dataclasses.dataclass(frozen=True)
+class ResNetSpec:
+    block: str  # "simple" or "bottleneck"
+    blocks: tuple  # per stage
+    conv3x3x3: str = "full"
+    groups: int = 1
+    group_pointwise: bool = False
+    expansion: int = 4  # bottleneck output channels = expansion x width
+    stem: str = "r3d"  # "r3d": 3x7x7 conv; "r2plus1d": [1,7,7] to 45 then [3,1,1]
+    stem_pool: bool = False  # [1, 3, 3] max pool after the stem (CSN)
+
+
+_SIMPLE = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+_BOTTLENECK = {26: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+
+
+def _expansion(depth):
+    return 1 if depth == 26 else 4  # VMZ builds depth 26 without the 4x expansion
+
+
+MODELS = {
+    **{f"r3d_{d}": ResNetSpec("simple", b) for d, b in _SIMPLE.items()},
+    **{f"r3d_{d}": ResNetSpec("bottleneck", b, expansion=_expansion(d), stem_pool=True) for d, b in _BOTTLENECK.items()},
+    **{f"ir_csn_{d}": ResNetSpec("bottleneck", b, "depthwise", expansion=_expansion(d), stem_pool=True)
+       for d, b in _BOTTLENECK.items()},
+    **{f"ip_csn_{d}": ResNetSpec("bottleneck", b, "ip", expansion=_expansion(d), stem_pool=True)
+       for d, b in _BOTTLENECK.items()},
+    **{f"r2plus1d_{d}": ResNetSpec("simple", b, "r2plus1d", stem="r2plus1d") for d, b in _SIMPLE.items()},
+}
+
+
+def r2plus1d_mid_channels(in_channels, out_channels, kernel=3):
+    """R(2+1)D's M: the [1,k,k] + [k,1,1] pair has the parameters of the full [k,k,k] conv."""
+    return (kernel ** 3 * in_channels * out_channels) // (kernel ** 2 * in_channels + kernel * out_channels)
+
+
+def _unit(filters, kernel, strides=1, activation="relu", groups=1, name=None, momentum=BATCH_NORM_MOMENTUM):
+    return layers.Unit3D(filters, kernel, strides, activation=activation, groups=groups, batch_norm_scale=True,
+                         batch_norm_momentum=momentum, name=name)
+
+
+def scaled_width(width, depth_multiplier):
+    """`max(int(width * depth_multiplier), 16)`, as the Inception family scales widths."""
+    return max(int(width * depth_multiplier), 16)
+
+
+def conv3x3x3(spec, in_channels, filters, strides, activation, name, momentum=BATCH_NORM_MOMENTUM):
+    """The block's spatio-temporal conv as a list of units (see the module docstring)."""
+    kind = spec.conv3x3x3
+    if kind == "full":
+        return [_unit(filters, 3, strides, activation, name=name, momentum=momentum)]
+    if kind == "group":
+        return [_unit(filters, 3, strides, activation, groups=spec.groups, name=name, momentum=momentum)]
+    if kind == "r2plus1d":
+        mid = r2plus1d_mid_channels(in_channels, filters)
+        return [_unit(mid, (1, 3, 3), (1, strides[1], strides[2]), name=f"{name}_spatial", momentum=momentum),
+                _unit(filters, (3, 1, 1), (strides[0], 1, 1), activation, name=f"{name}_temporal", momentum=momentum)]
+    units = []
+    if kind == "ip" or in_channels != filters:  # depthwise keeps the width: a 1x1x1 conv changes it
+        units.append(_unit(filters, 1, activation=None, name=f"{name}_pointwise", momentum=momentum))
+    units.append(_unit(filters, 3, strides, activation, groups=filters, name=name, momentum=momentum))
+    return units
+
+
+@keras.saving.register_keras_serializable(package=layers.PACKAGE)
+class ResidualBlock(keras.layers.Layer):
+    """A simple (two 3x3x3 convs) or bottleneck (1x1x1, 3x3x3, 1x1x1) block with its shortcut.
+
+    Input `[batch, T, H, W, C_in]`, output `[batch, T/s, H/s, W/s, out_channels]`, s the stride.
+    """
+
+    def __init__(self, spec, in_channels, width, stride, batch_norm_momentum=BATCH_NORM_MOMENTUM, **kwargs):
+        super().__init__(**kwargs)
+        self.spec = spec if isinstance(spec, ResNetSpec) else ResNetSpec(**spec)
+        self.in_channels, self.width, self.stride = int(in_channels), int(width), int(stride)
+        self.batch_norm_momentum = batch_norm_momentum
+        strides, momentum = (self.stride,) * 3, dict(momentum=batch_norm_momentum)
+        if self.spec.block == "simple":
+            self.out_channels = self.width
+            self.units = (conv3x3x3(self.spec, self.in_channels, self.width, strides, "relu", "conv_a", **momentum)
+                          + conv3x3x3(self.spec, self.width, self.width, (1, 1, 1), None, "conv_b", **momentum))
+        else:
+            self.out_channels = self.width * self.spec.expansion
+            pointwise_groups = self.spec.groups if self.spec.group_pointwise else 1
+            self.units = ([_unit(self.width, 1, groups=pointwise_groups, name="conv_a", **momentum)]
+                          + conv3x3x3(self.spec, self.width, self.width, strides, "relu", "conv_b", **momentum)
+                          + [_unit(self.out_channels, 1, activation=None, groups=pointwise_groups, name="conv_c",
+                                   **momentum)])
+        self.shortcut = (_unit(self.out_channels, 1, strides, activation=None, name="shortcut", **momentum)
+                         if self.stride != 1 or self.in_channels != self.out_channels else None)
+
+    def build(self, input_shape):
+        shape = input_shape
+        for unit in self.units:
+            unit.build(shape)
+            shape = unit.compute_output_shape(shape)
+        if self.shortcut is not None:
+            self.shortcut.build(input_shape)
+
+    def call(self, inputs, training=None):
+        x = inputs
+        for unit in self.units:
+            x = unit(x, training=training)
+        shortcut = inputs if self.shortcut is None else self.shortcut(inputs, training=training)
+        return ops.relu(x + shortcut)
+
+    def compute_output_shape(self, input_shape):
+        shape = input_shape
+        for unit in self.units:
+            shape = unit.compute_output_shape(shape)
+        return shape
+
+    def get_config(self):
+        return {**super().get_config(), "spec": dataclasses.asdict(self.spec), "in_channels": self.in_channels,
+                "width": self.width, "stride": self.stride, "batch_norm_momentum": self.batch_norm_momentum}
+
+
+def _stem(spec, inputs, depth_multiplier, momentum):
+    if spec.stem == "r2plus1d":
+        x = _unit(scaled_width(45, depth_multiplier), (1, 7, 7), (1, 2, 2), name="stem_spatial", momentum=momentum)(inputs)
+        x = _unit(scaled_width(64, depth_multiplier), (3, 1, 1), name="stem", momentum=momentum)(x)
+    else:
+        x = _unit(scaled_width(64, depth_multiplier), (3, 7, 7), (1, 2, 2), name="stem", momentum=momentum)(inputs)
+    if spec.stem_pool:
+        x = keras.layers.MaxPooling3D((1, 3, 3), (1, 2, 2), padding="same", name="stem_pool")(x)
+    return x
+
+
+def build_resnet3d(name, num_classes=400, block=None, conv3x3x3=None, groups=None, group_pointwise=None,
+                   depth_multiplier=1.0, dropout_rate=0.0, batch_norm_momentum=BATCH_NORM_MOMENTUM, input_channels=3,
+                   input_shape=(None, None, None)):
+    """Builds `name` (a key of `MODELS`), with the CSN ablation overrides `block` (simple or
+    bottleneck), `conv3x3x3` (`CONV_KINDS`), `groups` and `group_pointwise`; `depth_multiplier`
+    scales every width (`scaled_width`).
+
+    The model maps `[batch, T, H, W, input_channels]` in [-1, 1] to float32 logits
+    `[batch, num_classes]` (global average pool, dropout, fully connected). Its layers are named
+    `stem`, `conv2_1` ... `conv5_k` (stage_block), `pool` and `logits`.
+    """
+    if name not in MODELS:
+        raise ValueError(f"model: unknown ResNet3D {name!r}; choose one of {', '.join(MODELS)}")
+    spec = MODELS[name]
+    overrides = {k: v for k, v in dict(block=block, conv3x3x3=conv3x3x3, groups=groups,
+                                       group_pointwise=group_pointwise).items() if v is not None}
+    spec = dataclasses.replace(spec, **overrides)
+    if spec.block not in ("simple", "bottleneck"):
+        raise ValueError(f"block must be simple or bottleneck, got {spec.block!r}")
+    if spec.conv3x3x3 not in CONV_KINDS:
+        raise ValueError(f"conv3x3x3 must be one of {', '.join(CONV_KINDS)}, got {spec.conv3x3x3!r}")
+    widths = [scaled_width(w, depth_multiplier) for w in WIDTHS]
+    if (spec.conv3x3x3 == "group" or spec.group_pointwise) and (spec.groups < 2 or any(w % spec.groups for w in widths)):
+        raise ValueError(f"groups must be >= 2 and divide every width {widths}, got {spec.groups}")
+    inputs = keras.Input((*input_shape, input_channels), name="clips")
+    x = _stem(spec, inputs, depth_multiplier, batch_norm_momentum)
+    channels = scaled_width(64, depth_multiplier)
+    for stage, (stage_name, width, count) in enumerate(zip(STAGES, widths, spec.blocks)):
+        for index in range(count):
+            stride = 2 if stage > 0 and index == 0 else 1
+            block_layer = ResidualBlock(spec, channels, width, stride, batch_norm_momentum,
+                                        name=f"{stage_name}_{index + 1}")
+            x = block_layer(x)
+            channels = block_layer.out_channels
+    x = keras.layers.GlobalAveragePooling3D(name="pool")(x)
+    x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
+    logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(x)
+    return keras.Model(inputs, logits, name=name)
+
+
+def build_c3d(name="c3d", num_classes=400, dropout_rate=0.5, input_channels=3, input_shape=(16, 112, 112)):
+    """C3D as in "Quo Vadis": 8 convs and 2 FC layers with BN after each, the first pool with
+    temporal stride 2; `[batch, 16, 112, 112, C]` -> logits. The FC input size follows from the
+    (fixed) `input_shape`."""
+    inputs = keras.Input((*input_shape, input_channels), name="clips")
+    x = inputs
+    plan = (("conv1a", 64), "pool1", ("conv2a", 128), "pool2", ("conv3a", 256), ("conv3b", 256), "pool3",
+            ("conv4a", 512), ("conv4b", 512), "pool4", ("conv5a", 512), ("conv5b", 512), "pool5")
+    for step in plan:
+        if isinstance(step, str):
+            x = keras.layers.MaxPooling3D(2, 2, padding="same", name=step)(x)
+        else:
+            x = _unit(step[1], 3, name=step[0])(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    for name_fc in ("fc6", "fc7"):
+        x = keras.layers.Dense(4096, use_bias=False, name=name_fc)(x)
+        x = keras.layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, epsilon=layers.BATCH_NORM_EPSILON,
+                                            name=f"{name_fc}_bn")(x)
+        x = keras.layers.Dropout(dropout_rate, name=f"{name_fc}_dropout")(keras.layers.ReLU()(x))
+    logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(x)
+    return keras.Model(inputs, logits, name=name)
