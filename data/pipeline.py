@@ -5,7 +5,8 @@
   evaluation: views `[batch, views, frames, crop, crop, 3]` and labels `[batch]` (one element per
               video, `views = num_clips * num_crops`, so video-level accuracy averages over them).
 Values are in [-1, 1] (float32 or bfloat16). Frame indices are chosen before any JPEG is decoded,
-and only those frames are decoded (training decodes only the crop window of each).
+and only those frames are decoded (training decodes only the crop window of each). A dataset
+prepared with `--modality=flow` gives 2 channels (x, y flow / 20), with the same sampling.
 """
 
 import re
@@ -70,12 +71,23 @@ def to_values(frames, dtype="float32"):
     return tf.cast(tf.cast(frames, tf.float32) * (1 / 127.5) - 1.0, dtype)
 
 
-def _decode(jpegs):
-    return tf.map_fn(lambda jpeg: tf.io.decode_jpeg(jpeg, channels=3), jpegs,
-                     fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+def decode_frame(jpeg, flow=False):
+    """One stored frame: RGB `[H, W, 3]`, or for flow the greyscale `[H, 2W]` image of the x and
+    y components side by side, returned as `[H, W, 2]` (see `data.flow`)."""
+    if not flow:
+        return tf.io.decode_jpeg(jpeg, channels=3)
+    image = tf.io.decode_jpeg(jpeg, channels=1)
+    width = tf.shape(image)[1] // 2
+    return tf.concat([image[:, :width], image[:, width:]], axis=-1)
 
 
-def _choose_training_clip(jpegs, label, num_frames, stride, crop_size, short_side_range, flip, flip_labels):
+def _decode(jpegs, flow=False):
+    return tf.map_fn(lambda jpeg: decode_frame(jpeg, flow), jpegs,
+                     fn_output_signature=tf.TensorSpec([None, None, 2 if flow else 3], tf.uint8))
+
+
+def _choose_training_clip(jpegs, label, num_frames, stride, crop_size, short_side_range, flip, flip_labels,
+                          flow=False):
     """Chooses a training clip without decoding anything.
 
     Returns, each repeated per frame (`[T, ...]`) so frames can be decoded in parallel:
@@ -87,7 +99,7 @@ def _choose_training_clip(jpegs, label, num_frames, stride, crop_size, short_sid
     start = tf.random.uniform([], 0, tf.maximum(video_frames - span, 0) + 1, tf.int32)
     selected = tf.gather(jpegs, clip_indices(video_frames, num_frames, stride, start=start)[0])
     shape = tf.io.extract_jpeg_shape(selected[0])
-    height, width = shape[0], shape[1]
+    height, width = shape[0], shape[1] // 2 if flow else shape[1]
     short_side = tf.minimum(height, width)
     if short_side_range is None:
         target = tf.maximum(short_side, crop_size)  # only frames smaller than the crop are resized
@@ -114,20 +126,29 @@ def _choose_training_clip(jpegs, label, num_frames, stride, crop_size, short_sid
     return selected, per_frame(resize_to), per_frame(window), per_frame(do_flip), per_frame(label)
 
 
-def _decode_training_frame(jpeg, resize_to, window, do_flip, label, may_resize=True):
+def _decode_training_frame(jpeg, resize_to, window, do_flip, label, may_resize=True, flow=False):
     """One frame of a training clip: decoded (only the crop window where no resize is needed),
-    cropped and flipped; uint8 `[crop, crop, 3]`. `may_resize=False` (frames stored at least as
-    large as the crop, no scale jitter) leaves out the resize branch, which costs ~5% of the rate."""
+    cropped and flipped; uint8 `[crop, crop, channels]`. `may_resize=False` (frames stored at least
+    as large as the crop, no scale jitter) leaves out the resize branch, which costs ~5% of the rate.
+    A flipped flow frame also negates its x component (255 - x in the 8-bit storage)."""
     def resized_crop():
-        frame = tf.image.resize(tf.io.decode_jpeg(jpeg, channels=3)[None], resize_to, method="bilinear")[0]
+        frame = tf.image.resize(decode_frame(jpeg, flow)[None], resize_to, method="bilinear")[0]
         frame = tf.cast(tf.clip_by_value(tf.round(frame), 0, 255), tf.uint8)
         return tf.image.crop_to_bounding_box(frame, window[0], window[1], window[2], window[3])
 
     def crop():
-        return tf.io.decode_and_crop_jpeg(jpeg, window, channels=3)
+        if not flow:
+            return tf.io.decode_and_crop_jpeg(jpeg, window, channels=3)
+        half = tf.io.extract_jpeg_shape(jpeg)[1] // 2
+        return tf.concat([tf.io.decode_and_crop_jpeg(jpeg, window, channels=1),
+                          tf.io.decode_and_crop_jpeg(jpeg, window + tf.stack([0, half, 0, 0]), channels=1)], axis=-1)
+
+    def flipped(frame):
+        frame = tf.reverse(frame, axis=[1])
+        return tf.concat([255 - frame[..., :1], frame[..., 1:]], axis=-1) if flow else frame
 
     frame = tf.cond(resize_to[0] > 0, resized_crop, crop) if may_resize else crop()
-    frame = tf.cond(do_flip, lambda: tf.reverse(frame, axis=[1]), lambda: frame)
+    frame = tf.cond(do_flip, lambda: flipped(frame), lambda: frame)
     return frame, label
 
 
@@ -164,14 +185,14 @@ def _spatial_crops(frames, crop_size, num_crops):
 
 
 def _eval_views(jpegs, label, num_frames, stride, eval_frames, num_clips, num_crops, crop_size,
-                reverse_time, dtype):
+                reverse_time, dtype, flow=False):
     video_frames = tf.shape(jpegs)[0]
     if eval_frames:  # all frames, padded by looping or cut to eval_frames: one clip
         indices = clip_indices(video_frames, eval_frames, 1, start=0)
     else:
         indices = clip_indices(video_frames, num_frames, stride, num_clips)
     clips, length = tf.shape(indices)[0], tf.shape(indices)[1]
-    frames = _decode(tf.gather(jpegs, tf.reshape(indices, [-1])))
+    frames = _decode(tf.gather(jpegs, tf.reshape(indices, [-1])), flow)
     frames = _at_least(frames, crop_size)
     views = _spatial_crops(frames, crop_size, num_crops)  # [crops, clips * length, ...]
     views = tf.reshape(views, tf.concat([[num_crops, clips, length], tf.shape(views)[2:]], 0))
@@ -206,6 +227,9 @@ def clip_dataset(data_dir, split, training, batch_size, num_frames=64, crop_size
       with_media_id: evaluation: also yield each video's `clip/media_id` `[batch]` (strings).
     """
     info = records.load_info(data_dir, split)
+    flow = info.get("modality") == "flow"
+    if flow and short_side_range is not None:
+        raise ValueError("short_side_range: scale jitter would change flow magnitudes; not supported for flow")
     files = records.shard_files(data_dir, info, split)
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if input_context is not None and input_context.num_input_pipelines > 1:
@@ -224,23 +248,23 @@ def clip_dataset(data_dir, split, training, batch_size, num_frames=64, crop_size
         flip_labels = tf.constant(flip_table(info["class_names"]), tf.int32)
         dataset = dataset.map(
             lambda s: _choose_training_clip(*parse_example(s), num_frames, frame_stride, crop_size,
-                                            short_side_range, flip, flip_labels),
+                                            short_side_range, flip, flip_labels, flow),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
         # Frames are decoded one by one in parallel (in order, so each clip stays contiguous) and
         # regrouped into clips by a single batch of batch_size * num_frames frames.
         stored_short_side = info.get("short_side")
         may_resize = short_side_range is not None or not (stored_short_side and stored_short_side >= crop_size)
-        dataset = dataset.unbatch().map(lambda *frame: _decode_training_frame(*frame, may_resize=may_resize),
+        dataset = dataset.unbatch().map(lambda *frame: _decode_training_frame(*frame, may_resize=may_resize, flow=flow),
                                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         dataset = dataset.batch(batch_size * num_frames, drop_remainder=True)
         dataset = dataset.map(lambda frames, labels: (
-            _to_values(tf.reshape(frames, [batch_size, num_frames, crop_size, crop_size, 3]), dtype),
+            _to_values(tf.reshape(frames, [batch_size, num_frames, crop_size, crop_size, 2 if flow else 3]), dtype),
             labels[::num_frames]))
     else:
         def views(serialized):
             jpegs, label, media_id = parse_example(serialized, with_media_id=True)
             clips, label = _eval_views(jpegs, label, num_frames, frame_stride, eval_frames, num_clips, num_crops,
-                                       crop_size, reverse_time, dtype)
+                                       crop_size, reverse_time, dtype, flow)
             return (clips, label, media_id) if with_media_id else (clips, label)
         dataset = dataset.map(views, num_parallel_calls=tf.data.AUTOTUNE)
         dataset = dataset.batch(batch_size)

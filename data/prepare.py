@@ -27,7 +27,7 @@ import time
 
 from absl import app, flags
 
-from data import records, shards, sources
+from data import flow, records, shards, sources
 
 __doc__ += sources.LAYOUTS
 
@@ -38,7 +38,7 @@ DEFAULT_SHORT_SIDE = 256
 SHARD_ORDER_SEED = 0
 
 
-def frame_options(source, fps=None, short_side=None, jpeg_quality=95):
+def frame_options(source, fps=None, short_side=None, jpeg_quality=95, modality="rgb", flow_method="tvl1"):
     """Resolves the per-dataset defaults: 25 fps and 256 pixels, except where the dataset's
     native rate (Something-Something) or size (synthetic) is kept. 0 means native."""
     if fps is None:
@@ -46,7 +46,8 @@ def frame_options(source, fps=None, short_side=None, jpeg_quality=95):
     if short_side is None:
         short_side = 0 if source.name == "synthetic" else DEFAULT_SHORT_SIDE
     return shards.FrameOptions(target_fps=fps or None, short_side=short_side or None,
-                               jpeg_quality=jpeg_quality, native_fps=source.native_fps)
+                               jpeg_quality=jpeg_quality, native_fps=source.native_fps, modality=modality,
+                               flow_method=flow_method)
 
 
 def plan_shards(source, examples_per_shard):
@@ -136,7 +137,7 @@ def _write_info(output_dir, source, plan, options, config):
                                  "files": [records.shard_name(t.split, t.index, t.count) for t in tasks]}
     info.update(dataset=source.name, format="mediasequence-tfrecord", class_names=source.class_names,
                 num_classes=len(source.class_names), fps=options.target_fps, short_side=options.short_side,
-                native_fps=options.native_fps, config=config)
+                native_fps=options.native_fps, modality=options.modality, config=config)
     temporary = info_path.with_name(info_path.name + ".tmp")
     temporary.write_text(json.dumps(info, indent=1))
     os.replace(temporary, info_path)
@@ -145,15 +146,18 @@ def _write_info(output_dir, source, plan, options, config):
 
 def prepare(dataset, output_dir, source_dir=None, splits=None, split_index=1, workers=1, fps=None,
             short_side=None, jpeg_quality=95, examples_per_shard=64, synthetic_seed=0,
-            synthetic_per_class=None, show_progress=False):
+            synthetic_per_class=None, show_progress=False, modality="rgb", flow_method="tvl1"):
     """Prepares (or finishes preparing) a dataset; returns the summary dict printed as JSON."""
     start = time.perf_counter()
     source = sources.load_source(dataset, source_dir, splits, split_index, synthetic_seed, synthetic_per_class)
-    options = frame_options(source, fps, short_side, jpeg_quality)
+    if modality not in ("rgb", "flow") or flow_method not in flow.METHODS:
+        raise ValueError(f"modality must be rgb or flow and flow_method one of {flow.METHODS}")
+    options = frame_options(source, fps, short_side, jpeg_quality, modality, flow_method)
     output_dir = pathlib.Path(output_dir)
     config = {"dataset": dataset, "source_dir": str(pathlib.Path(source_dir).resolve()) if source_dir else None,
               "split_index": split_index, "fps": options.target_fps, "short_side": options.short_side,
-              "jpeg_quality": jpeg_quality, "examples_per_shard": examples_per_shard,
+              "jpeg_quality": jpeg_quality, "examples_per_shard": examples_per_shard, "modality": modality,
+              "flow_method": flow_method if modality == "flow" else None,
               "synthetic_seed": synthetic_seed if dataset == "synthetic" else None,
               "synthetic_per_class": synthetic_per_class if dataset == "synthetic" else None}
     _check_config(output_dir, config)
@@ -189,7 +193,7 @@ def main(argv):
         summary = prepare(FLAGS.dataset, FLAGS.output_dir, FLAGS.source_dir, FLAGS.splits, FLAGS.split_index,
                           FLAGS.workers, FLAGS.fps, FLAGS.short_side, FLAGS.jpeg_quality,
                           FLAGS.examples_per_shard, FLAGS.synthetic_seed, FLAGS.synthetic_per_class,
-                          show_progress=FLAGS.progress)
+                          show_progress=FLAGS.progress, modality=FLAGS.modality, flow_method=FLAGS.flow_method)
     except (sources.SourceError, ValueError) as error:
         sys.exit(f"data.prepare: error: {error}")
     for entry in summary["skipped"]:
@@ -213,6 +217,10 @@ def define_flags():
     flags.DEFINE_integer("short_side", None, "Resize frames to this short side; 0 keeps the size "
                          "(default 256, synthetic: 0).")
     flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of the stored frames.", lower_bound=1, upper_bound=100)
+    flags.DEFINE_enum("modality", "rgb", ["rgb", "flow"], "rgb frames, or optical flow (x and y, clipped to "
+                      "[-20, 20] pixels, 8-bit) computed after the same resampling and resizing.")
+    flags.DEFINE_enum("flow_method", "tvl1", list(flow.METHODS), "tvl1 (DeepMind's, ~1 frame/s per core at "
+                      "224 px) or farneback (~100x faster, less accurate).")
     flags.DEFINE_integer("examples_per_shard", 64, "Videos per TFRecord shard.", lower_bound=1)
     flags.DEFINE_integer("synthetic_seed", 0, "Seed of the synthetic dataset.")
     flags.DEFINE_integer("synthetic_per_class", None, "Synthetic videos per class (default: train 48, validation 12).")

@@ -14,7 +14,7 @@ import time
 import cv2
 import numpy as np
 
-from data import decode, records, synthetic
+from data import decode, flow, records, synthetic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +31,8 @@ class FrameOptions:
     short_side: int  # None keeps the size
     jpeg_quality: int
     native_fps: float  # rate of frame folders / rendered videos
+    modality: str = "rgb"  # or "flow"
+    flow_method: str = "tvl1"
 
 
 def shard_path(output_dir, task):
@@ -52,7 +54,9 @@ def load_frames(video, options):
 
 
 def _jpeg(frame, quality):
-    ok, data = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    """JPEG bytes of an RGB frame, or of a greyscale one (flow: x and y side by side)."""
+    ok, data = cv2.imencode(".jpg", frame[..., ::-1] if frame.ndim == 3 else frame,
+                            [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise decode.VideoError("<frame>", "JPEG encoding failed")
     return data.tobytes()
@@ -78,7 +82,11 @@ def write_shard(task, output_dir, options, progress=None):
         for video, label_index in task.videos:
             try:
                 frames, fps = load_frames(video, options)
-                jpegs = [_jpeg(frame, options.jpeg_quality) for frame in frames]
+                stored = frames
+                if options.modality == "flow":
+                    fields = flow.to_uint8(flow.flow_fields(frames, options.flow_method))  # [T, H, W, 2]
+                    stored = np.concatenate([fields[..., 0], fields[..., 1]], axis=2)  # [T, H, 2W]
+                jpegs = [_jpeg(frame, options.jpeg_quality) for frame in stored]
             except decode.VideoError as error:
                 stats["skipped"].append({"path": error.path, "reason": error.reason})
             else:

@@ -7,6 +7,7 @@ accuracy, a confusion matrix and per-video predictions.
   python -m eval.main --saved_model=runs/s3dg/export --dataset=synthetic --data_dir=datasets/synthetic
   python -m eval.main --model_dir=runs/ucf1,runs/ucf2,runs/ucf3 --data_dir=ucf_1,ucf_2,ucf_3   # mean of splits
   python -m eval.main --model_dir=runs/s3dg --watch              # each new checkpoint, while training
+  python -m eval.main --two_stream --rgb_model_dir=runs/i3d_rgb --flow_model_dir=runs/i3d_flow
 
 Views are `--num_clips` clips x `--num_crops` crops per video (or one clip of `--eval_frames`
 frames); video-level scores average the views' softmax. A --model_dir run is rebuilt from its
@@ -53,20 +54,22 @@ def _run_config(model_dir):
     return json.loads(path.read_text())
 
 
-def predictor(model_dir=None, saved_model=None, checkpoint="best"):
-    """`(probabilities_fn, class_names, step, view_dtype)`: `probabilities_fn(clips [N, T, H, W, 3])`
-    returns `[N, classes]`; clips are float32 in [-1, 1] for a run, uint8 for a SavedModel."""
+def predictor(model_dir=None, saved_model=None, checkpoint="best", logits=False):
+    """`(scores_fn, class_names, step, view_dtype)`: `scores_fn(clips [N, T, H, W, C])` returns
+    probabilities (or `logits`) `[N, classes]`; clips are float32 in [-1, 1] for a run, uint8 for a
+    SavedModel."""
+    output = "logits" if logits else "probabilities"
     if saved_model:
         if not (pathlib.Path(saved_model) / "saved_model.pb").exists():
             raise EvalError(f"{saved_model}: not a SavedModel folder (no saved_model.pb)")
         serve = tf.saved_model.load(saved_model).signatures["serving_default"]
-        return (lambda clips: serve(frames=clips)["probabilities"]), None, None, "uint8"
+        return (lambda clips: serve(frames=clips)[output]), None, None, "uint8"
     try:
         model, run, _, step = serving.load_trained_model(model_dir, checkpoint)
     except FileNotFoundError as error:
         raise EvalError(str(error)) from None
-    probabilities = tf.function(lambda clips: tf.nn.softmax(tf.cast(model(clips, training=False), tf.float32)))
-    return probabilities, run["class_names"], step, "float32"
+    scores = tf.function(lambda clips: tf.cast(model(clips, training=False), tf.float32))
+    return (scores if logits else lambda clips: tf.nn.softmax(scores(clips))), run["class_names"], step, "float32"
 
 
 def evaluate(probabilities_fn, dataset):
@@ -130,6 +133,44 @@ def evaluate_run(model_dir, data_dir, dataset_name, split, output_dir, checkpoin
     return results
 
 
+def softmax(logits):
+    exponentials = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exponentials / exponentials.sum(axis=-1, keepdims=True)
+
+
+def two_stream(split):
+    """RGB, Flow and joint results on identical views (the RGB run's clip settings for both)."""
+    runs = {"rgb": (FLAGS.rgb_model_dir, FLAGS.rgb_data_dir), "flow": (FLAGS.flow_model_dir, FLAGS.flow_data_dir)}
+    if not all(model_dir for model_dir, _ in runs.values()):
+        raise EvalError("--two_stream needs --rgb_model_dir and --flow_model_dir")
+    rgb_config = _run_config(FLAGS.rgb_model_dir)
+    split = split or rgb_config.get("validation_split") or sources.DATASETS[rgb_config["dataset"]]["splits"][1]
+    logits, media = {}, {}
+    for stream, (model_dir, data_dir) in runs.items():
+        data_dir = data_dir or _run_config(model_dir)["data_dir"]
+        scores_fn, class_names, _, _ = predictor(model_dir, checkpoint=FLAGS.checkpoint, logits=True)
+        options = _view_options(rgb_config, data_dir, split, "float32")
+        dataset = pipeline.clip_dataset(data_dir, split, False, FLAGS.batch_size, with_media_id=True, **options)
+        logits[stream], labels, media[stream] = evaluate(scores_fn, dataset)
+        info = records.load_info(data_dir, split)
+        if (info.get("modality") == "flow") != (stream == "flow"):
+            raise EvalError(f"{data_dir}: holds {info.get('modality', 'rgb')} data, not {stream}")
+    if media["rgb"] != media["flow"]:
+        raise EvalError("the RGB and flow data hold different videos or orders (prepare both from the same source)")
+    joint = (softmax(logits["rgb"] + logits["flow"]) if FLAGS.fusion == "logits" else
+             (softmax(logits["rgb"]) + softmax(logits["flow"])) / 2)
+    results = {**metrics.summarise(joint, labels), "fusion": FLAGS.fusion, "split": split,
+               "rgb": metrics.summarise(softmax(logits["rgb"]), labels),
+               "flow": metrics.summarise(softmax(logits["flow"]), labels)}
+    output_dir = pathlib.Path(FLAGS.output_dir or pathlib.Path(FLAGS.rgb_model_dir) / "eval" / f"{split}_two_stream")
+    results["output_dir"] = str(output_dir)
+    metrics.write_report(output_dir, results, joint, labels, media["rgb"], class_names,
+                         f"two-stream ({FLAGS.fusion}) video top-1 {results['video_top1']:.3f}")
+    for stream in ("rgb", "flow"):
+        print(f"{stream:5s}: " + ", ".join(f"{key} {results[stream][key]:.4f}" for key in METRICS))
+    return results
+
+
 def default_output_dir(model_dir, split):
     suffix = "_reversed" if FLAGS.reverse_time else ""
     base = pathlib.Path(model_dir) if model_dir else pathlib.Path(str(pathlib.Path(FLAGS.saved_model)) + "_eval")
@@ -166,6 +207,8 @@ def watch(model_dir, data_dir, split):
 
 
 def run():
+    if FLAGS.two_stream:
+        return two_stream(FLAGS.split)
     model_dirs = FLAGS.model_dir or []
     if bool(model_dirs) == bool(FLAGS.saved_model):
         raise EvalError("give either --model_dir or --saved_model")

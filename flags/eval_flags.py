@@ -27,3 +27,12 @@ def define():
     flags.DEFINE_integer("watch_timeout", 3600, "Stop watching after this many seconds without a new checkpoint.",
                          lower_bound=1)
     flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
+    flags.DEFINE_bool("two_stream", False, "Evaluate --rgb_model_dir and --flow_model_dir on identical views "
+                      "and report RGB, Flow and joint accuracy.")
+    flags.DEFINE_string("rgb_model_dir", None, "Two-stream: the RGB run.")
+    flags.DEFINE_string("flow_model_dir", None, "Two-stream: the flow run.")
+    flags.DEFINE_string("rgb_data_dir", None, "Two-stream: RGB data (default: the RGB run's).")
+    flags.DEFINE_string("flow_data_dir", None, "Two-stream: flow data prepared from the same videos (default: the "
+                        "flow run's).")
+    flags.DEFINE_enum("fusion", "logits", ["logits", "probabilities"], "Two-stream: sum of logits (DeepMind) or "
+                      "mean of probabilities.")

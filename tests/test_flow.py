@@ -41,3 +41,69 @@ def test_uint8_storage_clips_to_the_bound_and_round_trips():
     np.testing.assert_allclose(values, np.clip(fields, -20, 20) / 20, atol=1 / 255 + 1e-6)
     with pytest.raises(ValueError, match="flow method"):
         flow.flow_fields(np.zeros((2, 8, 8, 3), np.uint8), "lucas_kanade")
+
+
+@pytest.fixture(scope="module")
+def two_modalities(tmp_path_factory):
+    """The same small synthetic videos prepared as RGB and as (Farneback) flow."""
+    from data import prepare
+    root = tmp_path_factory.mktemp("two_stream")
+    common = dict(synthetic_per_class=2, examples_per_shard=8, short_side=36)
+    prepare.prepare("synthetic", root / "rgb", **common)
+    prepare.prepare("synthetic", root / "flow", modality="flow", flow_method="farneback", **common)
+    return root
+
+
+def test_flow_data_stores_the_flow_of_the_rgb_frames(two_modalities):
+    from data import pipeline, records
+    info = records.load_info(two_modalities / "flow")
+    assert info["modality"] == "flow" and info["config"]["flow_method"] == "farneback"
+    rgb = pipeline.clip_dataset(two_modalities / "rgb", "validation", False, 1, eval_frames=40, crop_size=36,
+                                dtype="uint8", with_media_id=True)
+    stored = pipeline.clip_dataset(two_modalities / "flow", "validation", False, 1, eval_frames=40, crop_size=36,
+                                   dtype="uint8", with_media_id=True)
+    (frames, _, rgb_id), (flows, _, flow_id) = next(iter(rgb)), next(iter(stored))
+    assert rgb_id.numpy() == flow_id.numpy() and flows.shape == (1, 1, 40, 36, 36, 2)
+    expected = flow.to_uint8(flow.flow_fields(frames.numpy()[0, 0], "farneback"))
+    # the flow was computed on the frames before their JPEG round trip, and is stored as JPEG itself
+    assert np.abs(flows.numpy()[0, 0].astype(int) - expected).mean() < 3
+    train = pipeline.clip_dataset(two_modalities / "flow", "train", True, 2, num_frames=4, crop_size=32, dtype="float32")
+    clips, _ = next(iter(train))
+    assert clips.shape == (2, 4, 32, 32, 2) and -1 <= clips.numpy().min() and clips.numpy().max() <= 1
+
+
+def test_flipped_flow_frame_negates_x():
+    import tensorflow as tf
+    from data import pipeline
+    rng = np.random.default_rng(0)
+    fields = rng.integers(0, 256, (8, 10, 2), dtype=np.uint8)
+    jpeg = tf.io.encode_jpeg(np.concatenate([fields[..., :1], fields[..., 1:]], axis=1), quality=100)
+    window = tf.constant([0, 0, 8, 8])
+    plain, _ = pipeline._decode_training_frame(jpeg, tf.zeros([2], tf.int32), window, tf.constant(False), 0,
+                                               may_resize=False, flow=True)
+    flipped, _ = pipeline._decode_training_frame(jpeg, tf.zeros([2], tf.int32), window, tf.constant(True), 0,
+                                                 may_resize=False, flow=True)
+    plain, flipped = plain.numpy().astype(int), flipped.numpy().astype(int)
+    np.testing.assert_array_equal(flipped[..., 0], 255 - plain[:, ::-1, 0])
+    np.testing.assert_array_equal(flipped[..., 1], plain[:, ::-1, 1])
+
+
+def test_two_stream_evaluation_reports_rgb_flow_and_joint(two_modalities, tmp_path):
+    import json
+    import subprocess
+    import sys
+    from tests.conftest import REPO_ROOT
+    from tests.test_train import TINY, last_json
+    for modality in ("rgb", "flow"):
+        last_json(subprocess.run([sys.executable, "-m", "train.main", *TINY, "--train_steps=2",
+                                  f"--data_dir={two_modalities / modality}", f"--model_dir={tmp_path / modality}"],
+                                 cwd=REPO_ROOT, capture_output=True, text=True, timeout=600))
+    assert json.loads((tmp_path / "flow" / "run.json").read_text())["model_options"]["input_channels"] == 2
+    results = last_json(subprocess.run(
+        [sys.executable, "-m", "eval.main", "--two_stream", f"--rgb_model_dir={tmp_path / 'rgb'}",
+         f"--flow_model_dir={tmp_path / 'flow'}", "--checkpoint=latest", "--json"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600))
+    assert results["num_videos"] == results["rgb"]["num_videos"] == results["flow"]["num_videos"] == 26
+    for key in ("video_top1", "top5"):
+        assert 0 <= results[key] <= 1 and 0 <= results["rgb"][key] <= 1 and 0 <= results["flow"][key] <= 1
+    assert (tmp_path / "rgb" / "eval" / "validation_two_stream" / "results.json").exists()

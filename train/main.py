@@ -155,6 +155,8 @@ def run():
         keras.mixed_precision.set_global_policy(f"mixed_{FLAGS.mixed_precision}")
     keras.utils.set_random_seed(FLAGS.seed)
     info = ensure_dataset(multi_worker)
+    if info.get("modality") == "flow" and not FLAGS.input_channels:
+        FLAGS.input_channels = 2  # x and y flow
     # Serving resizes frames as they were stored: the prepared short side, or the median of a
     # dataset kept at its native size.
     short_side = info["short_side"] or int(statistics.median(

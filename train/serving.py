@@ -20,21 +20,23 @@ RUN_FILE = "run.json"  # what the trainer records for export: model options, cla
 
 
 def serving_function(model, class_names, short_side, crop_size):
-    """The tf.function behind the serving signature (see the module docstring)."""
+    """The tf.function behind the serving signature (see the module docstring); frames have the
+    model's input channels (3 RGB; 2 for flow, stored 8-bit as `data.flow.to_uint8` makes them)."""
+    channels = model.input_shape[-1]
     names = tf.constant(class_names)
     top_k = min(5, len(class_names))
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, None, 3], tf.uint8, name="frames")])
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, None, channels], tf.uint8, name="frames")])
     def serve(frames):
         shape = tf.shape(frames)
         batch, time, height, width = shape[0], shape[1], shape[2], shape[3]
         scale = short_side / tf.cast(tf.minimum(height, width), tf.float32)
         size = tf.maximum(tf.cast(tf.round(tf.cast(tf.stack([height, width]), tf.float32) * scale), tf.int32),
                           crop_size)
-        flat = tf.image.resize(tf.reshape(frames, [-1, height, width, 3]), size, method="bilinear")
+        flat = tf.image.resize(tf.reshape(frames, [-1, height, width, channels]), size, method="bilinear")
         top, left = (size[0] - crop_size) // 2, (size[1] - crop_size) // 2
         flat = tf.clip_by_value(tf.round(flat[:, top:top + crop_size, left:left + crop_size]), 0, 255)
-        clips = tf.reshape(flat, [batch, time, crop_size, crop_size, 3]) * (1 / 127.5) - 1.0
+        clips = tf.reshape(flat, [batch, time, crop_size, crop_size, channels]) * (1 / 127.5) - 1.0
         logits = tf.cast(model(clips, training=False), tf.float32)
         probabilities = tf.nn.softmax(logits)
         best = tf.math.top_k(probabilities, k=top_k)
