@@ -11,7 +11,10 @@ in [-1, 1]) is the serving signature's, so every source gives the same numbers a
 SavedModel. Sources: a SavedModel from train.main (its own preprocessing and classes), a train.main
 run folder, or a model name with a `.weights.h5` file (e.g. from models.convert_deepmind_i3d) and
 a label map. With --json the last line is one JSON object with `predictions`, a list of
-{"label", "probability", "logit"}, best first, and `logits_norm`.
+{"label", "probability", "logit"}, best first, and `logits_norm`. `--two_stream` adds a flow model
+(--flow_saved_model, --flow_model_dir or --flow_weights), computes the video's flow (TV-L1 by
+default; slow on CPU: about 1 frame/s per core at 224 px) and reports `rgb_predictions`,
+`flow_predictions` and the joint `predictions`.
 """
 
 import json
@@ -26,7 +29,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import models  # noqa: E402
-from data import decode, sources  # noqa: E402
+from data import decode, flow, sources  # noqa: E402
 from train import serving  # noqa: E402
 
 FPS = 25
@@ -49,7 +52,7 @@ def label_names(label_map):
 
 
 def classifier(saved_model=None, model_dir=None, model=None, weights=None, label_map=None,
-               short_side=256, crop_size=224):
+               short_side=256, crop_size=224, input_channels=3):
     """`(serve, class_names)`: `serve(frames uint8 [1, T, H, W, 3])` returns a dict with `logits`
     and `probabilities` [1, classes]. `class_names` is None for a SavedModel without --label_map."""
     names = label_names(label_map) if label_map else None
@@ -68,7 +71,7 @@ def classifier(saved_model=None, model_dir=None, model=None, weights=None, label
         raise PredictError("give --saved_model, --model_dir, or --model with --weights and --label_map")
     if model not in models.available():
         raise PredictError(f"unknown model {model!r}; one of {', '.join(models.available())}")
-    network = models.build(model, num_classes=len(names))
+    network = models.build(model, num_classes=len(names), input_channels=input_channels)
     try:
         network.load_weights(weights)
     except (OSError, ValueError) as error:
@@ -76,21 +79,50 @@ def classifier(saved_model=None, model_dir=None, model=None, weights=None, label
     return serving.serving_function(network, names, short_side, crop_size), names
 
 
+def _ranked(logits, class_names, top_k):
+    """The top-k of `logits` [classes] among the classes `class_names` names (a list, or a dict
+    index -> name), with softmax probabilities over all classes."""
+    probabilities = np.exp(logits - logits.max())
+    probabilities /= probabilities.sum()
+    named = np.isin(np.arange(len(logits)), list(class_names) if isinstance(class_names, dict)
+                    else np.arange(len(class_names)))
+    best = np.argsort(-np.where(named, logits, -np.inf), kind="stable")[:top_k]
+    return [{"label": class_names[i], "probability": float(probabilities[i]), "logit": float(logits[i])}
+            for i in best]
+
+
 def predict(serve, class_names, video, top_k=5, max_frames=250):
     """Top-k predictions for the video file or frame folder `video` (see the module docstring)."""
     frames, _ = decode.read_video(video, target_fps=FPS)
     outputs = serve(frames=tf.constant(frames[None, :max_frames]))
     logits = outputs["logits"].numpy()[0]
-    probabilities = outputs["probabilities"].numpy()[0]
     if class_names is None:  # a SavedModel knows its classes only through its top-5 output
         class_names = {int(i): c.decode() for i, c in zip(outputs["top5_indices"].numpy()[0],
                                                            outputs["top5_classes"].numpy()[0])}
         top_k = min(top_k, len(class_names))
-    best = np.argsort(-logits, kind="stable")[:top_k]
-    return {"video": str(video), "frames": int(min(len(frames), max_frames)),
-            "logits_norm": float(np.linalg.norm(logits)),
-            "predictions": [{"label": class_names[i], "probability": float(probabilities[i]),
-                             "logit": float(logits[i])} for i in best]}
+    return {"video": str(video), "frames": int(min(len(frames), max_frames)), "logits_norm": float(np.linalg.norm(logits)),
+            "predictions": _ranked(logits, class_names, top_k)}
+
+
+def predict_two_stream(rgb_serve, flow_serve, class_names, video, top_k=5, max_frames=250, short_side=256,
+                       flow_method="tvl1", fusion="logits"):
+    """RGB, flow and joint top-k: flow is computed (`data.flow`) on the frames resized to
+    `short_side`, as `data.prepare --modality=flow` stores it; joint = sum of logits or mean of
+    probabilities."""
+    frames, _ = decode.read_video(video, target_fps=FPS, short_side=short_side)
+    frames = frames[:max_frames]
+    rgb = rgb_serve(frames=tf.constant(frames[None]))["logits"].numpy()[0]
+    fields = flow.to_uint8(flow.flow_fields(frames, flow_method))
+    flow_logits = flow_serve(frames=tf.constant(fields[None]))["logits"].numpy()[0]
+    if fusion == "logits":
+        joint = rgb + flow_logits
+    else:  # log of the mean probability ranks like the mean probability
+        probabilities = lambda x: np.exp(x - x.max()) / np.exp(x - x.max()).sum()  # noqa: E731
+        joint = np.log((probabilities(rgb) + probabilities(flow_logits)) / 2)
+    return {"video": str(video), "frames": len(frames), "fusion": fusion,
+            "predictions": _ranked(joint, class_names, top_k),
+            "rgb_predictions": _ranked(rgb, class_names, top_k),
+            "flow_predictions": _ranked(flow_logits, class_names, top_k)}
 
 
 def main(argv):
@@ -99,7 +131,17 @@ def main(argv):
     try:
         serve, names = classifier(FLAGS.saved_model, FLAGS.model_dir, FLAGS.model, FLAGS.weights,
                                   FLAGS.label_map, FLAGS.short_side, FLAGS.crop_size)
-        result = predict(serve, names, FLAGS.video, FLAGS.top_k, FLAGS.max_frames)
+        if FLAGS.two_stream:
+            flow_serve, flow_names = classifier(FLAGS.flow_saved_model, FLAGS.flow_model_dir, FLAGS.model,
+                                                FLAGS.flow_weights, FLAGS.label_map, FLAGS.short_side,
+                                                FLAGS.crop_size, input_channels=2)
+            names = names or flow_names
+            if names is None:
+                raise PredictError("--two_stream with SavedModels needs --label_map")
+            result = predict_two_stream(serve, flow_serve, names, FLAGS.video, FLAGS.top_k, FLAGS.max_frames,
+                                        FLAGS.short_side, FLAGS.flow_method, FLAGS.fusion)
+        else:
+            result = predict(serve, names, FLAGS.video, FLAGS.top_k, FLAGS.max_frames)
     except (PredictError, decode.VideoError) as error:
         sys.exit(f"eval.predict: error: {error}")
     for prediction in result["predictions"]:
@@ -120,5 +162,12 @@ if __name__ == "__main__":
     flags.DEFINE_integer("max_frames", 250, "Frames used at most (25 fps).", lower_bound=1)
     flags.DEFINE_integer("top_k", 5, "Classes shown.", lower_bound=1)
     flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
+    flags.DEFINE_bool("two_stream", False, "Also run a flow model and report RGB, flow and joint predictions.")
+    flags.DEFINE_string("flow_saved_model", None, "Two-stream: the flow SavedModel.")
+    flags.DEFINE_string("flow_model_dir", None, "Two-stream: the flow run folder.")
+    flags.DEFINE_string("flow_weights", None, "Two-stream: flow .weights.h5 for --model (2 input channels).")
+    flags.DEFINE_enum("flow_method", "tvl1", list(flow.METHODS), "Two-stream: how flow is computed.")
+    flags.DEFINE_enum("fusion", "logits", ["logits", "probabilities"], "Two-stream: sum of logits or mean of "
+                      "probabilities.")
     FLAGS = flags.FLAGS
     app.run(main)

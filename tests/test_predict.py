@@ -78,3 +78,18 @@ def test_unknown_label_map_is_a_one_line_error(weights, fixtures_dir):
                          f"--video={fixtures_dir / 'videos' / 'mpeg4_320x240_25fps.avi'}")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "kinetics999: label map not found" in result.stderr.strip().splitlines()[-1]
+
+
+def test_two_stream_prediction_adds_a_flow_model(fixtures_dir, weights, tmp_path):
+    flow_model = models.build("s3dg", num_classes=len(CLASSES), input_channels=2)
+    flow_model.save_weights(tmp_path / "flow.weights.h5")
+    result = run_predict("--model=s3dg", f"--weights={weights / 's3dg.weights.h5'}", f"--label_map={weights / 'labels.txt'}",
+                         "--two_stream", f"--flow_weights={tmp_path / 'flow.weights.h5'}", "--flow_method=farneback",
+                         f"--video={fixtures_dir / 'videos' / 'short_32frames_340x256_30fps.mp4'}", "--json", *SMALL)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    rgb = {p["label"]: p["logit"] for p in out["rgb_predictions"]}
+    flow = {p["label"]: p["logit"] for p in out["flow_predictions"]}
+    for p in out["predictions"]:
+        if p["label"] in rgb and p["label"] in flow:
+            assert p["logit"] == pytest.approx(rgb[p["label"]] + flow[p["label"]], rel=1e-5)
