@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import models
+from data import decode
 from eval import predict
 from tests.conftest import REPO_ROOT
 from train import serving
@@ -60,17 +61,19 @@ def test_saved_model_and_weights_give_the_same_json(fixtures_dir, weights):
                                [p["logit"] for p in results[0]["predictions"]], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("make,reason", [
-    (lambda folder: folder / "missing.mp4", "file does not exist"),
-    (lambda folder: (folder / "empty.mp4").write_bytes(b"") or folder / "empty.mp4", ""),
-    (lambda folder: (folder / "notes.mp4").write_text("not a video") or folder / "notes.mp4", ""),
-])
-def test_bad_videos_are_one_line_errors(tmp_path, weights, make, reason):
-    video = make(tmp_path)
-    result = run_predict(f"--saved_model={weights / 'export'}", f"--video={video}")
+def test_bad_videos_are_one_line_errors(tmp_path, weights):
+    """A missing file through the command (one line on stderr, no traceback); an empty file and a
+    text file named .mp4 through `predict`, which raises the VideoError the command prints."""
+    result = run_predict(f"--saved_model={weights / 'export'}", f"--video={tmp_path / 'missing.mp4'}")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("eval.predict: error: ") and str(video) in last and reason in last
+    assert last == f"eval.predict: error: {tmp_path / 'missing.mp4'}: file does not exist"
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "notes.mp4").write_text("not a video")
+    serve, names = predict.classifier(saved_model=str(weights / "export"))
+    for name in ("empty.mp4", "notes.mp4"):
+        with pytest.raises(decode.VideoError, match=str(tmp_path / name)):
+            predict.predict(serve, names, tmp_path / name)
 
 
 def test_unknown_label_map_is_a_one_line_error(weights, fixtures_dir):
