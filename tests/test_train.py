@@ -53,9 +53,15 @@ def scalars(log_dir):
     return values
 
 
-def test_run_writes_checkpoints_logs_keras_model_and_a_saved_model(tmp_path, data_dir):
-    model_dir = tmp_path / "run"
-    summary = last_json(train(*TINY, "--train_steps=4", f"--data_dir={data_dir}", f"--model_dir={model_dir}"))
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, data_dir):
+    """One 4-step run, shared by the tests that only read its outputs: (model_dir, summary)."""
+    model_dir = tmp_path_factory.mktemp("finished") / "run"
+    return model_dir, last_json(train(*TINY, "--train_steps=4", f"--data_dir={data_dir}", f"--model_dir={model_dir}"))
+
+
+def test_run_writes_checkpoints_logs_keras_model_and_a_saved_model(finished_run):
+    model_dir, summary = finished_run
     assert summary["step"] == 4 and 0 <= summary["val_top1"] <= summary["val_top5"] <= 1
     for path in ("config.json", "run.json", "best.weights.h5", "model.keras", "backup", "export/saved_model.pb"):
         assert (model_dir / path).exists(), path
@@ -80,9 +86,8 @@ print(json.dumps({k: list(v.shape) for k, v in out.items()} | {"classes": [c.dec
 """
 
 
-def test_saved_model_serves_raw_frames_without_the_project(tmp_path, data_dir):
-    model_dir = tmp_path / "run"
-    summary = last_json(train(*TINY, "--train_steps=2", f"--data_dir={data_dir}", f"--model_dir={model_dir}"))
+def test_saved_model_serves_raw_frames_without_the_project(tmp_path, finished_run):
+    model_dir, summary = finished_run
     result = subprocess.run([sys.executable, "-c", SERVE_SCRIPT, summary["export_dir"]], cwd=tmp_path,
                             capture_output=True, text=True, timeout=300,
                             env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
@@ -95,10 +100,8 @@ def test_saved_model_serves_raw_frames_without_the_project(tmp_path, data_dir):
     assert shown.returncode == 0 and "serving_default" in shown.stdout and "top5_classes" in shown.stdout
 
 
-def test_export_command_rebuilds_the_model_from_a_checkpoint(tmp_path, data_dir):
-    model_dir = tmp_path / "run"
-    summary = last_json(train(*TINY, "--train_steps=2", "--eval_every=2", f"--data_dir={data_dir}",
-                              f"--model_dir={model_dir}"))
+def test_export_command_rebuilds_the_model_from_a_checkpoint(tmp_path, finished_run):
+    model_dir, summary = finished_run
     result = subprocess.run([sys.executable, "-m", "train.export", f"--model_dir={model_dir}", "--checkpoint=latest",
                              f"--export_dir={tmp_path / 'again'}"], cwd=REPO_ROOT, capture_output=True, text=True,
                             timeout=300)
