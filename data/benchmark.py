@@ -5,11 +5,13 @@ r"""Throughput of the input pipeline against the JPEG-decode bound.
 Measures clips/s and frames/s of the training path (random clip, crop-window decode, flip; uint8
 frames, normalised to [-1, 1] on the model's device as the trainer does) and of the evaluation
 path (centre crop of one clip, float32), in total and per CPU core, and as the bound the
-single-core rate of `tf.io.decode_jpeg` on the same stored frames. The training path is also run
-with float32 output normalised on the host, and on 1 core (a private tf.data thread pool of one
-thread) to show how it scales. With --json the last line is one JSON object.
+single-core rate of `tf.io.decode_jpeg` on the same stored frames, measured after each timed
+window of the training path. Rates are steady-state medians over several windows. The training
+path is also run with float32 output normalised on the host, and on 1 core (a private tf.data
+thread pool of one thread) to show how it scales. With --json the last line is one JSON object.
 """
 
+import gc
 import json
 import os
 import statistics
@@ -28,7 +30,9 @@ data_flags.define()
 flags.DEFINE_integer("num_frames", 64, "Frames per clip.", lower_bound=1)
 flags.DEFINE_integer("crop_size", 224, "Crop size in pixels.", lower_bound=1)
 flags.DEFINE_integer("batch_size", 8, "Clips per batch.", lower_bound=1)
-flags.DEFINE_integer("batches", 20, "Timed batches per path.", lower_bound=1)
+flags.DEFINE_integer("warmup", 10, "Untimed batches per path first (tf.data's autotuner settles).", lower_bound=0)
+flags.DEFINE_integer("batches", 8, "Batches per timed window.", lower_bound=1)
+flags.DEFINE_integer("windows", 5, "Timed windows per path; rates are their median.", lower_bound=1)
 flags.DEFINE_integer("decode_frames", 300, "Frames decoded for the decode bound.", lower_bound=1)
 flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
 flags.adopt_module_key_flags(data_flags)
@@ -42,56 +46,73 @@ def _with_threads(dataset, threads):
     return dataset.with_options(options)
 
 
-def clips_per_second(dataset, batches, clips_per_batch):
-    """Clips per second over `batches` batches, after two warm-up batches."""
-    iterator = iter(dataset)
-    for _ in range(2):
-        next(iterator)
+def _window_rate(step, count):
+    """Calls per second of `step` over `count` calls."""
     start = time.perf_counter()
-    for _ in range(batches):
+    for _ in range(count):
+        step()
+    return count / (time.perf_counter() - start)
+
+
+def batch_stepper(dataset):
+    """`next` of a fresh iterator over `dataset`, after `--warmup` untimed batches (the first
+    batches run while tf.data's autotuner is still raising the parallelism: ~20% below the
+    steady rate on 2 cores)."""
+    iterator = iter(dataset)
+    for _ in range(FLAGS.warmup):
         next(iterator)
-    return batches * clips_per_batch / (time.perf_counter() - start)
+    return lambda: next(iterator)
 
 
-def decode_bound(data_dir, split, frames):
-    """Frames per second of `tf.io.decode_jpeg` on one core, on `frames` stored frames."""
+def clips_per_second(dataset, clips_per_batch):
+    """Steady-state clips per second: the median of `--windows` windows of `--batches` batches."""
+    step = batch_stepper(dataset)
+    return statistics.median(_window_rate(step, FLAGS.batches) * clips_per_batch for _ in range(FLAGS.windows))
+
+
+def decode_bound_stepper(data_dir, split, frames):
+    """`(step, frames)`: `step()` decodes `frames` stored frames with `tf.io.decode_jpeg` on one
+    core (a `map_fn` with one iteration at a time)."""
     dataset = tf.data.TFRecordDataset(records.shard_files(data_dir, records.load_info(data_dir, split), split)[:4])
-    jpegs = dataset.map(lambda s: pipeline.parse_example(s)[0]).unbatch().take(frames)
-    jpegs = tf.stack(list(jpegs))
+    jpegs = tf.stack(list(dataset.map(lambda s: pipeline.parse_example(s)[0]).unbatch().take(frames)))
     decode = tf.function(lambda j: tf.map_fn(lambda x: tf.io.decode_jpeg(x, channels=3)[0, 0, 0], j,
                                              fn_output_signature=tf.uint8, parallel_iterations=1))
     decode(jpegs[:2])
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        decode(jpegs).numpy()
-        times.append(time.perf_counter() - start)
-    return int(tf.shape(jpegs)[0]) / statistics.median(times)
+    return (lambda: decode(jpegs).numpy()), int(tf.shape(jpegs)[0])
 
 
 def run(data_dir, split):
+    """The host's speed drifts (shared machines: the bound moved by 25% between runs), so every
+    timed window of the training path is followed by a bound measurement, and the fraction of
+    the bound is the median of the per-window fractions. Each window has its own iterator, deleted
+    before the bound is measured: a live one keeps refilling its prefetch buffers on both cores."""
     cores = os.cpu_count()
-    common = dict(num_frames=FLAGS.num_frames, crop_size=FLAGS.crop_size)
+    frames = FLAGS.num_frames
+    common = dict(num_frames=frames, crop_size=FLAGS.crop_size)
     train = pipeline.clip_dataset(data_dir, split, True, FLAGS.batch_size, seed=0, dtype="uint8", **common)
     train_float = pipeline.clip_dataset(data_dir, split, True, FLAGS.batch_size, seed=0, dtype="float32", **common)
     evaluation = pipeline.clip_dataset(data_dir, split, False, FLAGS.batch_size, **common).repeat()
-    bound_before = decode_bound(data_dir, split, FLAGS.decode_frames)
-    train_clips = clips_per_second(train, FLAGS.batches, FLAGS.batch_size)
-    train_float_clips = clips_per_second(train_float, FLAGS.batches, FLAGS.batch_size)
-    train_one_core = clips_per_second(_with_threads(train, 1), FLAGS.batches, FLAGS.batch_size)
-    eval_clips = clips_per_second(evaluation, FLAGS.batches, FLAGS.batch_size)
-    # The host's speed drifts (shared machines): the bound is the mean of a measurement before
-    # and one after the pipeline runs.
-    bound = (bound_before + decode_bound(data_dir, split, FLAGS.decode_frames)) / 2
-    frames = FLAGS.num_frames
+    decode, decoded_frames = decode_bound_stepper(data_dir, split, FLAGS.decode_frames)
+    train_rates, bounds = [], []
+    for _ in range(FLAGS.windows):
+        train_step = batch_stepper(train)
+        train_rates.append(_window_rate(train_step, FLAGS.batches) * FLAGS.batch_size * frames)
+        del train_step
+        gc.collect()
+        bounds.append(_window_rate(decode, 1) * decoded_frames)
+    train_frames = statistics.median(train_rates)
+    train_float_clips = clips_per_second(train_float, FLAGS.batch_size)
+    train_one_core = clips_per_second(_with_threads(train, 1), FLAGS.batch_size)
+    eval_clips = clips_per_second(evaluation, FLAGS.batch_size)
     return {"data_dir": data_dir, "split": split, "cores": cores, "num_frames": frames,
-            "crop_size": FLAGS.crop_size, "train_clips_per_s": train_clips,
-            "train_frames_per_s": train_clips * frames, "train_frames_per_s_per_core": train_clips * frames / cores,
+            "crop_size": FLAGS.crop_size, "train_clips_per_s": train_frames / frames,
+            "train_frames_per_s": train_frames, "train_frames_per_s_per_core": train_frames / cores,
             "train_frames_per_s_one_core": train_one_core * frames,
             "train_float32_frames_per_s_per_core": train_float_clips * frames / cores,
             "eval_clips_per_s": eval_clips, "eval_frames_per_s_per_core": eval_clips * frames / cores,
-            "decode_bound_frames_per_s_per_core": bound,
-            "train_fraction_of_bound": train_clips * frames / cores / bound}
+            "decode_bound_frames_per_s_per_core": statistics.median(bounds),
+            "train_fraction_of_bound": statistics.median(rate / cores / bound
+                                                         for rate, bound in zip(train_rates, bounds))}
 
 
 def main(argv):
