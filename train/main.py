@@ -23,6 +23,7 @@ import pathlib
 import statistics
 import sys
 import time
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -43,6 +44,11 @@ for module in (model_flags, train_flags, data_flags):
     flags.adopt_module_key_flags(module)  # list the shared flags under --help
 FLAGS = flags.FLAGS
 tf.get_logger().setLevel("ERROR")  # TensorFlow's INFO lines (SavedModel assets, ...) drown the progress
+# Keras warns about what is by design here: the pipeline shuffles (fit's shuffle does not apply to
+# a dataset), validation runs every few checkpoint epochs (val_top1 is absent in between), and the
+# validation set is finite with a length tf.distribute does not know (the training set repeats).
+for _message in ("`shuffle=True` was passed", "Can save best model only with", "Your input ran out of data"):
+    warnings.filterwarnings("ignore", message=_message)
 
 
 def make_strategy(name):

@@ -33,7 +33,7 @@ PRESETS = {
     # The built-in synthetic data on a 2-core CPU in minutes: short clips at stride 2, 64 pixels, a
     # quarter-width S3D-G, Adam (SGD needs several times the steps here), faster-moving BN averages.
     "demo": dict(num_frames=8, frame_stride=2, crop_size=64, batch_size=16, reference_batch_size=16,
-                 optimizer="adam", learning_rate=0.005, lr_schedule="cosine", warmup_steps=0, train_steps=1500,
+                 optimizer="adam", learning_rate=0.002, lr_schedule="cosine", warmup_steps=0, train_steps=1500,
                  momentum=0.9, weight_decay=0.0, dropout_rate=0.2, depth_multiplier=0.25,
                  batch_norm_momentum=0.9, checkpoint_every=100, eval_every=500),
 }
