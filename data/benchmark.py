@@ -3,14 +3,15 @@ r"""Throughput of the input pipeline against the JPEG-decode bound.
   python -m data.benchmark --dataset=kinetics400 --data_dir=datasets/k400 [--split=train] [--json]
 
 Measures clips/s and frames/s of the training path (random clip, crop-window decode, flip; uint8
-frames, normalised to [-1, 1] on the model's device as the trainer does) and of the evaluation
-path (centre crop of one clip, float32), in total and per CPU core, and as the bound the
-single-core rate of `tf.io.decode_jpeg` on the same stored frames, measured after each timed
-window of the training path. Rates are steady-state medians over several windows. The training
-path is also run with float32 output normalised on the host, and on 1 core (a private tf.data
-thread pool of one thread) to show how it scales. With --json the last line is one JSON object.
+frames, normalised on the model's device as the trainer does) and of the evaluation path (centre
+crop of one clip), in total and per CPU core, and as the bound the single-core rate of
+`tf.io.decode_jpeg` on the same stored frames, measured after each timed window of the training
+path. Rates are steady-state medians over several windows. The training path is also run on 1
+core (a private tf.data thread pool of one thread) to show how it scales. Progress goes to stderr.
+With --json the last line is one JSON object.
 """
 
+import dataclasses
 import gc
 import json
 import os
@@ -20,23 +21,28 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 from data import pipeline, records  # noqa: E402
-from flags import data_flags  # noqa: E402
+from flags import cli, data_flags  # noqa: E402
 
-data_flags.define()
-flags.DEFINE_integer("num_frames", 64, "Frames per clip.", lower_bound=1)
-flags.DEFINE_integer("crop_size", 224, "Crop size in pixels.", lower_bound=1)
-flags.DEFINE_integer("batch_size", 8, "Clips per batch.", lower_bound=1)
-flags.DEFINE_integer("warmup", 10, "Untimed batches per path first (tf.data's autotuner settles).", lower_bound=0)
-flags.DEFINE_integer("batches", 8, "Batches per timed window.", lower_bound=1)
-flags.DEFINE_integer("windows", 5, "Timed windows per path; rates are their median.", lower_bound=1)
-flags.DEFINE_integer("decode_frames", 300, "Frames decoded for the decode bound.", lower_bound=1)
-flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
-flags.adopt_module_key_flags(data_flags)
-FLAGS = flags.FLAGS
+PROGRAM = "data.benchmark"
+
+
+def define(values):
+    common = dict(flag_values=values)
+    data_flags.define(values, split=True)
+    flags.DEFINE_integer("num_frames", 64, "Frames per clip.", lower_bound=1, **common)
+    flags.DEFINE_integer("crop_size", 224, "Crop size in pixels.", lower_bound=1, **common)
+    flags.DEFINE_integer("batch_size", 8, "Clips per batch.", lower_bound=1, **common)
+    flags.DEFINE_integer("warmup", 10, "Untimed batches per path first (tf.data's autotuner settles).", lower_bound=0,
+                         **common)
+    flags.DEFINE_integer("batches", 8, "Batches per timed window.", lower_bound=1, **common)
+    flags.DEFINE_integer("windows", 5, "Timed windows per path; rates are their median.", lower_bound=1, **common)
+    flags.DEFINE_integer("decode_frames", 300, "Frames decoded for the decode bound.", lower_bound=1, **common)
+    flags.DEFINE_bool("json", False, "Print one JSON object as the last line.", **common)
 
 
 def _with_threads(dataset, threads):
@@ -54,20 +60,33 @@ def _window_rate(step, count):
     return count / (time.perf_counter() - start)
 
 
-def batch_stepper(dataset):
-    """`next` of a fresh iterator over `dataset`, after `--warmup` untimed batches (the first
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Clip size and timing windows (see the flags)."""
+    num_frames: int = 64
+    crop_size: int = 224
+    batch_size: int = 8
+    warmup: int = 10
+    batches: int = 8
+    windows: int = 5
+    decode_frames: int = 300
+
+
+def batch_stepper(dataset, warmup):
+    """`next` of a fresh iterator over `dataset`, after `warmup` untimed batches (the first
     batches run while tf.data's autotuner is still raising the parallelism: ~20% below the
     steady rate on 2 cores)."""
     iterator = iter(dataset)
-    for _ in range(FLAGS.warmup):
+    for _ in range(warmup):
         next(iterator)
     return lambda: next(iterator)
 
 
-def clips_per_second(dataset, clips_per_batch):
-    """Steady-state clips per second: the median of `--windows` windows of `--batches` batches."""
-    step = batch_stepper(dataset)
-    return statistics.median(_window_rate(step, FLAGS.batches) * clips_per_batch for _ in range(FLAGS.windows))
+def clips_per_second(dataset, settings):
+    """Steady-state clips per second: the median of `windows` windows of `batches` batches."""
+    step = batch_stepper(dataset, settings.warmup)
+    return statistics.median(_window_rate(step, settings.batches) * settings.batch_size
+                             for _ in range(settings.windows))
 
 
 def decode_bound_stepper(data_dir, split, frames):
@@ -81,58 +100,57 @@ def decode_bound_stepper(data_dir, split, frames):
     return (lambda: decode(jpegs).numpy()), int(tf.shape(jpegs)[0])
 
 
-def run(data_dir, split):
+def run(data_dir, split, settings=Settings(), show_progress=True):
     """The host's speed drifts (shared machines: the bound moved by 25% between runs), so every
     timed window of the training path is followed by a bound measurement, and the fraction of
     the bound is the median of the per-window fractions. Each window has its own iterator, deleted
     before the bound is measured: a live one keeps refilling its prefetch buffers on both cores."""
-    cores = os.cpu_count()
-    frames = FLAGS.num_frames
-    common = dict(num_frames=frames, crop_size=FLAGS.crop_size)
-    train = pipeline.clip_dataset(data_dir, split, True, FLAGS.batch_size, seed=0, dtype="uint8", **common)
-    train_float = pipeline.clip_dataset(data_dir, split, True, FLAGS.batch_size, seed=0, dtype="float32", **common)
-    evaluation = pipeline.clip_dataset(data_dir, split, False, FLAGS.batch_size, **common).repeat()
-    decode, decoded_frames = decode_bound_stepper(data_dir, split, FLAGS.decode_frames)
+    if records.load_info(data_dir, split)["splits"][split]["num_examples"] == 0:
+        raise records.DatasetError(f"{data_dir}: split {split!r} holds no videos")
+    cores, frames = os.cpu_count(), settings.num_frames
+    common = dict(num_frames=frames, crop_size=settings.crop_size)
+    train = pipeline.training_dataset(data_dir, split, settings.batch_size, seed=0, **common)
+    evaluation = pipeline.evaluation_dataset(data_dir, split, settings.batch_size, **common).repeat()
+    decode, decoded_frames = decode_bound_stepper(data_dir, split, settings.decode_frames)
+    progress = tqdm(total=settings.windows + 2, unit="window", file=sys.stderr, leave=False, disable=not show_progress)
     train_rates, bounds = [], []
-    for _ in range(FLAGS.windows):
-        train_step = batch_stepper(train)
-        train_rates.append(_window_rate(train_step, FLAGS.batches) * FLAGS.batch_size * frames)
+    for _ in range(settings.windows):
+        train_step = batch_stepper(train, settings.warmup)
+        train_rates.append(_window_rate(train_step, settings.batches) * settings.batch_size * frames)
         del train_step
         gc.collect()
         bounds.append(_window_rate(decode, 1) * decoded_frames)
+        progress.update()
     train_frames = statistics.median(train_rates)
-    train_float_clips = clips_per_second(train_float, FLAGS.batch_size)
-    train_one_core = clips_per_second(_with_threads(train, 1), FLAGS.batch_size)
-    eval_clips = clips_per_second(evaluation, FLAGS.batch_size)
-    return {"data_dir": data_dir, "split": split, "cores": cores, "num_frames": frames,
-            "crop_size": FLAGS.crop_size, "train_clips_per_s": train_frames / frames,
+    train_one_core = clips_per_second(_with_threads(train, 1), settings)
+    progress.update()
+    eval_clips = clips_per_second(evaluation, settings)
+    progress.close()
+    return {"data_dir": str(data_dir), "split": split, "cores": cores, "num_frames": frames,
+            "crop_size": settings.crop_size, "train_clips_per_s": train_frames / frames,
             "train_frames_per_s": train_frames, "train_frames_per_s_per_core": train_frames / cores,
             "train_frames_per_s_one_core": train_one_core * frames,
-            "train_float32_frames_per_s_per_core": train_float_clips * frames / cores,
             "eval_clips_per_s": eval_clips, "eval_frames_per_s_per_core": eval_clips * frames / cores,
             "decode_bound_frames_per_s_per_core": statistics.median(bounds),
             "train_fraction_of_bound": statistics.median(rate / cores / bound
                                                          for rate, bound in zip(train_rates, bounds))}
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not FLAGS.data_dir:
-        raise app.UsageError("--data_dir is required")
-    try:
-        result = run(FLAGS.data_dir, data_flags.split())
-    except records.DatasetError as error:
-        sys.exit(f"data.benchmark: error: {error}")
+def command(values, args):
+    if args:
+        raise cli.UsageError(f"unexpected arguments: {' '.join(args)}")
+    if not values.data_dir:
+        raise cli.UsageError("--data_dir is required")
+    settings = Settings(**{field.name: values[field.name].value for field in dataclasses.fields(Settings)})
+    result = run(values.data_dir, data_flags.split(values), settings)
     print(f"training   {result['train_clips_per_s']:.2f} clips/s, {result['train_frames_per_s']:.0f} frames/s "
           f"({result['train_frames_per_s_per_core']:.0f} per core; on 1 core {result['train_frames_per_s_one_core']:.0f})")
-    print(f"training, float32 normalised on the host: {result['train_float32_frames_per_s_per_core']:.0f} frames/s per core")
     print(f"evaluation {result['eval_clips_per_s']:.2f} clips/s, {result['eval_frames_per_s_per_core']:.0f} frames/s per core")
     print(f"bound      tf.io.decode_jpeg {result['decode_bound_frames_per_s_per_core']:.0f} frames/s on 1 core; "
           f"training reaches {result['train_fraction_of_bound']:.2f} of it per core ({result['cores']} cores)")
-    if FLAGS.json:
+    if values.json:
         print(json.dumps(result))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.main(PROGRAM, __doc__, define, command)

@@ -9,23 +9,19 @@ as {min, median, max}, fps).
 
 import json
 import statistics
-import sys
 
-from absl import app, flags
+from absl import flags
 
 from data import records
-from flags import data_flags
+from flags import cli, data_flags
 
-data_flags.define()
-flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
-flags.adopt_module_key_flags(data_flags)
-FLAGS = flags.FLAGS
+PROGRAM = "data.inspect"
 
 
-def summarise(data_dir, split):
+def summarise(data_dir, split, dataset=None):
     info = records.load_info(data_dir, split)
-    if info["dataset"] != FLAGS.dataset:
-        raise records.DatasetError(f"{data_dir}: holds {info['dataset']!r}, not {FLAGS.dataset!r}")
+    if dataset is not None and info["dataset"] != dataset:
+        raise records.DatasetError(f"{data_dir}: holds {info['dataset']!r}, not {dataset!r}")
     videos = records.video_statistics(data_dir, split)
 
     def spread(key):
@@ -38,24 +34,26 @@ def summarise(data_dir, split):
             "width": spread("width"), "fps": fps[0] if len(fps) == 1 else fps}
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not FLAGS.data_dir:
-        raise app.UsageError("--data_dir is required")
-    try:
-        summary = summarise(FLAGS.data_dir, data_flags.split())
-    except records.DatasetError as error:
-        sys.exit(f"data.inspect: error: {error}")
+def define(values):
+    data_flags.define(values, split=True)
+    flags.DEFINE_bool("json", False, "Print one JSON object as the last line.", flag_values=values)
+
+
+def command(values, args):
+    if args:
+        raise cli.UsageError(f"unexpected arguments: {' '.join(args)}")
+    if not values.data_dir:
+        raise cli.UsageError("--data_dir is required")
+    summary = summarise(values.data_dir, data_flags.split(values), values.dataset)
     for key in ("dataset", "split", "num_examples", "num_classes"):
         print(f"{key:<13} {summary[key]}")
     for key in ("frames", "height", "width"):
         spread = summary[key]
         print(f"{key:<13} min {spread['min']}, median {spread['median']}, max {spread['max']}")
     print(f"{'fps':<13} {summary['fps']}")
-    if FLAGS.json:
+    if values.json:
         print(json.dumps(summary))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.main(PROGRAM, __doc__, define, command)

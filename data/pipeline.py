@@ -1,19 +1,21 @@
-"""The tf.data clip pipeline over a dataset written by `data.prepare`.
+"""The tf.data input pipelines over a dataset written by `data.prepare`.
 
-`clip_dataset(data_dir, split, training=True, ...)` yields batches of
-  training:   clips `[batch, num_frames, crop, crop, 3]` and labels `[batch]`;
-  evaluation: views `[batch, views, frames, crop, crop, 3]` and labels `[batch]` (one element per
-              video, `views = num_clips * num_crops`, so video-level accuracy averages over them).
-Values are in [-1, 1] (float32 or bfloat16). Frame indices are chosen before any JPEG is decoded,
-and only those frames are decoded (training decodes only the crop window of each). A dataset
-prepared with `--modality=flow` gives 2 channels (x, y flow / 20), with the same sampling.
+  training_dataset(data_dir, split, batch_size, ...)    -> (clips [batch, T, crop, crop, C], labels [batch])
+  evaluation_dataset(data_dir, split, batch_size, ...)  -> (views [batch, V, T', crop', crop', C], labels [batch]
+                                                            [, media ids [batch]])
+
+Clips and views are uint8 (0..255); the model's input layer normalises them on its device
+(`train.serving.inference_model`), which saves the host a pass over 4-byte values. C is 3 for
+RGB and 2 for a dataset prepared with `--modality=flow` (x, y flow stored in 8 bits).
+Frame indices are chosen before any JPEG is decoded, and only those frames are decoded
+(training decodes only the crop window of each).
 """
 
 import re
 
 import tensorflow as tf
 
-from data import records
+from data import records, views
 
 # Words a horizontal flip turns into each other; a class naming one flips to its twin class.
 MIRROR_WORDS = (("left", "right"), ("clockwise", "counterclockwise"))
@@ -44,33 +46,6 @@ def parse_example(serialized, with_media_id=False):
     return parsed + (context[records.MEDIA_ID],) if with_media_id else parsed
 
 
-def clip_indices(video_frames, num_frames, stride=1, num_clips=1, start=None):
-    """Frame indices `[num_clips, num_frames]` of clips of `num_frames` every `stride` frames.
-
-    `start` given: one clip from there. Otherwise one clip is the centre clip, and several are
-    spaced uniformly from the first frame to the last possible start, so together they cover the
-    whole video when `num_clips * num_frames * stride >= video_frames`. Indices loop past the end
-    of short videos.
-    """
-    span = (num_frames - 1) * stride + 1
-    if start is None:
-        last = tf.cast(tf.maximum(video_frames - span, 0), tf.float32)
-        start = tf.cast(tf.round(last / 2 if num_clips == 1 else tf.linspace(0.0, last, num_clips)), tf.int32)
-    starts = tf.reshape(start, [-1, 1])
-    return (starts + tf.range(num_frames)[None, :] * stride) % video_frames
-
-
-def _to_values(frames, dtype):
-    """uint8 -> [-1, 1] in `dtype`; "uint8" keeps the frames as they are (see `to_values`)."""
-    return frames if dtype in ("uint8", tf.uint8) else to_values(frames, dtype)
-
-
-def to_values(frames, dtype="float32"):
-    """Maps uint8 frames to [-1, 1]. Pipelines with `dtype="uint8"` leave this to the model's
-    device, which saves the host a pass over 4-byte values (WORKSPACE.md)."""
-    return tf.cast(tf.cast(frames, tf.float32) * (1 / 127.5) - 1.0, dtype)
-
-
 def decode_frame(jpeg, flow=False):
     """One stored frame: RGB `[H, W, 3]`, or for flow the greyscale `[H, 2W]` image of the x and
     y components side by side, returned as `[H, W, 2]` (see `data.flow`)."""
@@ -79,11 +54,6 @@ def decode_frame(jpeg, flow=False):
     image = tf.io.decode_jpeg(jpeg, channels=1)
     width = tf.shape(image)[1] // 2
     return tf.concat([image[:, :width], image[:, width:]], axis=-1)
-
-
-def _decode(jpegs, flow=False):
-    return tf.map_fn(lambda jpeg: decode_frame(jpeg, flow), jpegs,
-                     fn_output_signature=tf.TensorSpec([None, None, 2 if flow else 3], tf.uint8))
 
 
 def _choose_training_clip(jpegs, label, num_frames, stride, crop_size, short_side_range, flip, flip_labels,
@@ -97,7 +67,7 @@ def _choose_training_clip(jpegs, label, num_frames, stride, crop_size, short_sid
     video_frames = tf.shape(jpegs)[0]
     span = (num_frames - 1) * stride + 1
     start = tf.random.uniform([], 0, tf.maximum(video_frames - span, 0) + 1, tf.int32)
-    selected = tf.gather(jpegs, clip_indices(video_frames, num_frames, stride, start=start)[0])
+    selected = tf.gather(jpegs, views.clip_indices(video_frames, num_frames, stride, start=start)[0])
     shape = tf.io.extract_jpeg_shape(selected[0])
     height, width = shape[0], shape[1] // 2 if flow else shape[1]
     short_side = tf.minimum(height, width)
@@ -152,84 +122,10 @@ def _decode_training_frame(jpeg, resize_to, window, do_flip, label, may_resize=T
     return frame, label
 
 
-def _resize_short(frames, short_side):
-    """Bilinear resize of `[T, H, W, 3]` uint8 frames so min(H, W) == short_side; returns uint8."""
-    shape = tf.shape(frames)
-    height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
-    scale = tf.cast(short_side, tf.float32) / tf.minimum(height, width)
-    size = tf.cast(tf.round(tf.stack([height * scale, width * scale])), tf.int32)
-    resized = tf.image.resize(frames, tf.maximum(size, short_side), method="bilinear")
-    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
-
-
-def _at_least(frames, crop_size):
-    """Frames whose short side is below `crop_size` are resized up to it; others are unchanged."""
-    shape = tf.shape(frames)
-    return tf.cond(tf.minimum(shape[1], shape[2]) < crop_size,
-                   lambda: _resize_short(frames, crop_size), lambda: frames)
-
-
-def _spatial_crops(frames, crop_size, num_crops):
-    """`[num_crops, T, crop, crop, 3]`: the centre crop, or 3 crops spaced along the long side."""
-    shape = tf.shape(frames)
-    height, width = shape[1], shape[2]
-    if num_crops == 1:
-        offsets = [((height - crop_size) // 2, (width - crop_size) // 2)]
-    else:
-        long_is_width = width >= height
-        centre_y, centre_x = (height - crop_size) // 2, (width - crop_size) // 2
-        offsets = [(tf.where(long_is_width, centre_y, p), tf.where(long_is_width, p, centre_x))
-                   for p in (0, tf.where(long_is_width, centre_x, centre_y),
-                             tf.where(long_is_width, width - crop_size, height - crop_size))]
-    return tf.stack([frames[:, y:y + crop_size, x:x + crop_size] for y, x in offsets])
-
-
-def _eval_views(jpegs, label, num_frames, stride, eval_frames, num_clips, num_crops, crop_size,
-                reverse_time, dtype, flow=False):
-    video_frames = tf.shape(jpegs)[0]
-    if eval_frames:  # all frames, padded by looping or cut to eval_frames: one clip
-        indices = clip_indices(video_frames, eval_frames, 1, start=0)
-    else:
-        indices = clip_indices(video_frames, num_frames, stride, num_clips)
-    clips, length = tf.shape(indices)[0], tf.shape(indices)[1]
-    frames = _decode(tf.gather(jpegs, tf.reshape(indices, [-1])), flow)
-    frames = _at_least(frames, crop_size)
-    views = _spatial_crops(frames, crop_size, num_crops)  # [crops, clips * length, ...]
-    views = tf.reshape(views, tf.concat([[num_crops, clips, length], tf.shape(views)[2:]], 0))
-    views = tf.reshape(tf.transpose(views, [1, 0, 2, 3, 4, 5]),
-                       tf.concat([[-1, length], tf.shape(views)[3:]], 0))
-    if reverse_time:
-        views = tf.reverse(views, axis=[1])
-    return _to_values(views, dtype), label
-
-
-def clip_dataset(data_dir, split, training, batch_size, num_frames=64, crop_size=224, frame_stride=1,
-                 flip=True, short_side_range=None, eval_frames=None, num_clips=1, num_crops=1,
-                 reverse_time=False, dtype="float32", input_context=None, seed=None, repeat=None,
-                 shuffle_buffer=64, with_media_id=False):
-    """A batched `tf.data.Dataset` of clips from the prepared dataset at `data_dir`.
-
-    Args:
-      training: random clips, crops and flips, shuffled, repeated; else evaluation views in order.
-      batch_size: per replica (videos, for evaluation).
-      num_frames, frame_stride: clip length in frames, and the step between them.
-      crop_size: square crop in pixels (evaluation resizes a smaller short side up to it).
-      flip: training only: random horizontal flip; classes naming a direction switch to their
-        mirrored twin, or are not flipped without one (`flip_table`).
-      short_side_range: training only: (min, max) short side to resize to before cropping
-        (CSN-style scale jitter); None crops the stored frames directly.
-      eval_frames: evaluation: one clip of all frames, looped or cut to this many (250 for
-        Kinetics, 64 for Something-Something); else num_clips uniformly spaced clips.
-      num_clips, num_crops: evaluation views per video (crops: 1 centre, or 3 along the long side).
-      reverse_time: evaluation: play each view backwards.
-      dtype: "float32" or "bfloat16"; "uint8" yields raw frames for `to_values` on the device.
-      input_context: a `tf.distribute.InputContext`; each input pipeline reads its share of files.
-      with_media_id: evaluation: also yield each video's `clip/media_id` `[batch]` (strings).
-    """
+def _records(data_dir, split, training, input_context, seed):
+    """`(info, dataset of serialized examples)`: the split's shards (this input pipeline's share),
+    interleaved; shuffled for training."""
     info = records.load_info(data_dir, split)
-    flow = info.get("modality") == "flow"
-    if flow and short_side_range is not None:
-        raise ValueError("short_side_range: scale jitter would change flow magnitudes; not supported for flow")
     files = records.shard_files(data_dir, info, split)
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if input_context is not None and input_context.num_input_pipelines > 1:
@@ -241,43 +137,101 @@ def clip_dataset(data_dir, split, training, batch_size, num_frames=64, crop_size
         dataset = dataset.shuffle(len(files), seed=seed)
     dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(files)),
                                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
-    if training:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed)
-        if repeat is None or repeat:
-            dataset = dataset.repeat()
-        flip_labels = tf.constant(flip_table(info["class_names"]), tf.int32)
-        dataset = dataset.map(
-            lambda s: _choose_training_clip(*parse_example(s), num_frames, frame_stride, crop_size,
-                                            short_side_range, flip, flip_labels, flow),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
-        # Frames are decoded one by one in parallel (in order, so each clip stays contiguous) and
-        # regrouped into clips by a single batch of batch_size * num_frames frames.
-        stored_short_side = info.get("short_side")
-        may_resize = short_side_range is not None or not (stored_short_side and stored_short_side >= crop_size)
-        dataset = dataset.unbatch().map(lambda *frame: _decode_training_frame(*frame, may_resize=may_resize, flow=flow),
-                                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        dataset = dataset.batch(batch_size * num_frames, drop_remainder=True)
-        dataset = dataset.map(lambda frames, labels: (
-            _to_values(tf.reshape(frames, [batch_size, num_frames, crop_size, crop_size, 2 if flow else 3]), dtype),
-            labels[::num_frames]))
-    else:
-        def views(serialized):
-            jpegs, label, media_id = parse_example(serialized, with_media_id=True)
-            clips, label = _eval_views(jpegs, label, num_frames, frame_stride, eval_frames, num_clips, num_crops,
-                                       crop_size, reverse_time, dtype, flow)
-            return (clips, label, media_id) if with_media_id else (clips, label)
-        dataset = dataset.map(views, num_parallel_calls=tf.data.AUTOTUNE)
-        dataset = dataset.batch(batch_size)
+    return info, dataset
+
+
+def _finish(dataset, deterministic):
     options = tf.data.Options()
-    options.experimental_deterministic = not training
+    options.deterministic = deterministic
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def dataset_fn(data_dir, split, training, global_batch_size, **kwargs):
+def training_dataset(data_dir, split, batch_size, num_frames=64, crop_size=224, frame_stride=1, flip=True,
+                     short_side_range=None, input_context=None, seed=None, shuffle_buffer=64):
+    """Random training clips, repeated forever: uint8 `[batch, num_frames, crop, crop, C]` and
+    labels `[batch]`.
+
+    Args:
+      batch_size: clips per batch (per replica).
+      num_frames, frame_stride: clip length in frames, and the step between them; the start is
+        uniform over the video (clips loop past the end of short videos).
+      crop_size: a random square crop in pixels (frames smaller than it are resized up).
+      flip: random horizontal flip; classes naming a direction switch to their mirrored twin, or
+        are not flipped without one (`flip_table`).
+      short_side_range: (min, max) short side to resize to before cropping (CSN-style scale
+        jitter); None crops the stored frames directly. Not for flow (it would change magnitudes).
+      input_context: a `tf.distribute.InputContext`; each input pipeline reads its share of files.
+    """
+    info, dataset = _records(data_dir, split, True, input_context, seed)
+    flow = info.get("modality") == "flow"
+    if flow and short_side_range is not None:
+        raise ValueError("short_side_jitter: scale jitter would change flow magnitudes; not supported for flow")
+    dataset = dataset.shuffle(shuffle_buffer, seed=seed).repeat()
+    flip_labels = tf.constant(flip_table(info["class_names"]), tf.int32)
+    dataset = dataset.map(
+        lambda s: _choose_training_clip(*parse_example(s), num_frames, frame_stride, crop_size,
+                                        short_side_range, flip, flip_labels, flow),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    # Frames are decoded one by one in parallel (in order, so each clip stays contiguous) and
+    # regrouped into clips by a single batch of batch_size * num_frames frames.
+    stored_short_side = info.get("short_side")
+    may_resize = short_side_range is not None or not (stored_short_side and stored_short_side >= crop_size)
+    dataset = dataset.unbatch().map(lambda *frame: _decode_training_frame(*frame, may_resize=may_resize, flow=flow),
+                                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(batch_size * num_frames, drop_remainder=True)
+    dataset = dataset.map(lambda frames, labels: (
+        tf.reshape(frames, [batch_size, num_frames, crop_size, crop_size, 2 if flow else 3]), labels[::num_frames]))
+    return _finish(dataset, deterministic=False)
+
+
+def _video_views(jpegs, num_frames, stride, eval_frames, num_clips, num_crops, crop_size, reverse_time, flow):
+    """`[num_clips * num_crops, T, crop, crop, C]` uint8 views of one video (clip-major)."""
+    video_frames = tf.shape(jpegs)[0]
+    if eval_frames:  # one clip from the first frame over eval_frames stored frames, looped or cut
+        indices = views.clip_indices(video_frames, -(-eval_frames // stride), stride, start=0)
+    else:
+        indices = views.clip_indices(video_frames, num_frames, stride, num_clips)
+    clips, length = tf.shape(indices)[0], tf.shape(indices)[1]
+    frames = tf.map_fn(lambda jpeg: decode_frame(jpeg, flow), tf.gather(jpegs, tf.reshape(indices, [-1])),
+                       fn_output_signature=tf.TensorSpec([None, None, 2 if flow else 3], tf.uint8))
+    crops = views.spatial_crops(views.at_least(frames, crop_size), crop_size, num_crops)  # [crops, clips * T, ...]
+    crops = tf.reshape(crops, tf.concat([[num_crops, clips, length], tf.shape(crops)[2:]], 0))
+    clip_major = tf.reshape(tf.transpose(crops, [1, 0, 2, 3, 4, 5]), tf.concat([[-1, length], tf.shape(crops)[3:]], 0))
+    return tf.reverse(clip_major, axis=[1]) if reverse_time else clip_major
+
+
+def evaluation_dataset(data_dir, split, batch_size, num_frames=64, crop_size=224, frame_stride=1, eval_frames=None,
+                       num_clips=1, num_crops=1, reverse_time=False, input_context=None, with_media_id=False):
+    """Every video of the split once, in order, as its evaluation views: uint8
+    `[batch, views, T, crop, crop, C]` (`views = num_clips * num_crops`, so video-level accuracy
+    averages over them), labels `[batch]` and, `with_media_id`, each video's `clip/media_id`.
+
+    Args:
+      batch_size: videos per batch.
+      num_frames, frame_stride: clip length in frames, and the step between them.
+      crop_size: square crop in pixels (a smaller short side is resized up to it first).
+      eval_frames: one clip over the first `eval_frames` stored frames (looped or cut; 250 for
+        Kinetics, 64 for Something-Something), every `frame_stride`-th; overrides num_clips.
+      num_clips: clips spaced uniformly over the video (1: the centre clip).
+      num_crops: 1 (centre) or 3 (along the long side) crops per clip.
+      reverse_time: play each view backwards.
+    """
+    info, dataset = _records(data_dir, split, False, input_context, None)
+    flow = info.get("modality") == "flow"
+
+    def video(serialized):
+        jpegs, label, media_id = parse_example(serialized, with_media_id=True)
+        clips = _video_views(jpegs, num_frames, frame_stride, eval_frames, num_clips, num_crops, crop_size,
+                             reverse_time, flow)
+        return (clips, label, media_id) if with_media_id else (clips, label)
+
+    return _finish(dataset.map(video, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size), deterministic=True)
+
+
+def distributed(dataset_fn, global_batch_size, **kwargs):
     """For `strategy.distribute_datasets_from_function`: builds each replica's pipeline with the
     per-replica batch and that pipeline's share of the shards."""
     def make(input_context):
         batch = input_context.get_per_replica_batch_size(global_batch_size)
-        return clip_dataset(data_dir, split, training, batch, input_context=input_context, **kwargs)
+        return dataset_fn(batch_size=batch, input_context=input_context, **kwargs)
     return make
-

@@ -22,29 +22,28 @@ import os
 import pathlib
 import queue
 import random
+import statistics
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
-from data import flow, records, shards, sources
+from data import datasets, flow, records, shards, sources
+from flags import cli
 
-__doc__ += sources.LAYOUTS
+__doc__ += datasets.layouts()
 
-FLAGS = flags.FLAGS
+PROGRAM = "data.prepare"
 
-DEFAULT_FPS = 25.0
-DEFAULT_SHORT_SIDE = 256
 SHARD_ORDER_SEED = 0
 
 
 def frame_options(source, fps=None, short_side=None, jpeg_quality=95, modality="rgb", flow_method="tvl1"):
-    """Resolves the per-dataset defaults: 25 fps and 256 pixels, except where the dataset's
-    native rate (Something-Something) or size (synthetic) is kept. 0 means native."""
-    if fps is None:
-        fps = DEFAULT_FPS if source.resample else 0
-    if short_side is None:
-        short_side = 0 if source.name == "synthetic" else DEFAULT_SHORT_SIDE
+    """Resolves the dataset spec's defaults (`data.datasets`: 25 fps and 256 pixels, except where
+    the native rate or size is kept). 0 means native."""
+    spec = datasets.get(source.name)
+    fps = spec.fps if fps is None else fps
+    short_side = spec.short_side if short_side is None else short_side
     return shards.FrameOptions(target_fps=fps or None, short_side=short_side or None,
                                jpeg_quality=jpeg_quality, native_fps=source.native_fps, modality=modality,
                                flow_method=flow_method)
@@ -131,13 +130,18 @@ def _write_info(output_dir, source, plan, options, config):
     """Writes dataset_info.json (last), covering every split whose shards are all complete."""
     info_path = output_dir / records.INFO_FILE
     info = json.loads(info_path.read_text()) if info_path.exists() else {"splits": {}}
+    short_sides = []
     for split, tasks in plan.items():
         stats = [json.loads(shards.shard_path(output_dir, t).with_suffix(".json").read_text()) for t in tasks]
         info["splits"][split] = {"num_examples": sum(s["written"] for s in stats), "num_shards": len(tasks),
                                  "files": [records.shard_name(t.split, t.index, t.count) for t in tasks]}
+        short_sides += [min(video["height"], video["width"]) for s in stats for video in s["videos"]]
+    # Frames kept at their native size: the median short side stands for them (serving resizes to it).
+    short_side = options.short_side or (int(statistics.median(short_sides)) if short_sides else info.get("short_side"))
     info.update(dataset=source.name, format="mediasequence-tfrecord", class_names=source.class_names,
-                num_classes=len(source.class_names), fps=options.target_fps, short_side=options.short_side,
-                native_fps=options.native_fps, modality=options.modality, config=config)
+                num_classes=len(source.class_names), fps=options.target_fps, short_side=short_side,
+                native_size=options.short_side is None, native_fps=options.native_fps, modality=options.modality,
+                config=config)
     temporary = info_path.with_name(info_path.name + ".tmp")
     temporary.write_text(json.dumps(info, indent=1))
     os.replace(temporary, info_path)
@@ -184,18 +188,15 @@ def prepare(dataset, output_dir, source_dir=None, splits=None, split_index=1, wo
             "frames_per_s_per_worker": fresh_frames / busy_seconds if busy_seconds else None}
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if FLAGS.dataset is None or FLAGS.output_dir is None:
-        raise app.UsageError("--dataset and --output_dir are required (see --help)")
-    try:
-        summary = prepare(FLAGS.dataset, FLAGS.output_dir, FLAGS.source_dir, FLAGS.splits, FLAGS.split_index,
-                          FLAGS.workers, FLAGS.fps, FLAGS.short_side, FLAGS.jpeg_quality,
-                          FLAGS.examples_per_shard, FLAGS.synthetic_seed, FLAGS.synthetic_per_class,
-                          show_progress=FLAGS.progress, modality=FLAGS.modality, flow_method=FLAGS.flow_method)
-    except (sources.SourceError, ValueError) as error:
-        sys.exit(f"data.prepare: error: {error}")
+def command(values, args):
+    if args:
+        raise cli.UsageError(f"unexpected arguments: {' '.join(args)}")
+    if values.dataset is None or values.output_dir is None:
+        raise cli.UsageError("--dataset and --output_dir are required")
+    summary = prepare(values.dataset, values.output_dir, values.source_dir, values.splits, values.split_index,
+                      values.workers, values.fps, values.short_side, values.jpeg_quality, values.examples_per_shard,
+                      values.synthetic_seed, values.synthetic_per_class, show_progress=values.progress,
+                      modality=values.modality, flow_method=values.flow_method)
     for entry in summary["skipped"]:
         print(f"skipped {entry['path']}: {entry['reason']}", file=sys.stderr)
     print(f"{summary['written']} videos in {summary['output_dir']} ({len(summary['skipped'])} skipped, "
@@ -203,30 +204,32 @@ def main(argv):
     print(json.dumps(summary))
 
 
-def define_flags():
-    """The command's flags (defined only when run as a command, so the module imports cleanly)."""
-    flags.DEFINE_enum("dataset", None, list(sources.DATASETS), "Dataset to prepare.")
-    flags.DEFINE_string("source_dir", None, "The dataset as distributed (see the layouts above).")
-    flags.DEFINE_string("output_dir", None, "Where the prepared dataset is written.")
+def define(values):
+    """The command's flags."""
+    common = dict(flag_values=values)
+    flags.DEFINE_enum("dataset", None, list(datasets.DATASETS), "Dataset to prepare.", **common)
+    flags.DEFINE_string("source_dir", None, "The dataset as distributed (see the layouts above).", **common)
+    flags.DEFINE_string("output_dir", None, "Where the prepared dataset is written.", **common)
     flags.DEFINE_list("splits", None, "Splits to prepare, named as the dataset's files name them "
-                      "(default: the dataset's train and validation/test splits).")
-    flags.DEFINE_integer("split_index", 1, "UCF-101 / HMDB-51 official split 1, 2 or 3.")
-    flags.DEFINE_integer("workers", os.cpu_count(), "Worker processes.", lower_bound=1)
+                      "(default: the dataset's train and validation/test splits).", **common)
+    flags.DEFINE_integer("split_index", 1, "UCF-101 / HMDB-51 official split 1, 2 or 3.", **common)
+    flags.DEFINE_integer("workers", os.cpu_count(), "Worker processes.", lower_bound=1, **common)
     flags.DEFINE_float("fps", None, "Resample to this frame rate; 0 keeps the native rate "
-                       "(default 25, Something-Something: native).")
+                       "(default 25, Something-Something: native).", lower_bound=0, **common)
     flags.DEFINE_integer("short_side", None, "Resize frames to this short side; 0 keeps the size "
-                         "(default 256, synthetic: 0).")
-    flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of the stored frames.", lower_bound=1, upper_bound=100)
+                         "(default 256, synthetic: 0).", lower_bound=0, **common)
+    flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of the stored frames.", lower_bound=1, upper_bound=100,
+                         **common)
     flags.DEFINE_enum("modality", "rgb", ["rgb", "flow"], "rgb frames, or optical flow (x and y, clipped to "
-                      "[-20, 20] pixels, 8-bit) computed after the same resampling and resizing.")
+                      "[-20, 20] pixels, 8-bit) computed after the same resampling and resizing.", **common)
     flags.DEFINE_enum("flow_method", "tvl1", list(flow.METHODS), "tvl1 (DeepMind's, ~1 frame/s per core at "
-                      "224 px) or farneback (~100x faster, less accurate).")
-    flags.DEFINE_integer("examples_per_shard", 64, "Videos per TFRecord shard.", lower_bound=1)
-    flags.DEFINE_integer("synthetic_seed", 0, "Seed of the synthetic dataset.")
-    flags.DEFINE_integer("synthetic_per_class", None, "Synthetic videos per class (default: train 48, validation 12).")
-    flags.DEFINE_bool("progress", True, "Show a progress bar on stderr.")
+                      "224 px) or farneback (~100x faster, less accurate).", **common)
+    flags.DEFINE_integer("examples_per_shard", 64, "Videos per TFRecord shard.", lower_bound=1, **common)
+    flags.DEFINE_integer("synthetic_seed", 0, "Seed of the synthetic dataset.", **common)
+    flags.DEFINE_integer("synthetic_per_class", None, "Synthetic videos per class (default: train 48, validation 12).",
+                         lower_bound=1, **common)
+    flags.DEFINE_bool("progress", True, "Show a progress bar on stderr.", **common)
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.main(PROGRAM, __doc__, define, command)

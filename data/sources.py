@@ -1,6 +1,6 @@
 """Reading each dataset's own annotation files and folder layout into a list of videos.
 
-The layouts each dataset needs under `--source_dir` are in `LAYOUTS`.
+The layout each dataset needs under `--source_dir` is in its spec (`data.datasets`).
 
 Label indices always follow the sorted class names. A row that is malformed, names an unknown
 class, or points outside `--source_dir` is skipped with its reason; such paths are never read.
@@ -12,38 +12,11 @@ import json
 import pathlib
 import re
 
-from data import synthetic
+from data import datasets, synthetic
 
-LABEL_MAPS = pathlib.Path(__file__).parent / "label_maps"
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi")
 SOMETHING_SOMETHING_FPS = 12.0
 
-LAYOUTS = """
-kinetics400 | kinetics600 | kinetics700 (the CVDF copy):
-    annotations/{train,val,test}.csv   header `label,youtube_id,time_start,time_end,split[,is_cc]`
-    {train,val,test}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4
-    (or {split}/{label}/{...}.mp4; .webm, .mkv and .avi are found too). Kinetics-400 and -600 use
-    the official class lists (DeepMind's label maps); Kinetics-700 the sorted labels of train.csv.
-mini_kinetics200:
-    a Kinetics-400 copy as above, plus annotations/mini_kinetics200_{train,val}.txt: the published
-    split lists, one YouTube id a line. Classes: the labels of the listed training videos.
-something_something_v1:
-    20bn-something-something-v1/{id}/00001.jpg ...   (frames at 12 fps)
-    something-something-v1-labels.csv                 one class name a line
-    something-something-v1-{train,validation}.csv     `id;label` lines
-something_something_v2:
-    20bn-something-something-v2/{id}.webm
-    labels/labels.json (template -> index), labels/{train,validation}.json
-    (entries with `id` and `template`; the template's [brackets] are removed to match labels.json)
-ucf101 (with --split_index=1|2|3):
-    UCF-101/{Class}/v_{Class}_g{gg}_c{cc}.avi
-    ucfTrainTestlist/classInd.txt, trainlist0{k}.txt, testlist0{k}.txt   splits: train, test
-hmdb51 (with --split_index=1|2|3):
-    hmdb51_org/{class}/{video}.avi
-    testTrainMulti_7030_splits/{class}_test_split{k}.txt  (`video.avi 1` train, `2` test, `0` unused)
-synthetic:
-    nothing: the videos are rendered (data/synthetic.py); splits train, validation.
-"""
 
 
 class SourceError(Exception):
@@ -67,7 +40,6 @@ class Source:
     splits: dict  # split -> [Video]
     skipped: list  # {"path", "reason"}
     native_fps: float = None  # frame folders' rate
-    resample: bool = True  # Something-Something keeps its native rate by default
 
 
 def _require(path, what):
@@ -147,10 +119,8 @@ def _kinetics(root, splits, class_names=None, id_lists=None):
     return class_names, videos, skipped
 
 
-def kinetics(root, splits, version):
-    label_map = LABEL_MAPS / f"kinetics{version}.txt"
-    class_names = label_map.read_text().splitlines() if label_map.exists() else None
-    return Source(f"kinetics{version}", *_kinetics(root, splits, class_names))
+def kinetics(root, splits, name):
+    return Source(name, *_kinetics(root, splits, datasets.get(name).class_list()))
 
 
 def mini_kinetics200(root, splits):
@@ -177,8 +147,7 @@ def something_something_v1(root, splits):
                 skipped.append({"path": f"{csv_path}:{line}", "reason": f"unknown label {label!r}"})
             elif (path := _inside(frames_root, video_id, skipped, csv_path)) is not None:
                 videos[split].append(Video(video_id, label, path))
-    return Source("something_something_v1", class_names, videos, skipped,
-                  native_fps=SOMETHING_SOMETHING_FPS, resample=False)
+    return Source("something_something_v1", class_names, videos, skipped, native_fps=SOMETHING_SOMETHING_FPS)
 
 
 def _load_json(path):
@@ -204,8 +173,7 @@ def something_something_v2(root, splits):
                 skipped.append({"path": f"{json_path}[{position}]", "reason": f"unknown label {label!r}"})
             elif (path := _inside(videos_root, f"{entry['id']}.webm", skipped, json_path)) is not None:
                 videos[split].append(Video(str(entry["id"]), label, path))
-    return Source("something_something_v2", class_names, videos, skipped,
-                  native_fps=SOMETHING_SOMETHING_FPS, resample=False)
+    return Source("something_something_v2", class_names, videos, skipped, native_fps=SOMETHING_SOMETHING_FPS)
 
 
 # --- UCF-101 and HMDB-51 --------------------------------------------------------------------------
@@ -267,13 +235,15 @@ def synthetic_source(splits, seed=0, per_class=None):
     return Source("synthetic", list(synthetic.CLASSES), videos, [], native_fps=synthetic.FPS)
 
 
-DATASETS = {
-    "kinetics400": dict(splits=("train", "val")), "kinetics600": dict(splits=("train", "val")),
-    "kinetics700": dict(splits=("train", "val")), "mini_kinetics200": dict(splits=("train", "val")),
-    "something_something_v1": dict(splits=("train", "validation")),
-    "something_something_v2": dict(splits=("train", "validation")),
-    "ucf101": dict(splits=("train", "test")), "hmdb51": dict(splits=("train", "test")),
-    "synthetic": dict(splits=("train", "validation")),
+READERS = {
+    "kinetics400": lambda root, splits, _: kinetics(root, splits, "kinetics400"),
+    "kinetics600": lambda root, splits, _: kinetics(root, splits, "kinetics600"),
+    "kinetics700": lambda root, splits, _: kinetics(root, splits, "kinetics700"),
+    "mini_kinetics200": lambda root, splits, _: mini_kinetics200(root, splits),
+    "something_something_v1": lambda root, splits, _: something_something_v1(root, splits),
+    "something_something_v2": lambda root, splits, _: something_something_v2(root, splits),
+    "ucf101": ucf101,
+    "hmdb51": hmdb51,
 }
 
 
@@ -282,9 +252,8 @@ def load_source(dataset, source_dir, splits=None, split_index=1, synthetic_seed=
 
     Raises SourceError (missing folder or annotation file) and ValueError (bad arguments).
     """
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset: unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
-    splits = tuple(splits or DATASETS[dataset]["splits"])
+    spec = datasets.get(dataset)
+    splits = tuple(splits or spec.splits)
     if dataset == "synthetic":
         unknown = set(splits) - set(synthetic.SPLITS)
         if unknown:
@@ -293,12 +262,6 @@ def load_source(dataset, source_dir, splits=None, split_index=1, synthetic_seed=
     root = pathlib.Path(source_dir) if source_dir else None
     if root is None or not root.is_dir():
         raise SourceError(f"{source_dir}: source directory not found")
-    if split_index not in (1, 2, 3):
-        raise ValueError(f"split_index must be 1, 2 or 3, got {split_index}")
-    if dataset.startswith("kinetics"):
-        return kinetics(root, splits, dataset[len("kinetics"):])
-    return {"mini_kinetics200": lambda: mini_kinetics200(root, splits),
-            "something_something_v1": lambda: something_something_v1(root, splits),
-            "something_something_v2": lambda: something_something_v2(root, splits),
-            "ucf101": lambda: ucf101(root, splits, split_index),
-            "hmdb51": lambda: hmdb51(root, splits, split_index)}[dataset]()
+    if spec.official_splits and split_index not in range(1, spec.official_splits + 1):
+        raise ValueError(f"split_index must be 1 to {spec.official_splits} for {dataset}, got {split_index}")
+    return READERS[dataset](root, splits, split_index)

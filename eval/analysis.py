@@ -3,77 +3,75 @@ r"""The paper's analyses; each writes a PNG and a table (markdown and CSV) to --
   python -m eval.analysis time_reversal --model_dir=runs/i2d,runs/i3d,runs/s3dg [--num_clips=3]
   python -m eval.analysis speed_accuracy --model_dir=runs/i3d,runs/bottom_heavy_i3d,...
   python -m eval.analysis weight_stats --model_dir=runs/i3d        (or --weights=i3d.weights.h5)
-  python -m eval.analysis tsne --model_dir=runs/s3dg --end_points=Mixed_3c,Mixed_4f,Mixed_5c
+  python -m eval.analysis tsne --model_dir=runs/s3dg [--end_points=Mixed_3c,Mixed_4f,Mixed_5c]
 
 time_reversal (Table 1): top-1 with clips played forwards and backwards; on the synthetic data also
 the accuracy on the time-reversed twin classes and how often a reversed clip is taken for its twin.
 speed_accuracy (Fig. 4): video top-1 against GMACs (at the paper's 64x224x224 and at the run's clip)
 per family. weight_stats (Fig. 5): the distribution of the 3D kernels' weights per temporal offset,
-for the lower (up to Mixed_3c) and the higher layers (box plots). tsne (Fig. 7): t-SNE of
-spatio-temporally averaged end-point features of the validation videos, coloured by class.
+for the lower (up to Mixed_3c, or the family's first feature end point) and the higher layers (box
+plots). tsne (Fig. 7): t-SNE of spatio-temporally averaged end-point features of the validation
+videos, coloured by class (default end points: the family's, e.g. Mixed_3c, Mixed_4f, Mixed_5c).
+Every analysis of a run uses its validation split and its training clip.
 """
 
 import csv
 import json
+import os
 import pathlib
-import sys
 
-from absl import app, flags
-import numpy as np
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from data import pipeline, records, sources, synthetic
-from eval import analytic, metrics
-from eval import main as evaluation
-import models
-from train import finetune, serving
+from absl import flags  # noqa: E402
+import numpy as np  # noqa: E402
+import scipy.special  # noqa: E402
 
-flags.DEFINE_string("weights", None, "weight_stats: an I3D .weights.h5 (instead of --model_dir).")
-flags.DEFINE_list("end_points", ["Mixed_3c", "Mixed_4f", "Mixed_5c"], "tsne: end points to embed.")
-FLAGS = flags.FLAGS
+import models  # noqa: E402
+from data import pipeline, synthetic  # noqa: E402
+from eval import analytic, evaluate, metrics  # noqa: E402
+from flags import cli  # noqa: E402
+from train import loading, runs  # noqa: E402
+
+PROGRAM = "eval.analysis"
 ANALYSES = ("time_reversal", "speed_accuracy", "weight_stats", "tsne")
-LOWER_LAYERS = ("Conv3d_1a_7x7", "Conv3d_2c_3x3", "Mixed_3b", "Mixed_3c")
 plt = metrics.plt
 
 
 def write_table(output_dir, name, rows):
     """`name.csv` and `name.md` from a list of dicts; returns the markdown."""
     columns = list(rows[0])
-    with open(output_dir / f"{name}.csv", "w", newline="") as file:
+    with runs.atomic(output_dir / f"{name}.csv") as temporary, open(temporary, "w", newline="") as file:
         writer = csv.DictWriter(file, columns)
         writer.writeheader()
         writer.writerows(rows)
     cell = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
     markdown = "\n".join(["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
                          + ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows])
-    (output_dir / f"{name}.md").write_text(markdown + "\n")
+    with runs.atomic(output_dir / f"{name}.md") as temporary:
+        temporary.write_text(markdown + "\n")
     return markdown
 
 
-def _views(model_dir, reverse_time, num_clips):
-    """(`[videos, views, classes]` probabilities, labels, class names, run config) on the run's
-    validation split."""
-    config = evaluation._run_config(model_dir)
-    probabilities_fn, class_names, _, _ = evaluation.predictor(model_dir, checkpoint=FLAGS.checkpoint)
-    split = validation_split(config)
-    dataset = pipeline.clip_dataset(config["data_dir"], split, False, FLAGS.batch_size, num_frames=config["num_frames"],
-                                    frame_stride=config.get("frame_stride") or 1, crop_size=config["crop_size"],
-                                    num_clips=num_clips, reverse_time=reverse_time, with_media_id=True)
-    probabilities, labels, _ = evaluation.evaluate(probabilities_fn, dataset)
-    return probabilities, labels, class_names, config
+def _video_probabilities(model_dir, checkpoint, reverse_time, num_clips, batch_size):
+    """(`[videos, classes]` video-level probabilities, labels, loaded model) on the run's
+    validation split with its training clip."""
+    config = evaluate.EvalConfig(model=model_dir, checkpoint=checkpoint, batch_size=batch_size,
+                                 views=evaluate.ViewConfig(num_clips=num_clips, reverse_time=reverse_time))
+    loaded = evaluate.load(config)
+    data_dir, split, info = evaluate.data_of(config, loaded)
+    logits, labels, _ = evaluate.evaluate(loaded, data_dir, split, evaluate.pipeline_views(loaded, config.views, info),
+                                          batch_size)
+    return scipy.special.softmax(logits, axis=-1).mean(axis=1), labels, loaded
 
 
-def validation_split(config):
-    return config.get("validation_split") or sources.DATASETS[config["dataset"]]["splits"][1]
-
-
-def time_reversal(output_dir):
+def time_reversal(model_dirs, checkpoint="best", num_clips=1, batch_size=1):
     rows = []
-    for model_dir in FLAGS.model_dir:
+    for model_dir in model_dirs:
         row = {}
         for direction, reverse in (("forward", False), ("reversed", True)):
-            probabilities, labels, names, config = _views(model_dir, reverse, FLAGS.num_clips)
-            predictions = probabilities.mean(axis=1).argmax(axis=-1)
-            row.update(model=config["model"], **{f"top1_{direction}": float((predictions == labels).mean())})
+            probabilities, labels, loaded = _video_probabilities(model_dir, checkpoint, reverse, num_clips, batch_size)
+            predictions, names = probabilities.argmax(axis=-1), loaded.class_names
+            row.update(model=loaded.config.model.name, **{f"top1_{direction}": float((predictions == labels).mean())})
             twins = np.array([names.index(synthetic.TWINS[n]) if n in synthetic.TWINS else -1 for n in names])
             on_twins = twins[labels] >= 0
             if on_twins.any():
@@ -93,18 +91,20 @@ def time_reversal(output_dir):
     return figure, rows
 
 
-def speed_accuracy(output_dir):
+def speed_accuracy(model_dirs, checkpoint="best", num_clips=1, batch_size=1):
     rows = []
-    for model_dir in FLAGS.model_dir:
-        config = evaluation._run_config(model_dir)
-        probabilities, labels, _, _ = _views(model_dir, False, FLAGS.num_clips)
-        options = dict(transition=config.get("transition"), depth_multiplier=config.get("depth_multiplier") or 1.0)
-        paper = analytic.inception_counts(config["model"], **options)
-        run = analytic.inception_counts(config["model"], num_classes=config["num_classes"], frames=config["num_frames"],
-                                        height=config["crop_size"], width=config["crop_size"], **options)
-        rows.append({"model": config["model"], "transition": config.get("transition") or "",
+    for model_dir in model_dirs:
+        probabilities, labels, loaded = _video_probabilities(model_dir, checkpoint, False, num_clips, batch_size)
+        spec, clip = loaded.config.model, loaded.config.clip
+        if models.family_of(spec.name).name != "inception3d":
+            raise evaluate.EvalError(f"{model_dir}: speed_accuracy plots the Inception-3D family, not {spec.name}")
+        options = dict(transition=spec.options["transition"], depth_multiplier=spec.options["depth_multiplier"])
+        paper = analytic.inception_counts(spec.name, **options)
+        run = analytic.inception_counts(spec.name, num_classes=spec.num_classes, frames=clip.num_frames,
+                                        height=clip.crop_size, width=clip.crop_size, **options)
+        rows.append({"model": spec.name, "transition": spec.options["transition"] or "",
                      "gmacs_64x224": paper.macs / 1e9, "gmacs_run_clip": run.macs / 1e9,
-                     "video_top1": float((probabilities.mean(axis=1).argmax(-1) == labels).mean())})
+                     "video_top1": float((probabilities.argmax(-1) == labels).mean())})
     figure, axes = plt.subplots(figsize=(6, 4.5))
     for family in ("i3d", "s3d"):
         points = sorted((r["gmacs_64x224"], r["video_top1"], r["model"]) for r in rows if family in r["model"]
@@ -121,26 +121,29 @@ def speed_accuracy(output_dir):
 
 
 def _kernels(model):
-    """{layer group: [(temporal offset, weights)]} of the full 3D conv kernels [t, k, k, in, out], t > 1."""
+    """{layer group: [(temporal offset, weights)]} of the full 3D conv kernels [t, k, k, in, out],
+    t > 1, outside the classifier; lower layers end at the family's first feature end point."""
+    family = models.family_of(model.name)
+    end_points = family.end_points(model)
+    lower = set(end_points[: end_points.index(family.feature_end_points(model.name)[0]) + 1])
     groups = {"lower": [], "higher": []}
     for variable in model.weights:
-        if variable.path.endswith("conv_3d/kernel") and variable.shape[0] > 1 and "Logits" not in variable.path:
-            group = "lower" if variable.path.split("/")[0] in LOWER_LAYERS else "higher"
+        layer = variable.path.split("/")[0]
+        if variable.path.endswith("kernel") and len(variable.shape) == 5 and variable.shape[0] > 1 \
+                and layer != family.classifier:
             kernel = variable.numpy()
             centre = kernel.shape[0] // 2
-            groups[group].extend((t - centre, kernel[t].ravel()) for t in range(kernel.shape[0]))
+            groups["lower" if layer in lower else "higher"].extend(
+                (t - centre, kernel[t].ravel()) for t in range(kernel.shape[0]))
     return groups
 
 
-def weight_stats(output_dir):
-    if FLAGS.weights:  # an I3D .weights.h5 (models.convert_deepmind_i3d, models.inflate)
-        model = models.build("i3d", num_classes=finetune.h5_num_classes(FLAGS.weights))
-        model.load_weights(FLAGS.weights)
-    else:
-        model, _, _, _ = serving.load_trained_model(FLAGS.model_dir[0], FLAGS.checkpoint)
+def weight_stats(source, checkpoint="best"):
+    """`source`: a run folder or a weights file (e.g. from models.convert_deepmind_i3d)."""
+    model = loading.load(source, checkpoint).model
     groups = _kernels(model)
     if not groups["lower"] and not groups["higher"]:
-        raise evaluation.EvalError("the model has no 3D kernels with a temporal extent (I2D?)")
+        raise evaluate.EvalError(f"{source}: {model.name} has no 3D kernels with a temporal extent")
     figure, all_axes = plt.subplots(1, 2, figsize=(10, 4))
     rows = []
     for axes, (group, pieces) in zip(all_axes, groups.items()):
@@ -153,30 +156,36 @@ def weight_stats(output_dir):
         rows.extend({"layers": group, "temporal_offset": o, "mean_abs": float(np.abs(d).mean()), "std": float(d.std()),
                      "count": int(d.size)} for o, d in zip(offsets, data))
     all_axes[0].set_ylabel("kernel weight")
-    figure.suptitle("3D kernel weights per temporal offset (S3D paper, Fig. 5)")
+    figure.suptitle(f"3D kernel weights per temporal offset, {model.name} (S3D paper, Fig. 5)")
     return figure, rows
 
 
-def tsne(output_dir):
-    from sklearn.manifold import TSNE
-    model_dir = FLAGS.model_dir[0]
-    model, run, _, _ = serving.load_trained_model(model_dir, FLAGS.checkpoint)
-    config = evaluation._run_config(model_dir)
-    extractor = models.features(model, FLAGS.end_points)
-    dataset = pipeline.clip_dataset(config["data_dir"], validation_split(config), False, FLAGS.batch_size,
-                                    num_frames=config["num_frames"], frame_stride=config.get("frame_stride") or 1,
-                                    crop_size=config["crop_size"])
-    pooled = {point: [] for point in FLAGS.end_points}
+def tsne(model_dir, checkpoint="best", end_points=None, batch_size=1):
+    from sklearn.manifold import TSNE  # noqa: PLC0415 - scikit-learn's manifold module loads slowly
+
+    config = evaluate.EvalConfig(model=model_dir, checkpoint=checkpoint)
+    loaded = evaluate.load(config)
+    data_dir, split, info = evaluate.data_of(config, loaded)
+    end_points = list(end_points or models.family_of(loaded.config.model.name).feature_end_points(
+        loaded.config.model.name))
+    try:
+        extractor = models.features(loaded.model, end_points)
+    except ValueError as error:
+        raise evaluate.EvalError(str(error)) from None
+    options = evaluate.pipeline_views(loaded, config.views, info)
+    dataset = pipeline.evaluation_dataset(data_dir, split, batch_size, **options)
+    pooled = {point: [] for point in end_points}
     labels = []
+    normalise = models.layers.Normalise(loaded.config.model.mean, loaded.config.model.std)
     for views, label in dataset:
-        outputs = extractor(views[:, 0], training=False)
-        for point in FLAGS.end_points:
+        outputs = extractor(normalise(views[:, 0]), training=False)
+        for point in end_points:
             pooled[point].append(np.asarray(outputs[point]).mean(axis=(1, 2, 3)))
         labels.append(label.numpy())
     labels = np.concatenate(labels)
-    figure, all_axes = plt.subplots(1, len(FLAGS.end_points), figsize=(4.5 * len(FLAGS.end_points), 4.5))
+    figure, all_axes = plt.subplots(1, len(end_points), figsize=(4.5 * len(end_points), 4.5))
     rows = []
-    for axes, point in zip(np.atleast_1d(all_axes), FLAGS.end_points):
+    for axes, point in zip(np.atleast_1d(all_axes), end_points):
         features = np.concatenate(pooled[point])
         embedded = TSNE(2, perplexity=min(30, len(features) - 1), random_state=0, init="pca").fit_transform(features)
         axes.scatter(embedded[:, 0], embedded[:, 1], c=labels, cmap="tab20", s=8)
@@ -187,28 +196,56 @@ def tsne(output_dir):
         distances = np.linalg.norm(embedded[:, None] - embedded[None], axis=-1) + np.eye(len(embedded)) * 1e9
         rows.append({"end_point": point, "videos": len(labels),
                      "tsne_1nn_accuracy": float((labels[distances.argmin(axis=1)] == labels).mean())})
-    figure.suptitle(f"t-SNE of pooled features, {run['model']} (S3D paper, Fig. 7)")
+    figure.suptitle(f"t-SNE of pooled features, {loaded.config.model.name} (S3D paper, Fig. 7)")
     return figure, rows
 
 
-def main(argv):
-    if len(argv) != 2 or argv[1] not in ANALYSES:
-        raise app.UsageError(f"name one analysis: {' | '.join(ANALYSES)}")
-    name = argv[1]
-    if not FLAGS.model_dir and not (name == "weight_stats" and FLAGS.weights):
-        raise app.UsageError("--model_dir is required")
-    output_dir = pathlib.Path(FLAGS.output_dir or "runs/analysis")
+def analyse(name, output_dir, model_dirs=(), weights=None, checkpoint="best", num_clips=1, batch_size=1,
+            end_points=None):
+    """Runs analysis `name`, writes `name.png`, `name.md` and `name.csv` to `output_dir`; returns
+    the rows and the markdown table."""
+    if name not in ANALYSES:
+        raise cli.UsageError(f"name one analysis: {' | '.join(ANALYSES)}")
+    if not model_dirs and not (name == "weight_stats" and weights):
+        raise cli.UsageError("--model_dir is required" + (" (or --weights)" if name == "weight_stats" else ""))
+    if name in ("time_reversal", "speed_accuracy"):
+        figure, rows = globals()[name](model_dirs, checkpoint, num_clips, batch_size)
+    elif name == "weight_stats":
+        figure, rows = weight_stats(weights or model_dirs[0], checkpoint)
+    else:
+        figure, rows = tsne(model_dirs[0], checkpoint, end_points, batch_size)
+    output_dir = pathlib.Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        figure, rows = globals()[name](output_dir)
-    except (evaluation.EvalError, records.DatasetError, finetune.InitError, FileNotFoundError) as error:
-        sys.exit(f"eval.analysis: error: {error}")
     figure.tight_layout()
-    figure.savefig(output_dir / f"{name}.png", dpi=100)
-    print(write_table(output_dir, name, rows))
-    if FLAGS.json:
-        print(json.dumps({"analysis": name, "png": str(output_dir / f"{name}.png"), "rows": rows}))
+    with runs.atomic(output_dir / f"{name}.png") as temporary:
+        figure.savefig(temporary, dpi=100)
+    plt.close(figure)
+    return rows, write_table(output_dir, name, rows)
+
+
+def define(values):
+    common = dict(flag_values=values)
+    flags.DEFINE_list("model_dir", None, "train.main run folder(s).", **common)
+    flags.DEFINE_string("weights", None, "weight_stats: a self-describing .weights.h5 (instead of --model_dir).",
+                        **common)
+    flags.DEFINE_string("checkpoint", "best", "best, latest or a .weights.h5 path.", **common)
+    flags.DEFINE_integer("num_clips", 1, "time_reversal, speed_accuracy: clips per video.", lower_bound=1, **common)
+    flags.DEFINE_integer("batch_size", 1, "Videos per batch.", lower_bound=1, **common)
+    flags.DEFINE_list("end_points", None, "tsne: end points to embed [default: the family's].", **common)
+    flags.DEFINE_string("output_dir", "runs/analysis", "Where the PNG and tables go.", **common)
+    flags.DEFINE_bool("json", False, "Print one JSON object as the last line.", **common)
+
+
+def command(values, args):
+    if len(args) != 1:
+        raise cli.UsageError(f"name one analysis: {' | '.join(ANALYSES)}")
+    rows, markdown = analyse(args[0], values.output_dir, values.model_dir or (), values.weights, values.checkpoint,
+                             values.num_clips, values.batch_size, values.end_points)
+    print(markdown)
+    if values.json:
+        print(json.dumps({"analysis": args[0], "png": str(pathlib.Path(values.output_dir) / f"{args[0]}.png"),
+                          "rows": rows}))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.main(PROGRAM, __doc__, define, command)

@@ -13,30 +13,38 @@ With `--json` the last line of output is one JSON object.
 """
 
 import json
-import resource
 import os
+import resource
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 import models  # noqa: E402
 from eval import analytic, speed  # noqa: E402
-from flags import model_flags  # noqa: E402
-from models import inception, resnet3d  # noqa: E402
+from flags import cli, model_flags  # noqa: E402
+from models import inception  # noqa: E402
 
+PROGRAM = "eval.complexity"
 tf.get_logger().setLevel("ERROR")  # the profiler's own deprecation notices
-model_flags.define()
-flags.DEFINE_integer("frames", 64, "Clip length T.", lower_bound=1)
-flags.DEFINE_integer("size", 224, "Frame height and width in pixels.", lower_bound=inception.MIN_SIZE)
-flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
-flags.DEFINE_bool("table", False, "Print the family table and the bottom-/top-heavy curve.")
-flags.DEFINE_bool("timing", False, "Also measure forward latency and the float32 matmul bound.")
-flags.DEFINE_integer("repeats", 5, "Timed runs per measurement (median).", lower_bound=1)
-flags.adopt_module_key_flags(model_flags)
-FLAGS = flags.FLAGS
+
+
+def define(values):
+    common = dict(flag_values=values)
+    model_flags.define(values)
+    flags.DEFINE_integer("num_classes", 400, "Classes of the logits layer.", lower_bound=1, **common)
+    flags.DEFINE_integer("frames", None, "Clip length T [default: 64, or the model's fixed clip].", lower_bound=1,
+                         **common)
+    flags.DEFINE_integer("size", None, "Frame height and width in pixels [default: 224, or the model's fixed clip].",
+                         lower_bound=1, **common)
+    flags.DEFINE_bool("json", False, "Print one JSON object as the last line.", **common)
+    flags.DEFINE_bool("table", False, "Print the family table and the bottom-/top-heavy curve.", **common)
+    flags.DEFINE_bool("timing", False, "Also measure forward latency and the float32 matmul bound.", **common)
+    flags.DEFINE_integer("repeats", 5, "Timed runs per measurement (median).", lower_bound=1, **common)
 
 # Op types whose float operations are multiply-adds of conv and dense layers (2 flops per MAC).
 MAC_OP_TYPES = {"Conv2D", "Conv3D"}
@@ -79,22 +87,37 @@ def conv_interactions(model):
                for v in model.weights if len(v.shape) == 5 and v.path.endswith("kernel"))
 
 
-def report(name, frames, size, **kwargs):
+def clip_size(name, frames=None, size=None):
+    """`(frames, size)`: the given clip, else 64x224 (or a fixed-size model's own clip)."""
+    family = models.family_of(name)
+    if family.fixed_input:
+        shape = family.input_shape(frames, size)
+        return shape[0], shape[1]
+    return frames or 64, size or 224
+
+
+def report(name, frames=None, size=None, num_classes=400, **options):
     """Counts for one model: a dict with model, transition, input, params, gmacs, analytic figures
     (and, for the ResNet3D family, channel interactions)."""
-    model = models.build(name, **kwargs)
-    channels = kwargs.get("input_channels", 3)
+    family = models.family_of(name)
+    frames, size = clip_size(name, frames, size)
+    if size < family.min_size:
+        raise cli.UsageError(f"size: {name} needs frames of at least {family.min_size} pixels")
+    model = models.build(name, num_classes=num_classes,
+                         input_shape=(frames, size, size) if family.fixed_input else None, **options)
+    options = models.registry.resolve_options(name, options)
+    channels = options["input_channels"]
     result = {"model": name, "transition": None, "input": [frames, size, size, channels],
-              "num_classes": kwargs.get("num_classes", 400), "params": trainable_params(model),
+              "num_classes": num_classes, "params": trainable_params(model),
               "gmacs": profiled_macs(model, (frames, size, size, channels)) / 1e9}
-    analytic_kwargs = {k: v for k, v in kwargs.items() if k not in ("dropout_rate", "batch_norm_momentum")}
-    if name in resnet3d.MODELS:
-        expected = analytic.resnet_counts(name, frames=frames, height=size, width=size, **analytic_kwargs)
+    analytic_options = {k: v for k, v in options.items() if k not in ("dropout_rate", "batch_norm_momentum")}
+    if family.name == "resnet3d":
+        expected = analytic.resnet_counts(name, num_classes, frames, size, size, **analytic_options)
         result.update(interactions=conv_interactions(model), analytic_interactions=expected.interactions)
-    elif name in inception.VARIANTS:
-        expected = analytic.inception_counts(name, frames=frames, height=size, width=size, **analytic_kwargs)
-        result["transition"] = inception.block_policies(name, kwargs.get("transition"))[1]
-    else:  # C3D: profiler only
+    elif family.name == "inception3d":
+        expected = analytic.inception_counts(name, num_classes, frames, size, size, **analytic_options)
+        result["transition"] = options["transition"]
+    else:  # profiler only
         expected = None
     result.update(analytic_params=expected and expected.params, analytic_gmacs=expected and expected.macs / 1e9)
     return result, model
@@ -110,7 +133,7 @@ def add_timing(result, model, repeats):
                   peak_memory_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # process peak RSS
 
 
-def print_report(result):
+def print_report(result, repeats):
     print(f"model         {result['model']}" + (f" (transition {result['transition']})" if result["transition"] else ""))
     print(f"input         {' x '.join(map(str, result['input']))} (T x H x W x C), {result['num_classes']} classes")
     analytic_params = f"{result['analytic_params']:,}" if result["analytic_params"] else "n/a"
@@ -121,7 +144,7 @@ def print_report(result):
         print(f"interactions  {result['interactions'] / 1e6:,.1f}M channel pairs (analytic "
               f"{result['analytic_interactions'] / 1e6:,.1f}M)")
     if "forward_s" in result:
-        print(f"forward       {result['forward_s']:.3f} s (batch 1, median of {FLAGS.repeats})")
+        print(f"forward       {result['forward_s']:.3f} s (batch 1, median of {repeats})")
         print(f"achieved      {result['gmacs_per_s']:.1f} GMAC/s = {result['fraction_of_bound']:.2f} x "
               f"the float32 matmul rate {result['matmul_gmacs_per_s']:.1f} GMAC/s ({result['threads']} cores)")
         print(f"peak memory   {result['peak_memory_bytes'] / 2**30:.2f} GiB (the process's peak resident memory)")
@@ -130,17 +153,22 @@ def print_report(result):
 def family_table(frames, size):
     """Rows for the named family members and the bottom-/top-heavy curve at every transition."""
     rows = []
+    progress = tqdm(total=len(PAPER) + len(inception.POLICY_BLOCKS) * len(HEAVY_MODELS), unit="model",
+                    file=sys.stderr, leave=False)
     for name in PAPER:
         result, _ = report(name, frames, size)
         paper_params, paper_gmacs = PAPER[name]
         result.update(paper_params=paper_params, paper_gmacs=paper_gmacs)
         rows.append(result)
+        progress.update()
     curve = []
     for transition in inception.POLICY_BLOCKS:
         point = {"transition": transition}
         for name in HEAVY_MODELS:
             point[name] = report(name, frames, size, transition=transition)[0]["gmacs"]
+            progress.update()
         curve.append(point)
+    progress.close()
     return rows, curve
 
 
@@ -162,25 +190,27 @@ def print_table(rows, curve, frames, size):
         print(f"{point['transition']:<16}" + "".join(f"{point[name]:>18.2f}" for name in HEAVY_MODELS))
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if FLAGS.table:
-        rows, curve = family_table(FLAGS.frames, FLAGS.size)
-        print_table(rows, curve, FLAGS.frames, FLAGS.size)
-        if FLAGS.json:
-            print(json.dumps({"frames": FLAGS.frames, "size": FLAGS.size, "models": rows, "curve": curve}))
+def command(values, args):
+    if args:
+        raise cli.UsageError(f"unexpected arguments: {' '.join(args)}")
+    if values.table:
+        frames, size = values.frames or 64, values.size or 224
+        rows, curve = family_table(frames, size)
+        print_table(rows, curve, frames, size)
+        if values.json:
+            print(json.dumps({"frames": frames, "size": size, "models": rows, "curve": curve}))
         return
     try:
-        result, model = report(FLAGS.model, FLAGS.frames, FLAGS.size, **model_flags.build_kwargs())
+        result, model = report(values.model, values.frames, values.size, values.num_classes,
+                               **model_flags.given_options(values))
     except ValueError as error:
-        raise app.UsageError(str(error))
-    if FLAGS.timing:
-        add_timing(result, model, FLAGS.repeats)
-    print_report(result)
-    if FLAGS.json:
+        raise cli.UsageError(str(error)) from None
+    if values.timing:
+        add_timing(result, model, values.repeats)
+    print_report(result, values.repeats)
+    if values.json:
         print(json.dumps(result))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.main(PROGRAM, __doc__, define, command)

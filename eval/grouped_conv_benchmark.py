@@ -12,46 +12,52 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from eval import speed  # noqa: E402
+from flags import cli  # noqa: E402
 from models import layers  # noqa: E402
 
-flags.DEFINE_integer("channels", 256, "Input and output channels.")
-flags.DEFINE_integer("frames", 8, "T.")
-flags.DEFINE_integer("size", 28, "H = W.")
-flags.DEFINE_list("groups", ["256", "32"], "Group counts to compare.")
-flags.DEFINE_integer("repeats", 5, "Timed runs (median).")
-flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
-FLAGS = flags.FLAGS
+PROGRAM = "eval.grouped_conv_benchmark"
 
 
-def main(argv):
-    del argv
-    inputs = tf.random.uniform((1, FLAGS.frames, FLAGS.size, FLAGS.size, FLAGS.channels))
+def define(values):
+    common = dict(flag_values=values)
+    flags.DEFINE_integer("channels", 256, "Input and output channels.", lower_bound=1, **common)
+    flags.DEFINE_integer("frames", 8, "T.", lower_bound=1, **common)
+    flags.DEFINE_integer("size", 28, "H = W.", lower_bound=1, **common)
+    flags.DEFINE_list("groups", ["256", "32"], "Group counts to compare.", **common)
+    flags.DEFINE_integer("repeats", 5, "Timed runs (median).", lower_bound=1, **common)
+    flags.DEFINE_bool("json", False, "Print one JSON object as the last line.", **common)
+
+
+def command(values, args):
+    if args:
+        raise cli.UsageError(f"unexpected arguments: {' '.join(args)}")
+    inputs = tf.random.uniform((1, values.frames, values.size, values.size, values.channels))
     results = {"input": list(inputs.shape), "device": tf.config.list_logical_devices()[-1].device_type, "rows": []}
-    full = keras.layers.Conv3D(FLAGS.channels, 3, padding="same", use_bias=False)
+    full = keras.layers.Conv3D(values.channels, 3, padding="same", use_bias=False)
     full.build(inputs.shape)
     full_forward = tf.function(full.call, autograph=False)
-    full_seconds = speed.median_seconds(lambda: full_forward(inputs).numpy(), FLAGS.repeats)
-    for groups in map(int, FLAGS.groups):
-        conv = keras.layers.Conv3D(FLAGS.channels, 3, padding="same", use_bias=False, groups=groups)
+    full_seconds = speed.median_seconds(lambda: full_forward(inputs).numpy(), values.repeats)
+    for groups in map(int, values.groups):
+        conv = keras.layers.Conv3D(values.channels, 3, padding="same", use_bias=False, groups=groups)
         conv.build(inputs.shape)
         keras_forward = tf.function(conv.call, autograph=False)
         ours = tf.function(lambda x, c=conv, g=groups: layers.grouped_conv3d(x, c.kernel, (1, 1, 1), g),
                            autograph=False)
         row = {"groups": groups,
-               "keras_conv3d_groups_s": speed.median_seconds(lambda: keras_forward(inputs).numpy(), FLAGS.repeats),
-               "ours_s": speed.median_seconds(lambda: ours(inputs).numpy(), FLAGS.repeats), "full_conv_s": full_seconds}
+               "keras_conv3d_groups_s": speed.median_seconds(lambda: keras_forward(inputs).numpy(), values.repeats),
+               "ours_s": speed.median_seconds(lambda: ours(inputs).numpy(), values.repeats), "full_conv_s": full_seconds}
         row["speedup"] = row["keras_conv3d_groups_s"] / row["ours_s"]
         results["rows"].append(row)
         print(f"groups {groups:4d}: Keras Conv3D(groups) {row['keras_conv3d_groups_s'] * 1e3:9.2f} ms, ours "
               f"{row['ours_s'] * 1e3:8.2f} ms ({row['speedup']:.1f}x); full conv {full_seconds * 1e3:.2f} ms")
-    if FLAGS.json:
+    if values.json:
         print(json.dumps(results))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.main(PROGRAM, __doc__, define, command)

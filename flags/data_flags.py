@@ -1,20 +1,19 @@
-"""Flags naming a prepared dataset, shared by data.inspect, data.benchmark and the trainer."""
+"""Flags naming a prepared dataset, shared by the data, training and evaluation commands."""
 
 from absl import flags
 
-from data import sources
+from data import datasets
 
 
-def define():
-    """Declares --dataset, --data_dir and --split (idempotent)."""
-    if "data_dir" in flags.FLAGS:
-        return
-    flags.DEFINE_enum("dataset", "synthetic", list(sources.DATASETS), "Dataset name.")
-    flags.DEFINE_string("data_dir", None, "A dataset prepared by data.prepare.")
-    flags.DEFINE_string("split", None, "Split (default: the dataset's training split).")
+def define(values, dataset_default="synthetic", split=False):
+    """Declares --dataset and --data_dir (and --split: one split to read) on `values`."""
+    flags.DEFINE_enum("dataset", dataset_default, list(datasets.DATASETS), "Dataset name.", flag_values=values)
+    flags.DEFINE_string("data_dir", None, "A dataset prepared by data.prepare.", flag_values=values)
+    if split:
+        flags.DEFINE_string("split", None, "Split to read (default: the dataset's validation split).",
+                            flag_values=values)
 
 
-def split():
-    """The --split flag, or the dataset's first (training) split."""
-    values = flags.FLAGS
-    return values.split or sources.DATASETS[values.dataset]["splits"][0]
+def split(values):
+    """The --split flag, or the dataset's validation split."""
+    return values.split or datasets.get(values.dataset).validation_split

@@ -1,38 +1,88 @@
-"""Flags of eval.main (with the shared data flags)."""
+"""Flags of eval.main and the `EvalConfig`s they make."""
+
+import dataclasses
 
 from absl import flags
 
-from flags import data_flags
+from data import datasets
+from flags import cli
+from eval.evaluate import EvalConfig, ViewConfig
 
 
-def define():
-    """Declares the evaluation flags (idempotent)."""
-    if "saved_model" in flags.FLAGS:
-        return
-    data_flags.define()
+def define(values):
+    """Declares the evaluation flags on `values`."""
     flags.DEFINE_list("model_dir", None, "train.main run folder(s); several (comma-separated, with as many "
-                      "--data_dir) report each and their mean, e.g. the three official UCF-101 splits.")
-    flags.DEFINE_string("saved_model", None, "A SavedModel exported by train.main (instead of --model_dir).")
-    flags.DEFINE_string("checkpoint", "best", "With --model_dir: best, latest, or a .weights.h5 path.")
-    flags.DEFINE_integer("num_clips", 1, "Clips per video, spaced uniformly.", lower_bound=1)
-    flags.DEFINE_enum("num_crops", "1", ["1", "3"], "Spatial crops per clip (centre, or 3 along the long side).")
-    flags.DEFINE_integer("eval_frames", None, "One clip of all frames, looped or cut to this many (250 for "
-                         "Kinetics); overrides --num_clips.", lower_bound=1)
-    flags.DEFINE_integer("num_frames", None, "Frames per clip (default: the run's training clip; 64).", lower_bound=1)
-    flags.DEFINE_integer("crop_size", None, "Crop size (default: the run's).", lower_bound=32)
-    flags.DEFINE_bool("reverse_time", False, "Play every clip backwards.")
-    flags.DEFINE_integer("batch_size", 1, "Videos per batch.", lower_bound=1)
-    flags.DEFINE_string("output_dir", None, "Report folder (default: MODEL_DIR/eval/SPLIT[_reversed]).")
-    flags.DEFINE_bool("watch", False, "Evaluate each new checkpoint of --model_dir until its last one.")
-    flags.DEFINE_integer("watch_timeout", 3600, "Stop watching after this many seconds without a new checkpoint.",
-                         lower_bound=1)
-    flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
-    flags.DEFINE_bool("two_stream", False, "Evaluate --rgb_model_dir and --flow_model_dir on identical views "
-                      "and report RGB, Flow and joint accuracy.")
-    flags.DEFINE_string("rgb_model_dir", None, "Two-stream: the RGB run.")
-    flags.DEFINE_string("flow_model_dir", None, "Two-stream: the flow run.")
-    flags.DEFINE_string("rgb_data_dir", None, "Two-stream: RGB data (default: the RGB run's).")
-    flags.DEFINE_string("flow_data_dir", None, "Two-stream: flow data prepared from the same videos (default: the "
-                        "flow run's).")
-    flags.DEFINE_enum("fusion", "logits", ["logits", "probabilities"], "Two-stream: sum of logits (DeepMind) or "
-                      "mean of probabilities.")
+                      "--data_dir) report each and their mean, e.g. the three official UCF-101 splits.",
+                      flag_values=values)
+    flags.DEFINE_string("saved_model", None, "A SavedModel exported by train.main (instead of --model_dir).",
+                        flag_values=values)
+    flags.DEFINE_string("checkpoint", "best", "With --model_dir: best, latest, or a .weights.h5 path.",
+                        flag_values=values)
+    flags.DEFINE_enum("dataset", None, list(datasets.DATASETS), "Dataset of --data_dir [default: the run's].",
+                      flag_values=values)
+    flags.DEFINE_list("data_dir", None, "Prepared data to evaluate on [default: the run's].", flag_values=values)
+    flags.DEFINE_string("split", None, "Split [default: the run's validation split, else the dataset's].",
+                        flag_values=values)
+    flags.DEFINE_integer("num_clips", 1, "Clips per video, spaced uniformly.", lower_bound=1, flag_values=values)
+    flags.DEFINE_enum("num_crops", "1", ["1", "3"], "Spatial crops per clip (centre, or 3 along the long side).",
+                      flag_values=values)
+    flags.DEFINE_integer("eval_frames", None, "One clip over this many frames from the first, looped or cut (250 for "
+                         "Kinetics, 64 for Something-Something); overrides --num_clips.", lower_bound=1,
+                         flag_values=values)
+    flags.DEFINE_integer("num_frames", None, "Frames per clip [default: the run's training clip].", lower_bound=1,
+                         flag_values=values)
+    flags.DEFINE_integer("frame_stride", None, "Step between frames [default: the run's].", lower_bound=1,
+                         flag_values=values)
+    flags.DEFINE_integer("crop_size", None, "Crop size [default: the run's].", lower_bound=1, flag_values=values)
+    flags.DEFINE_bool("reverse_time", False, "Play every clip backwards.", flag_values=values)
+    flags.DEFINE_integer("batch_size", 1, "Videos per batch.", lower_bound=1, flag_values=values)
+    flags.DEFINE_string("output_dir", None, "Report folder [default: MODEL_DIR/eval/SPLIT/VIEWS, VIEWS naming the "
+                        "view settings, e.g. 1clip_1crop_8x64].", flag_values=values)
+    flags.DEFINE_bool("watch", False, "Evaluate each new training state of --model_dir until its last step.",
+                      flag_values=values)
+    flags.DEFINE_integer("watch_timeout", 3600, "Stop watching after this many seconds without a new state.",
+                         lower_bound=1, flag_values=values)
+    flags.DEFINE_bool("json", False, "Print one JSON object as the last line.", flag_values=values)
+    flags.DEFINE_bool("two_stream", False, "Evaluate --rgb_model_dir and --flow_model_dir on identical views and "
+                      "report RGB, Flow and joint accuracy.", flag_values=values)
+    flags.DEFINE_string("rgb_model_dir", None, "Two-stream: the RGB run.", flag_values=values)
+    flags.DEFINE_string("flow_model_dir", None, "Two-stream: the flow run.", flag_values=values)
+    flags.DEFINE_string("rgb_data_dir", None, "Two-stream: RGB data [default: the RGB run's].", flag_values=values)
+    flags.DEFINE_string("flow_data_dir", None, "Two-stream: flow data prepared from the same videos [default: the "
+                        "flow run's].", flag_values=values)
+    flags.DEFINE_enum("fusion", "logits", ["logits", "probabilities"], "Two-stream: sum of logits (DeepMind) or mean "
+                      "of probabilities.", flag_values=values)
+
+
+def views(values):
+    return ViewConfig(num_frames=values.num_frames, frame_stride=values.frame_stride, crop_size=values.crop_size,
+                      eval_frames=values.eval_frames, num_clips=values.num_clips, num_crops=int(values.num_crops),
+                      reverse_time=values.reverse_time)
+
+
+def eval_configs(values):
+    """One `EvalConfig` per model to evaluate (several --model_dir: one each, with its --data_dir)."""
+    sources = list(values.model_dir or []) + ([values.saved_model] if values.saved_model else [])
+    if len(sources) == 0 or (values.model_dir and values.saved_model):
+        raise cli.UsageError("give either --model_dir or --saved_model")
+    data_dirs = list(values.data_dir or [None])
+    if len(sources) > 1 and len(data_dirs) != len(sources):
+        raise cli.UsageError(f"{len(sources)} --model_dir need as many --data_dir, got {len(values.data_dir or [])}")
+    if len(data_dirs) != len(sources):
+        raise cli.UsageError("one --data_dir per model")
+    common = dict(dataset=values.dataset, split=values.split, checkpoint=values.checkpoint, views=views(values),
+                  batch_size=values.batch_size)
+    configs = [EvalConfig(model=source, data_dir=data_dir, **common) for source, data_dir in zip(sources, data_dirs)]
+    if values.output_dir:
+        configs = [dataclasses.replace(config, output_dir=values.output_dir if len(configs) == 1 else
+                                       f"{values.output_dir}/{i}_{config.model.rstrip('/').split('/')[-1]}")
+                   for i, config in enumerate(configs)]
+    return configs
+
+
+def two_stream_configs(values):
+    if not (values.rgb_model_dir and values.flow_model_dir):
+        raise cli.UsageError("--two_stream needs --rgb_model_dir and --flow_model_dir")
+    common = dict(split=values.split, checkpoint=values.checkpoint, views=views(values), batch_size=values.batch_size)
+    return (EvalConfig(model=values.rgb_model_dir, data_dir=values.rgb_data_dir, **common),
+            EvalConfig(model=values.flow_model_dir, data_dir=values.flow_data_dir, **common))

@@ -1,48 +1,70 @@
-"""Model-selection flags, shared by every entry point that builds a model.
+"""Model flags: `--model` and one flag per option of any registered family (`models.registry`).
 
-`define()` declares them once; `build_kwargs()` turns the flags a user set into the keyword
-arguments of `models.build`, leaving every other option at the model's own default.
+Option flags default to None (not given): the family's default applies, or the recipe's value
+where a recipe prescribes one. Each flag's help lists those defaults. Giving an option the
+chosen model's family does not have is an error.
 """
 
 from absl import flags
 
-import models
-
-# Flags that map one-to-one to a `models.build` option of the same name.
-_OPTION_FLAGS = ("transition", "depth_multiplier", "dropout_rate", "first_temporal_kernel",
-                 "self_gating", "gating_bias", "temporal_batch_norm", "batch_norm_momentum", "input_channels",
-                 "block", "conv3x3x3", "groups", "group_pointwise")
+from models import registry
 
 
-def define():
-    """Declares the model flags (idempotent: a second call does nothing)."""
-    if "model" in flags.FLAGS:
-        return
-    flags.DEFINE_enum("model", "s3dg", models.available(), "Model to build.")
-    flags.DEFINE_integer("num_classes", 400, "Number of classes of the logits layer.", lower_bound=1)
-    flags.DEFINE_string("transition", None,
-                        "Bottom-/top-heavy models and fast_s3d: the block at which 3D stops "
-                        "(bottom-heavy) or starts (top-heavy), e.g. Mixed_4b.")
-    flags.DEFINE_float("depth_multiplier", None, "Scales every layer width (min 16 channels).")
-    flags.DEFINE_float("dropout_rate", None, "Dropout before the logits.")
-    flags.DEFINE_integer("first_temporal_kernel", None,
-                         "Temporal size of Conv3d_1a_7x7 in 3D models (I3D: 7, S3D: 3).")
-    flags.DEFINE_bool("self_gating", None, "Force S3D-G feature gating on or off.")
-    flags.DEFINE_bool("gating_bias", None, "Gating with a bias term (the paper's formula).")
-    flags.DEFINE_bool("temporal_batch_norm", None,
-                      "Separable convs: BN after the temporal conv (torchvision) instead of a bias (TF-slim).")
-    flags.DEFINE_float("batch_norm_momentum", None, "Decay of the BN moving averages (reference 0.999).")
-    flags.DEFINE_integer("input_channels", None, "3 for RGB, 2 for optical flow.")
-    flags.DEFINE_enum("block", None, ["simple", "bottleneck"], "ResNet3D/CSN: residual block type.")
-    flags.DEFINE_enum("conv3x3x3", None, ["full", "group", "depthwise", "ip", "r2plus1d"],
-                      "ResNet3D/CSN: how the block's 3x3x3 conv is made (CSN paper's ablation).")
-    flags.DEFINE_integer("groups", None, "ResNet3D/CSN: channel groups of --conv3x3x3=group.", lower_bound=1)
-    flags.DEFINE_bool("group_pointwise", None, "ResNet3D/CSN bottlenecks: group the 1x1x1 convs too (-DG).")
+def _value_text(value):
+    return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def build_kwargs():
-    """`{option: value}` for each model option flag that was set, plus num_classes."""
-    values = flags.FLAGS
-    kwargs = {name: values[name].value for name in _OPTION_FLAGS if values[name].value is not None}
-    kwargs["num_classes"] = values.num_classes
-    return kwargs
+def _family_defaults(option):
+    """`Inception-3D 0.999; ResNet3D 0.9` (per model where the members of a family differ)."""
+    parts = []
+    for family in registry.families():
+        if option not in family.options:
+            continue
+        by_value = {}
+        for member, defaults in family.members.items():
+            by_value.setdefault(_value_text(defaults[option]), []).append(member)
+        if len(by_value) == 1:
+            parts.append(f"{family.title} {next(iter(by_value))}")
+        else:
+            parts.append(f"{family.title} " + ", ".join(f"{value} ({' '.join(members)})"
+                                                       for value, members in by_value.items()))
+    return "; ".join(parts)
+
+
+def define(values, recipes=None, model_default="s3dg"):
+    """Declares --model and every family option on `values`. `recipes` ({name: Recipe}) adds
+    what each recipe sets to the help."""
+    flags.DEFINE_enum("model", model_default, registry.available(), "Model to build.", flag_values=values)
+    seen = {}
+    for family in registry.families():
+        for name, option in family.options.items():
+            if name in seen:
+                if seen[name].kind is not option.kind:
+                    raise TypeError(f"option {name!r} has two types across families")
+                continue
+            seen[name] = option
+            text = f"{option.help} [default: {_family_defaults(name)}"
+            prescribed = {recipe_name: recipe.model_options[name] for recipe_name, recipe in (recipes or {}).items()
+                          if name in recipe.model_options}
+            if prescribed:
+                text += "; recipes: " + ", ".join(f"{k} {_value_text(v)}" for k, v in prescribed.items())
+            text += "]"
+            if option.choices:
+                flags.DEFINE_enum(name, None, list(option.choices), text, flag_values=values)
+            elif option.kind is bool:
+                flags.DEFINE_bool(name, None, text, flag_values=values)
+            elif option.kind is int:
+                flags.DEFINE_integer(name, None, text, flag_values=values)
+            elif option.kind is float:
+                flags.DEFINE_float(name, None, text, flag_values=values)
+            else:
+                flags.DEFINE_string(name, None, text, flag_values=values)
+
+
+def option_names():
+    return sorted({name for family in registry.families() for name in family.options})
+
+
+def given_options(values):
+    """`{option: value}` of the option flags given on the command line."""
+    return {name: values[name].value for name in option_names() if values[name].value is not None}

@@ -1,101 +1,137 @@
-"""Trainer flags: data, schedule and optimiser, run control, speed, distribution.
+"""Trainer flags and the `ExperimentConfig` they make.
 
-Flags left unset take the value of the `--schedule` preset (`train/presets.py`); `resolve()`
-applies the preset and checks the combination, raising ValueError with a one-line reason.
+Clip, schedule and model-option flags left unset take the value of the `--schedule` recipe
+(`train/presets.py`; by default the dataset's), or the model family's default; each flag's help
+lists them. `experiment_config(values)` builds the config once; nothing else reads the flags.
 """
 
-import os
+import dataclasses
 
 from absl import flags
 
-from flags import data_flags, model_flags
+from data import datasets
+from flags import cli, data_flags, model_flags
+from models import registry
 from train import presets
+from train.config import ClipConfig, DataConfig, ExperimentConfig, ModelConfig, RunConfig, ScheduleConfig
 
-FLAGS = flags.FLAGS
-# Defaults of flags that no preset sets.
-_DEFAULTS = dict(optimizer="sgd", frame_stride=1, short_side_jitter=None, warmup_steps=0, decay_steps=[], decay_rate=0.1,
-                 label_smoothing=0.0, depth_multiplier=1.0, batch_norm_momentum=0.999)
+_CLIP_HELP = dict(num_frames="Frames per training clip.", frame_stride="Step between the frames of a clip.",
+                  crop_size="Crop size in pixels.",
+                  short_side_jitter="min,max short side to resize to before cropping (scale jitter).",
+                  flip="Random horizontal flips (direction classes switch to their mirror twin).")
+_SCHEDULE_HELP = dict(
+    batch_size="Clips per replica; the global batch is this x replicas.",
+    optimizer="SGD with momentum (the papers) or Adam.",
+    learning_rate="Learning rate at --reference_batch_size.",
+    reference_batch_size="Global batch at which --learning_rate is given; the rate scales linearly.",
+    lr_schedule="step: x decay_rate at each of decay_steps; cosine: warm-up then half-cosine to 0.",
+    decay_steps="Steps at which the step schedule decays.", decay_rate="Factor of each step decay.",
+    warmup_steps="Linear warm-up steps (cosine schedule).", train_steps="Training steps.",
+    momentum="SGD momentum.", weight_decay="Decoupled weight decay.",
+    label_smoothing="Label smoothing of the cross-entropy.",
+    checkpoint_every="Steps between checkpoints.",
+    eval_every="Steps between validations (a multiple of --checkpoint_every).")
+_ENUMS = dict(optimizer=["sgd", "adam"], lr_schedule=["step", "cosine", "constant"])
+_LOWER = dict(num_frames=1, frame_stride=1, crop_size=32, batch_size=1, learning_rate=0, reference_batch_size=1,
+              decay_rate=0, warmup_steps=0, train_steps=1, momentum=0, weight_decay=0, label_smoothing=0,
+              checkpoint_every=1, eval_every=1)
 
 
-def define():
-    """Declares the trainer's flags (and the shared model and data flags)."""
-    if "schedule" in FLAGS:
-        return
-    model_flags.define()
-    data_flags.define()
-    flags.DEFINE_integer("split_index", 1, "UCF-101 / HMDB-51 official split 1, 2 or 3.")
-    flags.DEFINE_string("train_split", None, "Training split (default: the dataset's first).")
-    flags.DEFINE_string("validation_split", None, "Validation split (default: the dataset's second).")
-    flags.DEFINE_integer("num_frames", None, "Frames per training clip.", lower_bound=1)
-    flags.DEFINE_integer("crop_size", None, "Crop size in pixels.", lower_bound=32)
-    flags.DEFINE_integer("frame_stride", None, "Step between the frames of a clip.", lower_bound=1)
-    flags.DEFINE_list("short_side_jitter", None, "min,max short side to resize to before cropping (CSN).")
-    flags.DEFINE_bool("flip", True, "Random horizontal flips (direction classes switch to their mirror twin).")
-    flags.DEFINE_string("init_checkpoint", None, "Start from these weights: a .weights.h5 of a bare model, a "
-                        "train.main run folder or an exported SavedModel (a different class count replaces the "
-                        "classifier).")
-    flags.DEFINE_string("freeze_until", None, "Freeze the layers up to and including this end point (e.g. Mixed_4f).")
+def _text(value):
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value)) or "none"
+    return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
-    flags.DEFINE_enum("schedule", None, list(presets.PRESETS),
-                      "Recipe whose values fill every flag not given (default: by dataset; synthetic -> demo).")
-    flags.DEFINE_integer("batch_size", None, "Clips per replica; the global batch is this x replicas.", lower_bound=1)
-    flags.DEFINE_float("learning_rate", None, "Learning rate at --reference_batch_size.", lower_bound=0)
-    flags.DEFINE_integer("reference_batch_size", None,
-                         "Global batch at which --learning_rate is given; the rate scales linearly.", lower_bound=1)
-    flags.DEFINE_enum("lr_schedule", None, ["step", "cosine", "constant"],
-                      "step: x decay_rate at each of decay_steps; cosine: half-cosine to 0.")
-    flags.DEFINE_list("decay_steps", None, "Steps at which the step schedule decays.")
-    flags.DEFINE_float("decay_rate", None, "Factor of each step decay.")
-    flags.DEFINE_integer("warmup_steps", None, "Linear warm-up steps (cosine schedule).", lower_bound=0)
-    flags.DEFINE_integer("train_steps", None, "Training steps.", lower_bound=1)
-    flags.DEFINE_float("weight_decay", None, "Decoupled weight decay of the SGD optimiser.", lower_bound=0)
-    flags.DEFINE_enum("optimizer", None, ["sgd", "adam"], "SGD with momentum (the papers) or Adam.")
-    flags.DEFINE_float("momentum", None, "SGD momentum.", lower_bound=0)
-    flags.DEFINE_float("label_smoothing", None, "Label smoothing of the cross-entropy.", lower_bound=0, upper_bound=1)
 
-    flags.DEFINE_string("model_dir", None, "Run directory (default runs/<model>_<dataset>).")
-    flags.DEFINE_integer("checkpoint_every", None, "Steps between checkpoints.", lower_bound=1)
-    flags.DEFINE_integer("eval_every", None, "Steps between validations (a multiple of --checkpoint_every).",
-                         lower_bound=1)
-    flags.DEFINE_integer("seed", 0, "Random seed.")
+def _recipe_defaults(part, field):
+    """`demo 8; csn 32; kinetics, ... 64`: each value with the recipes that set it."""
+    by_value = {}
+    for name, recipe in presets.RECIPES.items():
+        by_value.setdefault(_text(getattr(getattr(recipe, part), field)), []).append(name)
+    return "; ".join(f"{', '.join(names)} {value}" for value, names in by_value.items())
 
-    flags.DEFINE_enum("mixed_precision", "none", ["none", "bfloat16", "float16"], "Compute dtype policy.")
-    flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step (slower on CPU).")
+
+def _define_recipe_field(values, part, field, help_text):
+    kind = {f.name: f.type for f in dataclasses.fields(ClipConfig if part == "clip" else ScheduleConfig)}[field]
+    text = f"{help_text} [recipe default: {_recipe_defaults(part, field)}]"
+    common = dict(flag_values=values)
+    if field in _ENUMS:
+        flags.DEFINE_enum(field, None, _ENUMS[field], text, **common)
+    elif kind is bool:
+        flags.DEFINE_bool(field, None, text, **common)
+    elif kind is tuple:
+        flags.DEFINE_list(field, None, text, **common)
+    elif kind is int:
+        flags.DEFINE_integer(field, None, text, lower_bound=_LOWER.get(field), **common)
+    else:
+        flags.DEFINE_float(field, None, text, lower_bound=_LOWER.get(field), **common)
+
+
+def define(values):
+    """Declares the trainer's flags on `values`."""
+    model_flags.define(values, presets.RECIPES)
+    data_flags.define(values)
+    flags.DEFINE_string("train_split", None, "Training split (default: the dataset's first).", flag_values=values)
+    flags.DEFINE_string("validation_split", None, "Validation split (default: the dataset's second).",
+                        flag_values=values)
+    flags.DEFINE_integer("split_index", 1, "UCF-101 / HMDB-51 official split 1, 2 or 3.", lower_bound=1,
+                         flag_values=values)
+    for field, text in _CLIP_HELP.items():
+        _define_recipe_field(values, "clip", field, text)
+    flags.DEFINE_enum("schedule", None, list(presets.RECIPES), "Recipe whose values fill every clip, schedule and "
+                      "model-option flag not given [default: the dataset's: " + ", ".join(
+                          f"{name} {spec.recipe}" for name, spec in datasets.DATASETS.items()) + "].",
+                      flag_values=values)
+    for field, text in _SCHEDULE_HELP.items():
+        _define_recipe_field(values, "schedule", field, text)
+    flags.DEFINE_string("model_dir", None, "Run directory [default: runs/<model>_<dataset>].", flag_values=values)
+    flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=values)
+    flags.DEFINE_string("init_checkpoint", None, "Start from these weights: a .weights.h5, a train.main run folder or "
+                        "an exported SavedModel (a different class count replaces the classifier).", flag_values=values)
+    flags.DEFINE_string("freeze_until", None, "Freeze the layers up to and including this end point (e.g. Mixed_4f, "
+                        "conv4_2).", flag_values=values)
+    flags.DEFINE_enum("mixed_precision", "none", ["none", "bfloat16", "float16"], "Compute dtype policy.",
+                      flag_values=values)
+    flags.DEFINE_bool("jit_compile", False, "XLA-compile the training step (slower on CPU).", flag_values=values)
+    flags.DEFINE_bool("run_eagerly", False, "Run the training and validation steps eagerly (for debugging; slow at "
+                      "real sizes).", flag_values=values)
+    flags.DEFINE_bool("export", True, "Write model.keras and the serving SavedModel at the end.", flag_values=values)
     flags.DEFINE_enum("strategy", "auto", ["auto", "mirrored", "multi_worker", "one_device"],
-                      "auto: mirrored over the GPUs if any, else the default single-device strategy; "
-                      "multi_worker: MultiWorkerMirroredStrategy from TF_CONFIG (auto picks it when TF_CONFIG names several workers).")
-    flags.DEFINE_integer("logical_cpus", None, "Split the CPU into this many logical devices (to test "
-                         "distribution without GPUs).", lower_bound=1)
+                      "auto: mirrored over the GPUs if any, else the default single-device strategy; multi_worker: "
+                      "MultiWorkerMirroredStrategy from TF_CONFIG (auto picks it when TF_CONFIG names several workers).",
+                      flag_values=values)
+    flags.DEFINE_integer("logical_cpus", None, "Split the CPU into this many logical devices (to test distribution "
+                         "without GPUs).", lower_bound=1, flag_values=values)
+    flags.DEFINE_bool("print_config", False, "Print the config that would run, as JSON, and exit.", flag_values=values)
 
 
-def resolve():
-    """Applies the preset to unset flags and checks the result. Returns the preset's name."""
-    name = FLAGS.schedule or presets.DEFAULT_PRESET[FLAGS.dataset]
-    values = {**_DEFAULTS, **presets.PRESETS[name]}
-    for flag, value in values.items():
-        if not FLAGS[flag].present:
-            FLAGS[flag].value = value
-    FLAGS.decay_steps = [int(step) for step in FLAGS.decay_steps or []]
-    if FLAGS.short_side_jitter:
-        jitter = [int(size) for size in FLAGS.short_side_jitter]
-        if len(jitter) != 2 or jitter[0] > jitter[1] or jitter[0] < FLAGS.crop_size:
-            raise ValueError(f"short_side_jitter must be min,max with crop_size <= min <= max, got {FLAGS.short_side_jitter}")
-        FLAGS.short_side_jitter = jitter
-    if FLAGS.train_steps % FLAGS.checkpoint_every:
-        raise ValueError(f"train_steps ({FLAGS.train_steps}) must be a multiple of checkpoint_every ({FLAGS.checkpoint_every})")
-    if FLAGS.eval_every % FLAGS.checkpoint_every:
-        raise ValueError(f"eval_every ({FLAGS.eval_every}) must be a multiple of checkpoint_every ({FLAGS.checkpoint_every})")
-    if FLAGS.model_dir is None:
-        FLAGS.model_dir = os.path.join("runs", f"{FLAGS.model}_{FLAGS.dataset}")
-    if FLAGS.data_dir is None:
-        if FLAGS.dataset != "synthetic":
-            raise ValueError(f"data_dir: --dataset={FLAGS.dataset} needs --data_dir (a folder written by data.prepare)")
-        FLAGS.data_dir = os.path.join("datasets", "synthetic")
-    return name
+def _given(values, config_class):
+    out = {}
+    for field in dataclasses.fields(config_class):
+        if field.name in values and values[field.name].value is not None:
+            value = values[field.name].value
+            out[field.name] = tuple(int(v) for v in value) if field.type is tuple else value
+    return out
 
 
-def config():
-    """The resolved run configuration: the value of every trainer, model and data flag."""
-    by_module = FLAGS.flags_by_module_dict()
-    return {flag.name: flag.value for module in ("flags.train_flags", "flags.model_flags", "flags.data_flags")
-            for flag in by_module.get(module, [])}
+def experiment_config(values):
+    """The `ExperimentConfig` of the parsed trainer flags: given values over the recipe's over
+    the family's defaults. Raises ValueError for an option the model does not have."""
+    spec = datasets.get(values.dataset)
+    recipe = presets.RECIPES[values.schedule or spec.recipe]
+    family = registry.family_of(values.model)
+    options = {k: v for k, v in recipe.model_options.items() if k in family.options}
+    options.update(model_flags.given_options(values))
+    try:
+        registry.resolve_options(values.model, options)  # checks the names and choices now
+    except ValueError as error:
+        raise cli.UsageError(str(error)) from None
+    clip = dataclasses.replace(recipe.clip, **_given(values, ClipConfig))
+    schedule = dataclasses.replace(recipe.schedule, **_given(values, ScheduleConfig))
+    data = DataConfig(dataset=values.dataset, data_dir=values.data_dir, train_split=values.train_split,
+                      validation_split=values.validation_split, split_index=values.split_index)
+    run = RunConfig(model_dir=values.model_dir, seed=values.seed, init_checkpoint=values.init_checkpoint,
+                    freeze_until=values.freeze_until, mixed_precision=values.mixed_precision,
+                    jit_compile=values.jit_compile, run_eagerly=values.run_eagerly, strategy=values.strategy,
+                    logical_cpus=values.logical_cpus, export=values.export)
+    return ExperimentConfig(ModelConfig(name=values.model, options=options), data, clip, schedule, run)

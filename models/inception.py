@@ -10,7 +10,7 @@ import dataclasses
 
 import keras
 
-from models import layers
+from models import layers, registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,25 +161,25 @@ def _check_input_shape(input_shape, input_channels):
         raise ValueError(f"input_channels must be >= 1 (3 for RGB, 2 for flow), got {input_channels}")
 
 
-def build_inception(name, num_classes=400, transition=None, depth_multiplier=1.0, dropout_rate=0.5,
-                    first_temporal_kernel=None, self_gating=None, gating_bias=False,
-                    temporal_batch_norm=False, batch_norm_momentum=layers.BATCH_NORM_MOMENTUM, input_channels=3,
-                    input_shape=(None, None, None)):
+def build_inception(name, num_classes=400, input_shape=(None, None, None), transition=None, depth_multiplier=1.0,
+                    dropout_rate=0.5, first_temporal_kernel=None, self_gating=None, gating_bias=False,
+                    temporal_batch_norm=False, batch_norm_momentum=layers.BATCH_NORM_MOMENTUM, input_channels=3):
     """Builds family member `name` (a key of `VARIANTS`) as a functional `keras.Model`.
 
     Args:
       num_classes: logits size; 0 builds the backbone only (output: Mixed_5c features).
+      input_shape: (frames, height, width); None for any size.
       transition: for the heavy variants and fast_s3d, a block of `POLICY_BLOCKS`.
       depth_multiplier: scales every width (`scaled_depth`).
       dropout_rate: dropout before the logits.
-      first_temporal_kernel: t of Conv3d_1a_7x7 when it is 3D (I3D: 7, S3D: 3).
-      self_gating: override the variant's gating; gating_bias: gates with a bias term.
+      first_temporal_kernel: t of Conv3d_1a_7x7 when it is 3D (None: the variant's; I3D 7, S3D 3).
+      self_gating: override the variant's gating (None: the variant's); gating_bias: gates with a
+        bias term.
       temporal_batch_norm: separable units use BN after the temporal conv (torchvision) instead of
         a bias (TF-slim).
       batch_norm_momentum: decay of the BN moving averages (reference: 0.999; short runs need
         less, or the averages still hold their initial values when the run ends).
       input_channels: 3 for RGB, 2 for optical flow.
-      input_shape: (frames, height, width); None for any size.
 
     The model maps `[batch, frames, height, width, input_channels]` in [-1, 1] to logits
     `[batch, num_classes]`. Its layers are named after the end points (`END_POINTS`).
@@ -219,3 +219,30 @@ def build_inception(name, num_classes=400, transition=None, depth_multiplier=1.0
     if num_classes:
         x = layers.InceptionLogits(num_classes, dropout_rate, HEAD_POOL, name="Logits")(x)
     return keras.Model(inputs, x, name=name)
+
+
+def _member_defaults(variant):
+    return dict(transition=variant.default_transition, depth_multiplier=1.0, dropout_rate=0.5,
+                first_temporal_kernel=variant.first_temporal_kernel, self_gating=variant.self_gating,
+                gating_bias=False, temporal_batch_norm=False, batch_norm_momentum=layers.BATCH_NORM_MOMENTUM,
+                input_channels=3)
+
+
+FAMILY = registry.Family(
+    name="inception3d", title="Inception-3D",
+    members={name: _member_defaults(variant) for name, variant in VARIANTS.items()},
+    options={
+        "transition": registry.Option(str, "Bottom-/top-heavy models and fast_s3d: the block at which 3D stops "
+                                           "(bottom-heavy) or starts (top-heavy).", POLICY_BLOCKS),
+        "depth_multiplier": registry.Option(float, "Scales every layer width (min 16 channels)."),
+        "dropout_rate": registry.Option(float, "Dropout before the logits."),
+        "first_temporal_kernel": registry.Option(int, "Temporal size of Conv3d_1a_7x7 in 3D models (I3D 7, S3D 3)."),
+        "self_gating": registry.Option(bool, "S3D-G feature gating."),
+        "gating_bias": registry.Option(bool, "Gating with a bias term (the paper's formula)."),
+        "temporal_batch_norm": registry.Option(bool, "Separable convs: BN after the temporal conv (torchvision) "
+                                                     "instead of a bias (TF-slim)."),
+        "batch_norm_momentum": registry.Option(float, "Decay of the batch-norm moving averages."),
+        "input_channels": registry.Option(int, "3 for RGB, 2 for optical flow."),
+    },
+    builder=build_inception, classifier="Logits", min_size=MIN_SIZE, inflatable=True,
+    feature_end_points=lambda member: ("Mixed_3c", "Mixed_4f", "Mixed_5c"))

@@ -14,21 +14,27 @@ Per variable of the 3D model, from the 2D variable at the same path (`models.inc
 A one-frame-repeated ("boring") clip then gives a separable model (S3D) exactly the 2D logits;
 full 3D kernels (I3D) give the 2D features wherever the temporal receptive field stays inside the
 clip (zero padding at the clip's ends breaks the fixed point there, as in every I3D).
-The last line of output is a JSON summary with the count of each kind.
+Any family the registry marks `inflatable` takes them. The output records the model it is for
+(`train.runs.save_weights`), so `--init_checkpoint=OUTPUT` needs nothing else. The last line of
+output is a JSON summary with the count of each kind.
 """
 
 import json
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
 
 import models  # noqa: E402
-from models import checkpoints, inception_v1  # noqa: E402
+from flags import cli  # noqa: E402
+from models import inception_v1  # noqa: E402
 from models.layers import BATCH_NORM_EPSILON  # noqa: E402
+from train import runs  # noqa: E402
+from train.config import ExperimentConfig, ModelConfig  # noqa: E402
+
+PROGRAM = "models.inflate"
 
 
 class InflationError(ValueError):
@@ -57,6 +63,10 @@ def _new_value(path, shape):
 def inflate(backbone_2d, model_3d):
     """Sets every variable of `model_3d` from the 2D backbone (see the module docstring).
     Returns `{kind: count}` (copied, inflated, identity, gating, classifier_kept)."""
+    family = models.family_of(model_3d.name)
+    if not family.inflatable:
+        raise InflationError(f"model: {model_3d.name} ({family.title}) has no Inception-v1 counterpart to inflate from")
+    classifier = {variable.path for variable in model_3d.get_layer(family.classifier).weights}
     sources = {variable.path: variable for variable in backbone_2d.weights}
     counts = dict.fromkeys(("copied", "inflated", "identity", "gating", "classifier_kept"), 0)
     problems = []
@@ -71,7 +81,7 @@ def inflate(backbone_2d, model_3d):
             value, kind = new
         elif tuple(source.shape) == shape:
             value, kind = source.numpy(), "copied"
-        elif path.startswith("Logits/"):
+        elif path in classifier:
             counts["classifier_kept"] += 1
             continue
         elif len(shape) == 5 and source.shape[0] == 1 and tuple(source.shape[1:]) == shape[1:]:
@@ -86,30 +96,35 @@ def inflate(backbone_2d, model_3d):
     return counts
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not FLAGS.output.endswith(".weights.h5"):
-        raise app.UsageError("--output must be a FILE.weights.h5")
+def define(values):
+    common = dict(flag_values=values)
+    flags.DEFINE_string("checkpoint", None, "TF-slim inception_v1 checkpoint prefix.", **common)
+    flags.DEFINE_string("model", None, "Family member to inflate into (e.g. i3d, s3d, s3dg).", **common)
+    flags.DEFINE_string("transition", None, "Transition block of the heavy models and fast_s3d.", **common)
+    flags.DEFINE_integer("num_classes", 400, "Classes of the 3D model.", lower_bound=1, **common)
+    flags.DEFINE_float("depth_multiplier", 1.0, "Width multiplier (as the checkpoint was trained).", **common)
+    flags.DEFINE_string("output", None, "Keras weights file to write (FILE.weights.h5).", **common)
+
+
+def command(values, args):
+    if args:
+        raise cli.UsageError(f"unexpected arguments: {' '.join(args)}")
+    if not (values.checkpoint and values.model and (values.output or "").endswith(".weights.h5")):
+        raise cli.UsageError("--checkpoint, --model and --output=FILE.weights.h5 are required")
+    options = {k: v for k, v in dict(transition=values.transition, depth_multiplier=values.depth_multiplier).items()
+               if v is not None}
     try:
-        _, backbone = inception_v1.load_slim_checkpoint(FLAGS.checkpoint, FLAGS.depth_multiplier)
-        model = models.build(FLAGS.model, num_classes=FLAGS.num_classes, transition=FLAGS.transition,
-                             depth_multiplier=FLAGS.depth_multiplier)
-        counts = inflate(backbone, model)
-    except (checkpoints.CheckpointError, InflationError, ValueError) as error:
-        sys.exit(f"models.inflate: error: {error}")
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-    model.save_weights(FLAGS.output)
-    print(json.dumps({"model": FLAGS.model, "transition": FLAGS.transition, "num_classes": FLAGS.num_classes,
-                      "output": FLAGS.output, **counts}))
+        options = models.registry.resolve_options(values.model, options)
+    except ValueError as error:
+        raise cli.UsageError(str(error)) from None
+    _, backbone = inception_v1.load_slim_checkpoint(values.checkpoint, values.depth_multiplier)
+    model = models.build(values.model, num_classes=values.num_classes, **options)
+    counts = inflate(backbone, model)
+    config = ExperimentConfig(model=ModelConfig(values.model, options, values.num_classes))
+    runs.save_weights(model, values.output, config, source=values.checkpoint)
+    print(json.dumps({"model": values.model, "transition": options.get("transition"), "num_classes": values.num_classes,
+                      "output": values.output, **counts}))
 
 
 if __name__ == "__main__":
-    flags.DEFINE_string("checkpoint", None, "TF-slim inception_v1 checkpoint prefix.", required=True)
-    flags.DEFINE_string("model", None, "Family member to inflate into (e.g. i3d, s3d, s3dg).", required=True)
-    flags.DEFINE_string("transition", None, "Transition block of the heavy models and fast_s3d.")
-    flags.DEFINE_integer("num_classes", 400, "Classes of the 3D model.", lower_bound=1)
-    flags.DEFINE_float("depth_multiplier", 1.0, "Width multiplier (as the checkpoint was trained).")
-    flags.DEFINE_string("output", None, "Keras weights file to write (FILE.weights.h5).", required=True)
-    FLAGS = flags.FLAGS
-    app.run(main)
+    cli.main(PROGRAM, __doc__, define, command)

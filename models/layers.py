@@ -19,6 +19,32 @@ BATCH_NORM_EPSILON = 1e-3
 BATCH_NORM_MOMENTUM = 0.999
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Normalise(keras.layers.Layer):
+    """uint8 frames (0..255) -> `(x / 255 - mean) / std` per channel, in the compute dtype.
+
+    `mean` and `std` are per channel, or one value for every channel; 0.5 and 0.5 give the
+    [-1, 1] range of DeepMind's and TF-slim's models. Shape unchanged, `[..., channels]`.
+    """
+
+    def __init__(self, mean=(0.5,), std=(0.5,), **kwargs):
+        super().__init__(**kwargs)
+        self.mean = tuple(float(m) for m in np.atleast_1d(mean))
+        self.std = tuple(float(s) for s in np.atleast_1d(std))
+
+    def call(self, frames):
+        scale = 1.0 / (255.0 * np.asarray(self.std, np.float32))
+        offset = -np.asarray(self.mean, np.float32) / np.asarray(self.std, np.float32)
+        return ops.cast(frames, self.compute_dtype) * ops.cast(scale, self.compute_dtype) + ops.cast(
+            offset, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "std": self.std}
+
+
 def _triple(value, name):
     """Returns `value` as a tuple of 3 ints; an int is repeated."""
     if isinstance(value, int):

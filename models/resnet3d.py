@@ -1,5 +1,4 @@
-"""ResNet3D, R(2+1)D, channel-separated networks and the CSN paper's ablation grid as one builder,
-and C3D.
+"""ResNet3D, R(2+1)D, channel-separated networks and the CSN paper's ablation grid as one builder.
 
 A `ResNetSpec` row says which block (simple or bottleneck), how many per stage, and how the block's
 3x3x3 conv is made (`conv3x3x3`): `full`, `group` (`groups` channel groups), `depthwise`, `ip`
@@ -16,7 +15,7 @@ import dataclasses
 import keras
 from keras import ops
 
-from models import layers
+from models import layers, registry
 
 WIDTHS = (64, 128, 256, 512)
 STAGES = ("conv2", "conv3", "conv4", "conv5")
@@ -152,9 +151,9 @@ def _stem(spec, inputs, depth_multiplier, momentum):
     return x
 
 
-def build_resnet3d(name, num_classes=400, block=None, conv3x3x3=None, groups=None, group_pointwise=None,
-                   depth_multiplier=1.0, dropout_rate=0.0, batch_norm_momentum=BATCH_NORM_MOMENTUM, input_channels=3,
-                   input_shape=(None, None, None)):
+def build_resnet3d(name, num_classes=400, input_shape=(None, None, None), block=None, conv3x3x3=None, groups=None,
+                   group_pointwise=None, depth_multiplier=1.0, dropout_rate=0.0, batch_norm_momentum=BATCH_NORM_MOMENTUM,
+                   input_channels=3):
     """Builds `name` (a key of `MODELS`), with the CSN ablation overrides `block` (simple or
     bottleneck), `conv3x3x3` (`CONV_KINDS`), `groups` and `group_pointwise`; `depth_multiplier`
     scales every width (`scaled_width`).
@@ -192,24 +191,23 @@ def build_resnet3d(name, num_classes=400, block=None, conv3x3x3=None, groups=Non
     return keras.Model(inputs, logits, name=name)
 
 
-def build_c3d(name="c3d", num_classes=400, dropout_rate=0.5, input_channels=3, input_shape=(16, 112, 112)):
-    """C3D as in "Quo Vadis": 8 convs and 2 FC layers with BN after each, the first pool with
-    temporal stride 2; `[batch, 16, 112, 112, C]` -> logits. The FC input size follows from the
-    (fixed) `input_shape`."""
-    inputs = keras.Input((*input_shape, input_channels), name="clips")
-    x = inputs
-    plan = (("conv1a", 64), "pool1", ("conv2a", 128), "pool2", ("conv3a", 256), ("conv3b", 256), "pool3",
-            ("conv4a", 512), ("conv4b", 512), "pool4", ("conv5a", 512), ("conv5b", 512), "pool5")
-    for step in plan:
-        if isinstance(step, str):
-            x = keras.layers.MaxPooling3D(2, 2, padding="same", name=step)(x)
-        else:
-            x = _unit(step[1], 3, name=step[0])(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    for name_fc in ("fc6", "fc7"):
-        x = keras.layers.Dense(4096, use_bias=False, name=name_fc)(x)
-        x = keras.layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, epsilon=layers.BATCH_NORM_EPSILON,
-                                            name=f"{name_fc}_bn")(x)
-        x = keras.layers.Dropout(dropout_rate, name=f"{name_fc}_dropout")(keras.layers.ReLU()(x))
-    logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(x)
-    return keras.Model(inputs, logits, name=name)
+def _member_defaults(spec):
+    return dict(block=spec.block, conv3x3x3=spec.conv3x3x3, groups=spec.groups, group_pointwise=spec.group_pointwise,
+                depth_multiplier=1.0, dropout_rate=0.0, batch_norm_momentum=BATCH_NORM_MOMENTUM, input_channels=3)
+
+
+FAMILY = registry.Family(
+    name="resnet3d", title="ResNet3D / CSN / R(2+1)D",
+    members={name: _member_defaults(spec) for name, spec in MODELS.items()},
+    options={
+        "block": registry.Option(str, "Residual block type.", ("simple", "bottleneck")),
+        "conv3x3x3": registry.Option(str, "How the block's 3x3x3 conv is made (CSN paper's ablation).", CONV_KINDS),
+        "groups": registry.Option(int, "Channel groups of conv3x3x3=group (and of the 1x1x1s with group_pointwise)."),
+        "group_pointwise": registry.Option(bool, "Bottlenecks: group the 1x1x1 convs too (-DG)."),
+        "depth_multiplier": registry.Option(float, "Scales every width (min 16 channels)."),
+        "dropout_rate": registry.Option(float, "Dropout before the classifier."),
+        "batch_norm_momentum": registry.Option(float, "Decay of the batch-norm moving averages."),
+        "input_channels": registry.Option(int, "3 for RGB, 2 for optical flow."),
+    },
+    builder=build_resnet3d, classifier="logits",
+    feature_end_points=lambda member: tuple(f"{stage}_{count}" for stage, count in zip(STAGES[1:], MODELS[member].blocks[1:])))

@@ -19,24 +19,30 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import models  # noqa: E402
-from flags import model_flags  # noqa: E402
+from flags import cli, model_flags  # noqa: E402
 
-model_flags.define()
-flags.DEFINE_integer("batch_size", 6, "Clips per step.", lower_bound=1)
-flags.DEFINE_integer("num_frames", 64, "Frames per clip.", lower_bound=1)
-flags.DEFINE_integer("crop_size", 224, "Frame height and width.", lower_bound=32)
-flags.DEFINE_enum("mixed_precision", "none", ["none", "bfloat16", "float16"], "Compute dtype policy.")
-flags.DEFINE_bool("jit_compile", False, "XLA-compile the step (TensorFlow backend; JAX always compiles).")
-flags.DEFINE_integer("steps", 5, "Timed steps.", lower_bound=1)
-flags.DEFINE_integer("warmup", 2, "Untimed steps first (compilation).", lower_bound=1)
-flags.DEFINE_bool("json", False, "Print one JSON object as the last line.")
-flags.adopt_module_key_flags(model_flags)
-FLAGS = flags.FLAGS
+PROGRAM = "train.benchmark"
+
+
+def define(values):
+    model_flags.define(values)
+    common = dict(flag_values=values)
+    flags.DEFINE_integer("num_classes", 400, "Classes of the logits layer.", lower_bound=1, **common)
+    flags.DEFINE_integer("batch_size", 6, "Clips per step.", lower_bound=1, **common)
+    flags.DEFINE_integer("num_frames", None, "Frames per clip [default: 64, or the model's fixed clip].", lower_bound=1,
+                         **common)
+    flags.DEFINE_integer("crop_size", None, "Frame height and width [default: 224, or the model's fixed clip].",
+                         lower_bound=1, **common)
+    flags.DEFINE_enum("mixed_precision", "none", ["none", "bfloat16", "float16"], "Compute dtype policy.", **common)
+    flags.DEFINE_bool("jit_compile", False, "XLA-compile the step (TensorFlow backend; JAX always compiles).", **common)
+    flags.DEFINE_integer("steps", 5, "Timed steps.", lower_bound=1, **common)
+    flags.DEFINE_integer("warmup", 2, "Untimed steps first (compilation).", lower_bound=1, **common)
+    flags.DEFINE_bool("json", False, "Print one JSON object as the last line.", **common)
 
 
 def device_and_peak_memory():
@@ -60,48 +66,50 @@ def device_and_peak_memory():
     return f"cpu:{platform.processor() or platform.machine()} x{os.cpu_count()}", cpu_peak
 
 
-def run():
-    if FLAGS.mixed_precision != "none":
-        keras.mixed_precision.set_global_policy(f"mixed_{FLAGS.mixed_precision}")
-    kwargs = model_flags.build_kwargs()
-    model = models.build(FLAGS.model, **kwargs)
+def run(model_name, options, num_classes=400, batch_size=6, num_frames=None, crop_size=None,
+        mixed_precision="none", jit_compile=False, steps=5, warmup=2):
+    """Times `steps` training steps after `warmup`; returns the result dict (see the module docstring)."""
+    if mixed_precision != "none":
+        keras.mixed_precision.set_global_policy(f"mixed_{mixed_precision}")
+    family = models.family_of(model_name)
+    frames, size, _ = family.input_shape(num_frames, crop_size) if family.fixed_input else (
+        num_frames or 64, crop_size or 224, None)
+    model = models.build(model_name, num_classes=num_classes,
+                         input_shape=(frames, size, size) if family.fixed_input else None, **options)
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  jit_compile=FLAGS.jit_compile if keras.backend.backend() == "tensorflow" else "auto")
+                  jit_compile=jit_compile if keras.backend.backend() == "tensorflow" else "auto")
     rng = np.random.default_rng(0)
-    channels = kwargs.get("input_channels", 3)
-    clips = rng.uniform(-1, 1, (FLAGS.batch_size, FLAGS.num_frames, FLAGS.crop_size, FLAGS.crop_size, channels))
-    clips = clips.astype("float32")
-    labels = rng.integers(0, kwargs["num_classes"], FLAGS.batch_size)
-    for _ in range(FLAGS.warmup):
+    channels = models.registry.resolve_options(model_name, options)["input_channels"]
+    clips = rng.uniform(-1, 1, (batch_size, frames, size, size, channels)).astype("float32")
+    labels = rng.integers(0, num_classes, batch_size)
+    for _ in range(warmup):
         model.train_on_batch(clips, labels)
     times = []
-    for _ in range(FLAGS.steps):
+    for _ in range(steps):
         start = time.perf_counter()
         model.train_on_batch(clips, labels)  # returns the loss as a number: the step has finished
         times.append(time.perf_counter() - start)
     step_time = statistics.median(times)
     device, peak = device_and_peak_memory()
-    return {"model": FLAGS.model, "backend": keras.backend.backend(), "device": device,
-            "batch_size": FLAGS.batch_size, "num_frames": FLAGS.num_frames, "crop_size": FLAGS.crop_size,
-            "mixed_precision": FLAGS.mixed_precision, "jit_compile": FLAGS.jit_compile,
-            "step_time_s": step_time, "clips_per_s": FLAGS.batch_size / step_time, "peak_memory_bytes": int(peak)}
+    return {"model": model_name, "backend": keras.backend.backend(), "device": device, "batch_size": batch_size,
+            "num_frames": frames, "crop_size": size, "mixed_precision": mixed_precision, "jit_compile": jit_compile,
+            "step_time_s": step_time, "clips_per_s": batch_size / step_time, "peak_memory_bytes": int(peak)}
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        result = run()
-    except ValueError as error:
-        raise app.UsageError(str(error))
+def command(values, args):
+    if args:
+        raise cli.UsageError(f"unexpected arguments: {' '.join(args)}")
+    result = run(values.model, model_flags.given_options(values), values.num_classes, values.batch_size,
+                 values.num_frames, values.crop_size, values.mixed_precision, values.jit_compile, values.steps,
+                 values.warmup)
     print(f"{result['model']} on {result['device']} ({result['backend']}), batch {result['batch_size']} x "
           f"{result['num_frames']}x{result['crop_size']}x{result['crop_size']}, {result['mixed_precision']}: "
           f"{result['step_time_s']:.3f} s/step, {result['clips_per_s']:.2f} clips/s, "
           f"peak memory {result['peak_memory_bytes'] / 2**30:.2f} GiB")
-    if FLAGS.json:
+    if values.json:
         print(json.dumps(result))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.main(PROGRAM, __doc__, define, command)

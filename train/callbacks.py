@@ -1,14 +1,25 @@
-"""Keras callbacks of the trainer that Keras itself does not provide."""
+"""Keras callbacks of the trainer that Keras does not provide in the form a run folder needs:
+checkpoints written atomically (`RunState`, `BestWeights`), a NaN stop that runs before them,
+progress and validation lines, and a few input clips in TensorBoard."""
 
 import math
+import pathlib
+import sys
 import time
 
 import keras
 import tensorflow as tf
+from tqdm import tqdm
+
+from train import runs
 
 
 class NonFiniteLoss(RuntimeError):
     """Training produced a NaN or Inf loss."""
+
+
+def _step(model):
+    return int(model.optimizer.iterations.numpy())
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
@@ -18,43 +29,105 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = float((logs or {}).get("loss", 0.0))
         if not math.isfinite(loss):
-            step = int(self.model.optimizer.iterations.numpy())
-            raise NonFiniteLoss(f"loss became {loss} at step {step}")
+            raise NonFiniteLoss(f"loss became {loss} at step {_step(self.model)}")
 
 
-class Throughput(keras.callbacks.Callback):
-    """Adds `clips_per_second` (global) to each epoch's logs and shows a progress bar over the
-    whole run (step, loss, clips/s, ETA). Put it before TensorBoard to get the scalar logged."""
+class RunState(keras.callbacks.Callback):
+    """Saves the training state (weights and optimizer, with its step counter) to
+    `backup/latest.weights.h5` at the end of every epoch of `steps_per_epoch` steps, atomically
+    (the previous state stays until the new one is complete), and restores it at the start: the
+    run resumes at the epoch its step counter has reached. `write=False` only restores (the
+    non-chief workers of a multi-worker run)."""
 
-    REFRESH_SECONDS = 2.0
-
-    def __init__(self, global_batch_size, train_steps):
+    def __init__(self, model_dir, steps_per_epoch, write=True, announce=print):
         super().__init__()
-        self._shown = 0.0
-        self.global_batch_size = global_batch_size
-        self.train_steps = train_steps
-        self._bar = None
+        self.path = pathlib.Path(model_dir) / runs.LATEST
+        self.metadata = pathlib.Path(model_dir) / runs.METADATA
+        self.steps_per_epoch = steps_per_epoch
+        self.write = write
+        self.announce = announce
 
     def on_train_begin(self, logs=None):
-        self._bar = keras.utils.Progbar(self.train_steps, stateful_metrics=["loss", "clips/s"], unit_name="step")
-        self._bar.update(int(self.model.optimizer.iterations.numpy()))
+        if not self.path.exists():
+            return
+        try:
+            self.model.load_weights(str(self.path))
+        except (OSError, ValueError) as error:
+            raise runs.RunError(f"{self.path}: the saved training state cannot be restored ({error}); move it "
+                                "away to start this run over") from None
+        step = _step(self.model)
+        self.model._initial_epoch = step // self.steps_per_epoch
+        if self.announce:
+            self.announce(f"resuming from step {step} ({self.path})")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.write:
+            runs.save_weights(self.model, self.path)
+            runs.write_json(self.metadata, {"epoch": epoch + 1, "step": _step(self.model)})
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Keeps the weights of `network` (the bare model) with the best `val_top1` so far in
+    `best.weights.h5`, atomically and with the run's config, the step and the value; a resumed run
+    continues from the best value on disk."""
+
+    def __init__(self, model_dir, network, config):
+        super().__init__()
+        self.path = pathlib.Path(model_dir) / runs.BEST
+        self.network = network
+        self.config = config
+        self.best = -math.inf
+
+    def on_train_begin(self, logs=None):
+        if self.path.exists():
+            self.best = runs.read_metadata(self.path)[1].get("val_top1", -math.inf)
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_top1")
+        if value is not None and float(value) > self.best:
+            self.best = float(value)
+            runs.save_weights(self.network, self.path, self.config, step=_step(self.model), val_top1=self.best)
+
+
+class Progress(keras.callbacks.Callback):
+    """A progress bar over the whole run (step, loss, clips/s, ETA) on stderr, started after the
+    first step so the ETA leaves out tracing; adds `clips_per_second` (global) to each epoch's
+    logs (put it before TensorBoard to log it) and prints each validation result as it comes."""
+
+    def __init__(self, global_batch_size, train_steps, show_bar=True):
+        super().__init__()
+        self.global_batch_size = global_batch_size
+        self.train_steps = train_steps
+        self.show_bar = show_bar
+        self._bar = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-        self._batches = 0
+        self._start, self._batches = time.perf_counter(), 0
 
     def on_train_batch_end(self, batch, logs=None):
         self._batches += 1
-        now = time.perf_counter()
-        step = int(self.model.optimizer.iterations.numpy())
-        if now - self._shown >= self.REFRESH_SECONDS or step == self.train_steps:
-            self._shown = now
-            rate = self._batches * self.global_batch_size / (now - self._start)
-            self._bar.update(step, [("loss", float(logs["loss"])), ("clips/s", rate)])
+        step = _step(self.model)
+        if self._bar is None and self.show_bar:
+            self._bar = tqdm(total=self.train_steps, initial=step, unit="step", file=sys.stderr, dynamic_ncols=True,
+                             smoothing=0.1, mininterval=2.0)
+        elif self._bar is not None:
+            self._bar.update(step - self._bar.n)
+            self._bar.set_postfix(loss=f"{float(logs['loss']):.4f}",
+                                  clips_s=f"{self._batches * self.global_batch_size / (time.perf_counter() - self._start):.1f}",
+                                  refresh=False)
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["clips_per_second"] = self._batches * self.global_batch_size / (time.perf_counter() - self._start)
+        if logs is None:
+            return
+        logs["clips_per_second"] = self._batches * self.global_batch_size / (time.perf_counter() - self._start)
+        if "val_top1" in logs:
+            line = (f"step {_step(self.model)}: validation top-1 {float(logs['val_top1']):.4f}, top-5 "
+                    f"{float(logs['val_top5']):.4f}, loss {float(logs['val_loss']):.4f}")
+            (self._bar.write if self._bar is not None else print)(line)
+
+    def on_train_end(self, logs=None):
+        if self._bar is not None:
+            self._bar.close()
 
 
 class InputClipImages(keras.callbacks.Callback):
@@ -63,15 +136,17 @@ class InputClipImages(keras.callbacks.Callback):
     def __init__(self, log_dir, clips, frames_per_clip=4):
         super().__init__()
         self.log_dir = log_dir
-        self.clips = clips  # uint8 [clips, T, H, W, 3]
+        self.clips = clips  # uint8 [clips, T, H, W, C]
         self.frames_per_clip = frames_per_clip
 
     def on_train_begin(self, logs=None):
         clips = tf.convert_to_tensor(self.clips)
+        if clips.shape[-1] == 2:  # flow: show the x component as greyscale
+            clips = clips[..., :1]
         time_steps = tf.shape(clips)[1]
         picks = tf.cast(tf.linspace(0.0, tf.cast(time_steps - 1, tf.float32), self.frames_per_clip), tf.int32)
-        frames = tf.gather(clips, picks, axis=1)  # [clips, k, H, W, 3]
+        frames = tf.gather(clips, picks, axis=1)  # [clips, k, H, W, C]
         rows = tf.concat(tf.unstack(frames, axis=1), axis=2)  # each clip's frames side by side
         with tf.summary.create_file_writer(self.log_dir).as_default():
-            tf.summary.image("input_clips", rows, step=int(self.model.optimizer.iterations.numpy()),
-                             max_outputs=len(self.clips))
+            tf.summary.image("input_clips", rows, step=_step(self.model), max_outputs=len(self.clips))
+

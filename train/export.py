@@ -1,40 +1,59 @@
 r"""Exports a trained model as a SavedModel that takes raw frames, and as a `.keras` file.
 
   python -m train.export --model_dir=runs/s3dg_synthetic [--checkpoint=best|latest|PATH.weights.h5]
+  python -m train.export --weights=checkpoints/s3d_k400.weights.h5 --export_dir=exports/s3d_k400
 
 See `train/serving.py` for the serving signature. Prints one JSON object with `export_dir`.
 """
 
 import json
 import os
-import sys
+import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
-from train import serving  # noqa: E402
+from flags import cli  # noqa: E402
+from train import loading, runs, serving  # noqa: E402
 
-flags.DEFINE_string("model_dir", None, "A train.main run directory.")
-flags.DEFINE_string("checkpoint", "best", "best, latest, or a .weights.h5 path.")
-flags.DEFINE_string("export_dir", None, "Where to write (default MODEL_DIR/export).")
-FLAGS = flags.FLAGS
+PROGRAM = "train.export"
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not FLAGS.model_dir:
-        raise app.UsageError("--model_dir is required")
-    try:
-        model, run, path, _ = serving.load_trained_model(FLAGS.model_dir, FLAGS.checkpoint)
-    except FileNotFoundError as error:
-        sys.exit(f"train.export: error: {error}")
-    export_dir = FLAGS.export_dir or os.path.join(FLAGS.model_dir, "export")
-    serving.export(model, run["class_names"], export_dir, run["short_side"], run["crop_size"])
-    model.save(os.path.join(FLAGS.model_dir, "model.keras"))
-    print(json.dumps({"export_dir": export_dir, "checkpoint": str(path)}))
+def define(values):
+    flags.DEFINE_string("model_dir", None, "A train.main run directory.", flag_values=values)
+    flags.DEFINE_string("weights", None, "Or a self-describing .weights.h5 (train.main's best.weights.h5, the "
+                        "converters' outputs).", flag_values=values)
+    flags.DEFINE_string("checkpoint", "best", "With --model_dir: best, latest, or a .weights.h5 path.",
+                        flag_values=values)
+    flags.DEFINE_string("export_dir", None, "Where to write [default: MODEL_DIR/export].", flag_values=values)
+
+
+def export(source, checkpoint="best", export_dir=None):
+    """Exports the model at `source` (a run folder or weights file); returns the summary dict."""
+    loaded = loading.load(source, checkpoint)
+    if loaded.model is None:
+        raise loading.ModelSourceError(f"{source}: already a SavedModel")
+    if export_dir is None:
+        if loaded.kind != "run":
+            raise cli.UsageError("--export_dir is required with --weights")
+        export_dir = pathlib.Path(source) / runs.EXPORT
+    serving.export(loaded.model, loaded.config, export_dir)
+    keras_path = pathlib.Path(export_dir).with_suffix(".keras") if loaded.kind != "run" else \
+        pathlib.Path(source) / runs.KERAS
+    with runs.atomic(keras_path) as temporary:
+        loaded.model.save(str(temporary))
+    return {"export_dir": str(export_dir), "keras": str(keras_path), "checkpoint": loaded.weights_path,
+            "step": loaded.step}
+
+
+def command(values, args):
+    if args:
+        raise cli.UsageError(f"unexpected arguments: {' '.join(args)}")
+    if bool(values.model_dir) == bool(values.weights):
+        raise cli.UsageError("give --model_dir or --weights")
+    print(json.dumps(export(values.model_dir or values.weights, values.checkpoint, values.export_dir)))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.main(PROGRAM, __doc__, define, command)

@@ -1,4 +1,6 @@
-"""Named training recipes (`--schedule`): sets of flag defaults that explicit flags override.
+"""Named training recipes (`--schedule`) as config values: the clips, the schedule and the model
+options each paper prescribes. A recipe's model options apply only to families that have them;
+values given on the command line override the recipe.
 
 Learning rates are given at each recipe's `reference_batch_size` (the global batch its paper used)
 and scaled linearly with the actual global batch (Goyal et al., "Accurate, Large Minibatch SGD"):
@@ -6,40 +8,50 @@ and scaled linearly with the actual global batch (Goyal et al., "Accurate, Large
 Step boundaries (`decay_steps`) are not rescaled.
 """
 
-PRESETS = {
+import dataclasses
+
+from train.config import ClipConfig, ScheduleConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    clip: ClipConfig
+    schedule: ScheduleConfig
+    model_options: dict
+
+
+def _recipe(name, clip, model_options, **schedule):
+    return Recipe(ClipConfig(**clip), ScheduleConfig(recipe=name, **schedule), model_options)
+
+
+_PAPER_CLIP = dict(num_frames=64, crop_size=224)
+RECIPES = {recipe.schedule.recipe: recipe for recipe in (
     # "Rethinking Spatiotemporal Feature Learning", Mini-Kinetics-200 / Kinetics: 56 GPUs x 6 clips.
-    "kinetics": dict(num_frames=64, crop_size=224, batch_size=6, reference_batch_size=336, learning_rate=0.1,
-                     lr_schedule="step", decay_steps=[60000, 70000], decay_rate=0.1, train_steps=80000,
-                     momentum=0.9, weight_decay=1e-7, dropout_rate=0.5, checkpoint_every=1000, eval_every=5000),
+    _recipe("kinetics", _PAPER_CLIP, dict(dropout_rate=0.5), batch_size=6, reference_batch_size=336,
+            learning_rate=0.1, lr_schedule="step", decay_steps=(60000, 70000), train_steps=80000, weight_decay=1e-7,
+            checkpoint_every=1000, eval_every=5000),
     # Same paper, Something-Something: 16 GPUs x 6 clips, 10k steps at 0.1.
-    "something_something": dict(num_frames=64, crop_size=224, batch_size=6, reference_batch_size=96,
-                                learning_rate=0.1, lr_schedule="constant", train_steps=10000, momentum=0.9,
-                                weight_decay=1e-7, dropout_rate=0.5, checkpoint_every=1000, eval_every=2000),
+    _recipe("something_something", _PAPER_CLIP, dict(dropout_rate=0.5), batch_size=6, reference_batch_size=96,
+            learning_rate=0.1, lr_schedule="constant", train_steps=10000, weight_decay=1e-7, checkpoint_every=1000,
+            eval_every=2000),
     # DeepMind's I3D release: 115k steps, 0.1, x0.1 at 97k and 108k, dropout 0.5, weight decay 1e-7.
-    "deepmind_i3d": dict(num_frames=64, crop_size=224, batch_size=6, reference_batch_size=384, learning_rate=0.1,
-                         lr_schedule="step", decay_steps=[97000, 108000], decay_rate=0.1, train_steps=115000,
-                         momentum=0.9, weight_decay=1e-7, dropout_rate=0.5, checkpoint_every=1000,
-                         eval_every=5000),
+    _recipe("deepmind_i3d", _PAPER_CLIP, dict(dropout_rate=0.5), batch_size=6, reference_batch_size=384,
+            learning_rate=0.1, lr_schedule="step", decay_steps=(97000, 108000), train_steps=115000,
+            weight_decay=1e-7, checkpoint_every=1000, eval_every=5000),
     # Transfer to UCF-101 / HMDB-51 (S3D paper): 8 GPUs x 6 clips, 0.01 for 6k steps then 0.001 for 2k.
-    "finetune": dict(num_frames=64, crop_size=224, batch_size=6, reference_batch_size=48, learning_rate=0.01,
-                     lr_schedule="step", decay_steps=[6000], decay_rate=0.1, train_steps=8000, momentum=0.9,
-                     weight_decay=1e-7, dropout_rate=0.5, checkpoint_every=500, eval_every=2000),
+    _recipe("finetune", _PAPER_CLIP, dict(dropout_rate=0.5), batch_size=6, reference_batch_size=48,
+            learning_rate=0.01, lr_schedule="step", decay_steps=(6000,), train_steps=8000, weight_decay=1e-7,
+            checkpoint_every=500, eval_every=2000),
     # CSN: 32 frames at stride 2, short side jittered in [256, 320], 8 clips and lr 0.01 per GPU,
     # linear warm-up then half-cosine (45 epochs of 1M clips with 32 GPUs ~ 176k steps, 10 warm-up).
-    "csn": dict(num_frames=32, frame_stride=2, crop_size=224, short_side_jitter=[256, 320], batch_size=8,
-                reference_batch_size=8, learning_rate=0.01, lr_schedule="cosine", warmup_steps=39000,
-                train_steps=176000, momentum=0.9, weight_decay=1e-4, dropout_rate=0.2, checkpoint_every=2000,
-                eval_every=8000),
+    _recipe("csn", dict(num_frames=32, frame_stride=2, crop_size=224, short_side_jitter=(256, 320)),
+            dict(dropout_rate=0.2), batch_size=8, reference_batch_size=8, learning_rate=0.01, lr_schedule="cosine",
+            warmup_steps=39000, train_steps=176000, weight_decay=1e-4, checkpoint_every=2000, eval_every=8000),
     # The built-in synthetic data on a 2-core CPU in minutes: short clips at stride 2, 64 pixels, a
-    # quarter-width S3D-G, Adam (SGD needs several times the steps here), faster-moving BN averages.
-    "demo": dict(num_frames=8, frame_stride=2, crop_size=64, batch_size=16, reference_batch_size=16,
-                 optimizer="adam", learning_rate=0.002, lr_schedule="cosine", warmup_steps=0, train_steps=1500,
-                 momentum=0.9, weight_decay=0.0, dropout_rate=0.2, depth_multiplier=0.25,
-                 batch_norm_momentum=0.9, checkpoint_every=100, eval_every=500),
-}
-
-# The preset a dataset trains with when --schedule is not given.
-DEFAULT_PRESET = {"synthetic": "demo", "kinetics400": "kinetics", "kinetics600": "kinetics",
-                  "kinetics700": "kinetics", "mini_kinetics200": "kinetics",
-                  "something_something_v1": "something_something", "something_something_v2": "something_something",
-                  "ucf101": "finetune", "hmdb51": "finetune"}
+    # quarter-width model, Adam (SGD needs several times the steps here), faster-moving BN averages
+    # (with the reference 0.999 they would still hold their initial values at the end).
+    _recipe("demo", dict(num_frames=8, frame_stride=2, crop_size=64),
+            dict(dropout_rate=0.2, depth_multiplier=0.25, batch_norm_momentum=0.9), batch_size=16,
+            reference_batch_size=16, optimizer="adam", learning_rate=0.002, lr_schedule="cosine", train_steps=1500,
+            checkpoint_every=100, eval_every=500),
+)}

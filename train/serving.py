@@ -1,43 +1,78 @@
-"""The serving SavedModel of a trained model, and rebuilding a trained model from its run folder.
+"""The model as the trainer, the evaluator and a server see it.
 
-The SavedModel's `serving_default` signature takes uint8 RGB frames `[batch, time, height, width, 3]`
-of any length and size, applies the evaluation preprocessing inside (bilinear resize of the short
-side, centre crop, values to [-1, 1]) and returns `logits`, `probabilities`, `top5_classes` (class
-names), `top5_probabilities` and `top5_indices`. It needs only TensorFlow to load: `tf.saved_model.load(dir)`.
+`inference_model` puts the input normalisation in front of a model: it takes uint8 clips, as the
+input pipeline delivers them. `serving_function` adds the evaluation preprocessing of raw frames
+(`Preprocessing`), and `export` writes it as a SavedModel whose `serving_default` signature takes
+uint8 frames `[batch, time, height, width, channels]` at 25 fps, of any length (at least one
+frame) and size, and returns `logits`, `probabilities`, `top5_classes` (class names),
+`top5_probabilities` and `top5_indices`. The SavedModel needs only TensorFlow to load
+(`tf.saved_model.load(dir)`); `config.json` beside it describes it for this project's commands.
 """
 
-import json
+import dataclasses
 import pathlib
-import warnings
+import shutil
 
-import h5py
 import keras
 import tensorflow as tf
 
-import models
+from data import views
+from models import layers
 
-RUN_FILE = "run.json"  # what the trainer records for export: model options, classes, preprocessing
+CONFIG_FILE = "config.json"
 
 
-def serving_function(model, class_names, short_side, crop_size):
-    """The tf.function behind the serving signature (see the module docstring); frames have the
-    model's input channels (3 RGB; 2 for flow, stored 8-bit as `data.flow.to_uint8` makes them)."""
-    channels = model.input_shape[-1]
-    names = tf.constant(class_names)
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """How raw frames (25 fps, uint8) become a model's input: every `frame_stride`-th frame (for
+    models built for `num_frames` frames, the centre clip of that many), the short side resized
+    to `short_side` pixels, the centre `crop_size` square, then `(x / 255 - mean) / std`."""
+    short_side: int
+    crop_size: int
+    frame_stride: int = 1
+    num_frames: int = None
+    channels: int = 3
+    mean: tuple = (0.5,)
+    std: tuple = (0.5,)
+
+    @classmethod
+    def of(cls, config):
+        """The preprocessing of an `ExperimentConfig`'s model and clips."""
+        fixed = config.model.input_shape
+        return cls(short_side=config.data.short_side, crop_size=config.clip.crop_size,
+                   frame_stride=config.clip.frame_stride, num_frames=fixed[0] if fixed else None,
+                   channels=config.model.options.get("input_channels", 3), mean=tuple(config.model.mean),
+                   std=tuple(config.model.std))
+
+
+def inference_model(model, mean=(0.5,), std=(0.5,)):
+    """`model` behind its input normalisation: uint8 `[batch, T, H, W, C]` -> logits. Training
+    and evaluation feed it the pipeline's uint8 clips; the conversion runs on the model's device."""
+    shape = model.input_shape[1:]
+    return keras.Sequential([keras.Input(shape, dtype="uint8", name="frames_uint8"),
+                             layers.Normalise(mean, std, name="normalise"), model], name=f"{model.name}_inference")
+
+
+def serving_function(model, class_names, preprocessing):
+    """The tf.function behind the serving signature (see the module docstring)."""
+    inference = inference_model(model, preprocessing.mean, preprocessing.std)
+    channels, crop, stride = preprocessing.channels, preprocessing.crop_size, preprocessing.frame_stride
+    names = tf.constant(list(class_names))
     top_k = min(5, len(class_names))
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, None, channels], tf.uint8, name="frames")])
     def serve(frames):
         shape = tf.shape(frames)
-        batch, time, height, width = shape[0], shape[1], shape[2], shape[3]
-        scale = short_side / tf.cast(tf.minimum(height, width), tf.float32)
-        size = tf.maximum(tf.cast(tf.round(tf.cast(tf.stack([height, width]), tf.float32) * scale), tf.int32),
-                          crop_size)
-        flat = tf.image.resize(tf.reshape(frames, [-1, height, width, channels]), size, method="bilinear")
-        top, left = (size[0] - crop_size) // 2, (size[1] - crop_size) // 2
-        flat = tf.clip_by_value(tf.round(flat[:, top:top + crop_size, left:left + crop_size]), 0, 255)
-        clips = tf.reshape(flat, [batch, time, crop_size, crop_size, channels]) * (1 / 127.5) - 1.0
-        logits = tf.cast(model(clips, training=False), tf.float32)
+        tf.debugging.assert_positive(shape[1:4], message="frames: need at least one frame of at least 1x1 pixels, "
+                                     "as [batch, time, height, width, channels]")
+        if preprocessing.num_frames:  # a fixed-length model sees the video's centre clip
+            frames = tf.gather(frames, views.clip_indices(shape[1], preprocessing.num_frames, stride)[0], axis=1)
+        else:
+            frames = frames[:, ::stride]
+        batch, time = tf.shape(frames)[0], tf.shape(frames)[1]
+        flat = tf.reshape(frames, [-1, shape[2], shape[3], channels])
+        clips = tf.reshape(views.centre_view(flat, preprocessing.short_side, crop), [batch, time, crop, crop, channels])
+        logits = tf.cast(inference(clips, training=False), tf.float32)
         probabilities = tf.nn.softmax(logits)
         best = tf.math.top_k(probabilities, k=top_k)
         return {"logits": logits, "probabilities": probabilities,
@@ -47,49 +82,24 @@ def serving_function(model, class_names, short_side, crop_size):
     return serve
 
 
-def export(model, class_names, export_dir, short_side, crop_size):
-    """Writes the SavedModel with the raw-frames serving signature to `export_dir`."""
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint("serving_default", serving_function(model, list(class_names), short_side, crop_size))
-    archive.write_out(str(export_dir), verbose=False)
+def export(model, config, export_dir):
+    """Writes the SavedModel of `model` with the serving signature of `config` (an
+    `ExperimentConfig` with the model, the class names and the preprocessing) and the config
+    beside it, to a temporary folder renamed into place: `export_dir` is whole or absent."""
+    export_dir = pathlib.Path(export_dir)
+    temporary = export_dir.with_name(export_dir.name + ".partial")
+    shutil.rmtree(temporary, ignore_errors=True)
+    # A plain module with the variables and the signature: half the time of Keras' ExportArchive,
+    # which also walks and traces every layer (3.3 s vs 6.2 s for a small ir-CSN-50).
+    module = tf.Module()
+    module.model_variables = list(model.variables)
+    module.serve = serving_function(model, config.data.class_names, Preprocessing.of(config))
+    tf.saved_model.save(module, str(temporary), signatures={"serving_default": module.serve.get_concrete_function()})
+    config.save(temporary / CONFIG_FILE)
+    previous = export_dir.with_name(export_dir.name + ".previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    if export_dir.exists():
+        export_dir.rename(previous)
+    temporary.rename(export_dir)
+    shutil.rmtree(previous, ignore_errors=True)
     return str(export_dir)
-
-
-def load_trained_model(model_dir, checkpoint="best"):
-    """Rebuilds the trained model from `model_dir/run.json` and loads a checkpoint into it
-    ("best", "latest" or a path). Returns `(model, run record, checkpoint path, training step)`."""
-    model_dir = pathlib.Path(model_dir)
-    run_path = model_dir / RUN_FILE
-    if not run_path.exists():
-        raise FileNotFoundError(f"{model_dir}: no {RUN_FILE} (not a train.main run directory)")
-    run = json.loads(run_path.read_text())
-    paths = {"best": model_dir / "best.weights.h5", "latest": model_dir / "backup" / "latest.weights.h5"}
-    path = paths.get(checkpoint, pathlib.Path(checkpoint))
-    if checkpoint == "best" and not path.exists():
-        path = paths["latest"]
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    model = models.build(run["model"], **run["model_options"])
-    trainer = training_model(model, run["model_options"].get("input_channels", 3))
-    trainer.compile(optimizer=keras.optimizers.SGD())
-    trainer.optimizer.build(trainer.trainable_variables)
-    with warnings.catch_warnings():  # the checkpoint's optimizer state is not needed here
-        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        trainer.load_weights(path)
-    return model, run, path, checkpoint_step(path)
-
-
-def checkpoint_step(path):
-    """The training step at which a trainer checkpoint (`.weights.h5` with optimizer state) was
-    written: Keras stores the optimizer's step counter as its first variable."""
-    with h5py.File(path, "r") as weights:
-        return int(weights["optimizer/vars/0"][()]) if "optimizer/vars/0" in weights else 0
-
-
-def training_model(model, channels):
-    """`model` behind a layer that maps uint8 frames to [-1, 1] on the model's device, as the
-    input pipeline delivers them (`data.pipeline`, dtype uint8)."""
-    return keras.Sequential([keras.Input((None, None, None, channels), dtype="uint8", name="frames_uint8"),
-                             keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="to_values"), model],
-                            name=f"{model.name}_training")

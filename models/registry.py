@@ -1,0 +1,122 @@
+"""The model registry: each family declares its members, its options with per-member defaults, its
+classifier layer and its input contract; `models.build` and every command look them up here.
+
+A family is one builder and a table (`Family.members`: model name -> default options). A new
+variant is a row; a new family is a module that defines a `Family` and is listed in
+`models/__init__.py`. Nothing outside a family guesses its options or layers from model names.
+"""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """A builder option: `kind` is bool, int, float or str; `choices` restricts a str option."""
+    kind: type
+    help: str
+    choices: tuple = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """A model family.
+
+    Attributes:
+      name, title: e.g. "resnet3d", "ResNet3D / CSN / R(2+1)D" (messages and --help).
+      members: model name -> every option's default for that member.
+      options: option name -> `Option`.
+      builder: `builder(name, num_classes, input_shape, **options)` -> `keras.Model` mapping
+        `[batch, frames, height, width, channels]` in [-1, 1] (after `normalisation`) to logits.
+      classifier: the name of the layer holding the classifier (replaced when fine-tuning to
+        another class count).
+      fixed_input: `(frames, height, width)` when the weights depend on the clip size (the
+        default size); None when the model takes any clip.
+      min_size: smallest frame height and width in pixels.
+      inflatable: ImageNet Inception-v1 weights inflate into it (`models.inflate`).
+      feature_end_points: member -> the end points the feature analyses use by default (t-SNE;
+        the first also ends the "lower layers" of the weight statistics).
+    """
+    name: str
+    title: str
+    members: dict
+    options: dict
+    builder: callable
+    classifier: str
+    fixed_input: tuple = None
+    min_size: int = 1
+    inflatable: bool = False
+    feature_end_points: callable = None
+
+    def defaults(self, member):
+        return dict(self.members[member])
+
+    def end_points(self, model):
+        """The names of `model`'s top-level layers in order, up to the classifier (exclusive):
+        what `--freeze_until` and feature extraction accept."""
+        names = [layer.name for layer in model.layers[1:]]
+        return names[: names.index(self.classifier)] if self.classifier in names else names
+
+    def input_shape(self, frames=None, size=None):
+        """The `(frames, height, width)` a model of this family is built for: any size (None) for
+        free families; for fixed ones the given clip size, else the family's default."""
+        if self.fixed_input is None:
+            return (None, None, None)
+        default_frames, default_size, _ = self.fixed_input
+        return (frames or default_frames, size or default_size, size or default_size)
+
+
+_FAMILIES = []
+
+
+def register(*families):
+    for family in families:
+        clash = set(family.members) & set(available())
+        if clash:
+            raise ValueError(f"models {sorted(clash)} are already registered")
+        _FAMILIES.append(family)
+
+
+def families():
+    return tuple(_FAMILIES)
+
+
+def available():
+    """Every registered model name, sorted."""
+    return sorted(name for family in _FAMILIES for name in family.members)
+
+
+def family_of(name):
+    """The `Family` of model `name`; ValueError naming the models for an unknown one."""
+    for family in _FAMILIES:
+        if name in family.members:
+            return family
+    raise ValueError(f"model: unknown model {name!r}; available: {', '.join(available())}")
+
+
+def resolve_options(name, explicit=None, recipe=None):
+    """Every option of model `name`: its family's default, overridden by the `recipe`'s values
+    for the options the family has (others do not apply to it), overridden by `explicit`
+    values, which must all be options of the family (ValueError otherwise)."""
+    family = family_of(name)
+    explicit = {k: v for k, v in (explicit or {}).items() if v is not None}
+    unknown = sorted(set(explicit) - set(family.options))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: not an option of model {name!r} ({family.title}); its options: "
+                         f"{', '.join(sorted(family.options))}")
+    options = family.defaults(name)
+    options.update({k: v for k, v in (recipe or {}).items() if k in family.options})
+    options.update(explicit)
+    for key, value in options.items():
+        option = family.options[key]
+        if option.choices and value is not None and value not in option.choices:
+            raise ValueError(f"{key} must be one of {', '.join(map(str, option.choices))}, got {value!r}")
+    return options
+
+
+def build(name, num_classes=400, input_shape=None, **options):
+    """Builds model `name` with `num_classes` logits. `options` override the family's defaults
+    (unknown ones raise ValueError); `input_shape` is `(frames, height, width)`, needed only by
+    fixed-size families (default: their default clip)."""
+    family = family_of(name)
+    shape = tuple(input_shape) if input_shape is not None else family.input_shape()
+    return family.builder(name, num_classes=num_classes, input_shape=shape, **resolve_options(name, options))
