@@ -29,6 +29,7 @@ from flags import cli, eval_flags  # noqa: E402
 from eval import evaluate  # noqa: E402
 
 PROGRAM = "eval.main"
+define = eval_flags.define
 
 
 def command(values, args):
@@ -59,4 +60,4 @@ def command(values, args):
 
 
 if __name__ == "__main__":
-    cli.main(PROGRAM, __doc__, eval_flags.define, command)
+    cli.main(PROGRAM, __doc__, define, command)

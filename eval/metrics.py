@@ -24,7 +24,7 @@ from train import runs  # noqa: E402
 def top_k(probabilities, labels, k):
     """Fraction of rows whose label is among the k highest scores (Keras' top-k accuracy)."""
     metric = keras.metrics.SparseTopKCategoricalAccuracy(k=min(k, probabilities.shape[-1]))
-    metric.update_state(labels, probabilities)
+    metric.update_state(labels, np.asarray(probabilities, np.float32))
     return float(metric.result())
 
 

@@ -109,9 +109,10 @@ def define(values):
                         "project).", **common)
     model_flags.define(values, model_default=None)
     flags.DEFINE_string("label_map", None, "Class names, one a line, or kinetics400 / kinetics600.", **common)
-    flags.DEFINE_integer("short_side", 256, "With a bare --weights: resize the short side to this (pixels).",
-                         lower_bound=1, **common)
-    flags.DEFINE_integer("crop_size", 224, "With a bare --weights: centre crop size (pixels).", lower_bound=1, **common)
+    flags.DEFINE_integer("short_side", None, "Resize the short side to this (pixels) [default: the model's; 256 for a "
+                         "bare --weights].", lower_bound=1, **common)
+    flags.DEFINE_integer("crop_size", None, "Centre crop size (pixels) [default: the model's; 224 for a bare "
+                         "--weights].", lower_bound=1, **common)
     flags.DEFINE_integer("num_frames", None, "With a bare --weights of a fixed-length model: its clip length.",
                          lower_bound=1, **common)
     flags.DEFINE_integer("max_frames", 250, "Frames used at most (25 fps).", lower_bound=1, **common)

@@ -1,16 +1,12 @@
 """Parameter and multiply-add counts: TensorFlow's profiler against the analytic count, the
 paper's figures, and the `eval.complexity` command."""
 
-import json
-import subprocess
-import sys
-
 import pytest
 
 import models
 from eval import analytic, complexity
 from models import inception
-from tests.conftest import REPO_ROOT
+from tests.conftest import invoke, last_json, one_line_error
 
 # Paper GMACs at 64x224x224 and the tolerance the project commits to (see WORKSPACE.md).
 PAPER_TARGETS = {"i3d": (107.9, 0.05), "s3d": (66.38, 0.05), "s3dg": (71.38, 0.10), "fast_s3d": (43.47, 0.10)}
@@ -52,20 +48,20 @@ def test_heavy_curve_runs_from_2d_to_3d():
     assert top[0] == analytic.inception_counts("s3d").macs
 
 
-def run_complexity(*args):
-    return subprocess.run([sys.executable, "-m", "eval.complexity", *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=300)
-
-
 def test_command_prints_json_last():
-    result = run_complexity("--model=i3d", "--frames=8", "--size=64", "--json")
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = last_json(invoke("eval.complexity", "--model=i3d", "--frames=8", "--size=64", "--json"))
     assert report["model"] == "i3d" and report["params"] == 12_689_984
     assert report["gmacs"] == pytest.approx(analytic.inception_counts("i3d", frames=8, height=64, width=64).macs / 1e9)
 
 
+def test_a_fixed_size_model_is_counted_at_its_clip_size():
+    """C3D is built for 16x112x112 clips: that is its default, and its FC layer follows the size."""
+    report = last_json(invoke("eval.complexity", "--model=c3d", "--json"))
+    assert report["input"] == [16, 112, 112, 3] and report["params"] == pytest.approx(79e6, rel=0.02)
+    small = last_json(invoke("eval.complexity", "--model=c3d", "--frames=8", "--size=64", "--json"))
+    assert small["input"] == [8, 64, 64, 3] and small["params"] < report["params"]
+
+
 def test_command_rejects_a_bad_transition_in_one_line():
-    result = run_complexity("--model=top_heavy_s3d", "--transition=Mixed_9z")
-    assert result.returncode != 0
-    assert "transition" in result.stderr and "Traceback" not in result.stderr
+    assert "transition" in one_line_error(invoke("eval.complexity", "--model=top_heavy_s3d", "--transition=Mixed_9z"),
+                                          "eval.complexity")

@@ -3,8 +3,6 @@
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +10,9 @@ import tensorflow as tf
 
 import models
 from models import convert_deepmind_i3d
-from tests.conftest import REPO_ROOT
+from data import datasets
+from tests.conftest import invoke, last_json, one_line_error
+from train import loading
 
 
 def fixture_shapes(fixtures_dir, tmp_path, index_file):
@@ -55,8 +55,7 @@ def kinetics600_shapes(rgb_shapes):
 
 
 def convert_cli(*args):
-    return subprocess.run([sys.executable, "-m", "models.convert_deepmind_i3d", *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return invoke("models.convert_deepmind_i3d", *args)
 
 
 def assert_weights_equal(model, values, scope):
@@ -85,23 +84,25 @@ def test_released_layouts_convert_weight_for_weight(fixtures_dir, tmp_path, inde
 def test_kinetics600_layout_converts_from_the_command_line(fixtures_dir, tmp_path):
     shapes = kinetics600_shapes(fixture_shapes(fixtures_dir, tmp_path, "rgb_imagenet.ckpt.index"))
     values = write_checkpoint(tmp_path / "model.ckpt", shapes)
-    result = convert_cli(f"--checkpoint={tmp_path / 'model.ckpt'}", f"--output={tmp_path / 'k600.weights.h5'}")
-    assert result.returncode == 0, result.stderr[-2000:]
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = last_json(convert_cli(f"--checkpoint={tmp_path / 'model.ckpt'}", f"--output={tmp_path / 'k600.weights.h5'}"))
     assert summary == {"scope": "", "num_classes": 600, "input_channels": 3, "variables": 230,
                        "output": str(tmp_path / "k600.weights.h5"),
                        "build": "models.build('i3d', num_classes=600, input_channels=3)"}
     model = models.build("i3d", num_classes=600)
     model.load_weights(tmp_path / "k600.weights.h5")
     assert_weights_equal(model, values, "")
+    # Self-describing: the Kinetics-600 classes and DeepMind's preprocessing come with the weights.
+    loaded = loading.load(tmp_path / "k600.weights.h5")
+    assert loaded.class_names == datasets.get("kinetics600").class_list()
+    assert (loaded.preprocessing.short_side, loaded.preprocessing.crop_size) == (256, 224)
 
 
 @pytest.mark.parametrize("index_file,channels", [("rgb_imagenet.ckpt.index", 3), ("flow_imagenet.ckpt.index", 2)])
 def test_dry_run_reads_only_the_index(fixtures_dir, tmp_path, index_file, channels):
     shutil.copy(fixtures_dir / "deepmind_i3d" / index_file, tmp_path / "model.ckpt.index")
-    result = convert_cli(f"--checkpoint={tmp_path / 'model.ckpt'}", "--dry_run")
-    assert result.returncode == 0, result.stderr[-2000:]
-    lines = result.stdout.strip().splitlines()
+    status, out, err = convert_cli(f"--checkpoint={tmp_path / 'model.ckpt'}", "--dry_run")
+    assert status == 0, err[-2000:]
+    lines = out.strip().splitlines()
     assert json.loads(lines[-1])["num_classes"] == 400 and json.loads(lines[-1])["input_channels"] == channels
     mapping = [line for line in lines if " -> " in line]
     assert len(mapping) == 230
@@ -115,22 +116,22 @@ def test_mismatches_are_all_listed_in_one_error(fixtures_dir, tmp_path):
     shapes["RGB/inception_i3d/Mixed_4c/Branch_1/Conv3d_0b_3x3/batch_norm/gamma"] = [224]
     shapes["RGB/inception_i3d/Mixed_3b/Branch_0/Conv3d_0a_1x1/conv_3d/w"] = [1, 1, 1, 192, 65]
     write_checkpoint(tmp_path / "model.ckpt", shapes)
-    result = convert_cli(f"--checkpoint={tmp_path / 'model.ckpt'}", f"--output={tmp_path / 'x.weights.h5'}")
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "3 variables do not match" in result.stderr
+    status, _, err = convert_cli(f"--checkpoint={tmp_path / 'model.ckpt'}", f"--output={tmp_path / 'x.weights.h5'}")
+    assert status != 0 and "Traceback" not in err
+    assert "3 variables do not match" in err
     for text in ("not in the checkpoint: RGB/inception_i3d/Mixed_4c/Branch_1/Conv3d_0b_3x3/batch_norm/beta",
                  "not in the model: RGB/inception_i3d/Mixed_4c/Branch_1/Conv3d_0b_3x3/batch_norm/gamma",
                  "shape differs: RGB/inception_i3d/Mixed_3b/Branch_0/Conv3d_0a_1x1/conv_3d/w: checkpoint "
                  "[1, 1, 1, 192, 65], model [1, 1, 1, 192, 64]"):
-        assert text in result.stderr
+        assert text in err
     assert not (tmp_path / "x.weights.h5").exists()
 
 
 def test_a_file_that_is_not_a_checkpoint_is_a_one_line_error(tmp_path):
     (tmp_path / "model.ckpt.index").write_bytes(b"not an index")
-    result = convert_cli(f"--checkpoint={tmp_path / 'model.ckpt'}", "--dry_run")
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "not a readable TensorFlow checkpoint" in result.stderr.strip().splitlines()[-1]
+    line = one_line_error(convert_cli(f"--checkpoint={tmp_path / 'model.ckpt'}", "--dry_run"),
+                          "models.convert_deepmind_i3d")
+    assert "not a readable TensorFlow checkpoint" in line
 
 
 CHECKPOINT_VARIABLE = "DEEPMIND_I3D_RGB_CHECKPOINT"
@@ -150,14 +151,9 @@ def test_released_rgb_checkpoint_reproduces_the_published_cricket_output(fixture
     checkpoint = os.environ.get(CHECKPOINT_VARIABLE)
     if not checkpoint:
         pytest.skip(f"{CHECKPOINT_VARIABLE} is not set: no released DeepMind checkpoint on this machine")
-    converted = convert_cli(f"--checkpoint={checkpoint}", f"--output={tmp_path / 'i3d.weights.h5'}")
-    assert converted.returncode == 0, converted.stderr[-2000:]
-    result = subprocess.run([sys.executable, "-m", "eval.predict", "--model=i3d", "--label_map=kinetics400",
-                             f"--weights={tmp_path / 'i3d.weights.h5'}", "--short_side=224", "--top_k=20", "--json",
-                             f"--video={fixtures_dir / 'videos' / 'ucf101_v_CricketShot_g04_c01_rgb.gif'}"],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    ours = json.loads(result.stdout.strip().splitlines()[-1])
+    last_json(convert_cli(f"--checkpoint={checkpoint}", f"--output={tmp_path / 'i3d.weights.h5'}"))
+    ours = last_json(invoke("eval.predict", f"--weights={tmp_path / 'i3d.weights.h5'}", "--short_side=224", "--top_k=20",
+                            "--json", f"--video={fixtures_dir / 'videos' / 'ucf101_v_CricketShot_g04_c01_rgb.gif'}"))
     norm, top20 = expected_cricket_output(fixtures_dir)
     assert ours["frames"] == 79
     np.testing.assert_allclose(ours["logits_norm"], norm, rtol=1e-3)

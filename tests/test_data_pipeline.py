@@ -1,15 +1,11 @@
 """The tf.data clip pipeline, and the inspect and benchmark commands, on a prepared synthetic set."""
 
-import json
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from data import pipeline, prepare, records, synthetic
-from tests.conftest import REPO_ROOT
+from data import benchmark, pipeline, prepare, records, synthetic, views
+from tests.conftest import invoke, last_json, one_line_error
 
 
 @pytest.fixture(scope="module")
@@ -29,26 +25,21 @@ def stored_videos(data_dir, split):
     return videos
 
 
-def to_uint8(values):
-    return np.round((np.asarray(values, dtype=np.float32) + 1) * 127.5).astype(np.int32)
-
-
 def test_training_clips_are_consecutive_frames_of_one_video(data_dir):
     videos = stored_videos(data_dir, "validation")
-    dataset = pipeline.clip_dataset(data_dir, "validation", True, 3, num_frames=16, crop_size=72, flip=False, seed=1)
+    dataset = pipeline.training_dataset(data_dir, "validation", 3, num_frames=16, crop_size=72, flip=False, seed=1)
     clips, labels = next(iter(dataset))
-    assert clips.shape == (3, 16, 72, 72, 3) and clips.dtype == tf.float32 and labels.shape == (3,)
-    assert -1.0 <= float(tf.reduce_min(clips)) and float(tf.reduce_max(clips)) <= 1.0
-    for clip, label in zip(to_uint8(clips), labels.numpy()):
+    assert clips.shape == (3, 16, 72, 72, 3) and clips.dtype == tf.uint8 and labels.shape == (3,)
+    for clip, label in zip(clips.numpy().astype(np.int32), labels.numpy()):
         matches = [(video, start) for video, video_label in videos for start in range(len(video) - 15)
                    if np.array_equal(clip, video[start:start + 16].astype(np.int32)) and video_label == label]
         assert matches, "every clip is 16 consecutive stored frames of a video with its label"
 
 
 def test_short_videos_loop_and_strided_clips_skip_frames():
-    indices = pipeline.clip_indices(tf.constant(5), 8, 1, start=tf.constant(3))
+    indices = views.clip_indices(tf.constant(5), 8, 1, start=tf.constant(3))
     assert indices.numpy().tolist() == [[3, 4, 0, 1, 2, 3, 4, 0]]
-    assert pipeline.clip_indices(tf.constant(40), 4, 2, start=tf.constant(1)).numpy().tolist() == [[1, 3, 5, 7]]
+    assert views.clip_indices(tf.constant(40), 4, 2, start=tf.constant(1)).numpy().tolist() == [[1, 3, 5, 7]]
 
 
 def test_label_aware_flip_mirrors_the_clip_and_switches_twin_labels(data_dir):
@@ -78,48 +69,51 @@ def test_label_aware_flip_mirrors_the_clip_and_switches_twin_labels(data_dir):
 
 def test_evaluation_views_cover_the_whole_video(data_dir):
     videos = stored_videos(data_dir, "validation")
-    dataset = pipeline.clip_dataset(data_dir, "validation", False, 2, num_frames=16, crop_size=64,
-                                    num_clips=3, num_crops=3)
-    views, labels = next(iter(dataset))
-    assert views.shape == (2, 9, 16, 64, 64, 3)
+    dataset = pipeline.evaluation_dataset(data_dir, "validation", 2, num_frames=16, crop_size=64, num_clips=3,
+                                          num_crops=3)
+    clips, labels = next(iter(dataset))
+    assert clips.shape == (2, 9, 16, 64, 64, 3)
     video, label = videos[0]
     assert int(labels[0]) == label
-    views = to_uint8(views[0])
+    clips = clips.numpy()[0]
     starts = [0, 12, 24]  # 40 frames, 3 clips of 16: the last ends on the last frame
     for c, start in enumerate(starts):
         for k, (y, x) in enumerate([(4, 0), (4, 4), (4, 8)]):  # 72x72 frames: left, centre, right
-            np.testing.assert_array_equal(views[3 * c + k], video[start:start + 16, y:y + 64, x:x + 64])
-    covered = np.unique(pipeline.clip_indices(tf.constant(250), 64, 1, 4).numpy())
+            np.testing.assert_array_equal(clips[3 * c + k], video[start:start + 16, y:y + 64, x:x + 64])
+    covered = np.unique(views.clip_indices(tf.constant(250), 64, 1, 4).numpy())
     assert covered.tolist() == list(range(250))
 
 
 def test_full_length_evaluation_loops_cuts_and_reverses(data_dir):
     video, _ = stored_videos(data_dir, "validation")[0]
     for eval_frames in (64, 25):
-        dataset = pipeline.clip_dataset(data_dir, "validation", False, 1, crop_size=72, eval_frames=eval_frames)
-        views, _ = next(iter(dataset))
-        assert views.shape == (1, 1, eval_frames, 72, 72, 3)
-        np.testing.assert_array_equal(to_uint8(views[0, 0]), video[np.arange(eval_frames) % len(video)])
-    reversed_views, _ = next(iter(pipeline.clip_dataset(data_dir, "validation", False, 1, crop_size=72,
-                                                        eval_frames=25, reverse_time=True, dtype="bfloat16")))
-    assert reversed_views.dtype == tf.bfloat16
-    np.testing.assert_array_equal(to_uint8(tf.cast(reversed_views[0, 0], tf.float32)), video[:25][::-1])
+        dataset = pipeline.evaluation_dataset(data_dir, "validation", 1, crop_size=72, eval_frames=eval_frames)
+        clips, _ = next(iter(dataset))
+        assert clips.shape == (1, 1, eval_frames, 72, 72, 3)
+        np.testing.assert_array_equal(clips[0, 0], video[np.arange(eval_frames) % len(video)])
+    reversed_clips, _ = next(iter(pipeline.evaluation_dataset(data_dir, "validation", 1, crop_size=72, eval_frames=25,
+                                                              reverse_time=True)))
+    np.testing.assert_array_equal(reversed_clips[0, 0], video[:25][::-1])
+    strided, _ = next(iter(pipeline.evaluation_dataset(data_dir, "validation", 1, crop_size=72, eval_frames=25,
+                                                       frame_stride=2)))  # every 2nd of the first 25 frames
+    np.testing.assert_array_equal(strided[0, 0], video[0:25:2])
 
 
 def test_scale_jitter_and_small_frames_give_full_crops(data_dir):
-    jittered = pipeline.clip_dataset(data_dir, "train", True, 2, num_frames=8, crop_size=80,
-                                     short_side_range=(90, 110), seed=0)
+    jittered = pipeline.training_dataset(data_dir, "train", 2, num_frames=8, crop_size=80, short_side_range=(90, 110),
+                                         seed=0)
     clips, _ = next(iter(jittered))
     assert clips.shape == (2, 8, 80, 80, 3)  # stored frames are 72 pixels: resized up first
-    clips, _ = next(iter(pipeline.clip_dataset(data_dir, "train", True, 2, num_frames=8, crop_size=96)))
+    clips, _ = next(iter(pipeline.training_dataset(data_dir, "train", 2, num_frames=8, crop_size=96)))
     assert clips.shape == (2, 8, 96, 96, 3)
 
 
 def test_input_pipelines_read_disjoint_shards(data_dir):
     def labels_of(pipeline_id):
         context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline_id)
-        dataset = pipeline.dataset_fn(data_dir, "train", False, 4, num_frames=4, crop_size=32, eval_frames=4)(context)
-        return [tuple(view.numpy().ravel()[:64]) for views, _ in dataset for view in views]
+        dataset = pipeline.distributed(pipeline.evaluation_dataset, 4, data_dir=data_dir, split="train", num_frames=4,
+                                       crop_size=32, eval_frames=4)(context)
+        return [tuple(view.numpy().ravel()[:64]) for clips, _ in dataset for view in clips]
 
     first, second = labels_of(0), labels_of(1)
     assert first and second and not set(first) & set(second)
@@ -128,29 +122,28 @@ def test_input_pipelines_read_disjoint_shards(data_dir):
 
 def test_missing_dataset_or_split_is_a_clear_error(tmp_path, data_dir):
     with pytest.raises(records.DatasetError, match="no prepared dataset"):
-        pipeline.clip_dataset(tmp_path, "train", True, 2)
+        pipeline.training_dataset(tmp_path, "train", 2)
     with pytest.raises(records.DatasetError, match="split 'test' was not prepared"):
-        pipeline.clip_dataset(data_dir, "test", True, 2)
-
-
-def last_json(*args):
-    result = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+        pipeline.evaluation_dataset(data_dir, "test", 2)
 
 
 def test_inspect_reports_the_prepared_dataset(data_dir):
-    summary = last_json("-m", "data.inspect", "--dataset=synthetic", f"--data_dir={data_dir}",
-                        "--split=validation", "--json")
+    summary = last_json(invoke("data.inspect", "--dataset=synthetic", f"--data_dir={data_dir}", "--split=validation",
+                               "--json"))
     assert summary["num_examples"] == 2 * len(synthetic.CLASSES) and summary["num_classes"] == len(synthetic.CLASSES)
     assert summary["frames"] == {"min": 40, "median": 40, "max": 40}
     assert summary["height"]["max"] == 72 and summary["fps"] == 25.0
 
 
 def test_benchmark_reports_rates_against_the_decode_bound(data_dir):
-    result = last_json("-m", "data.benchmark", "--dataset=synthetic", f"--data_dir={data_dir}", "--num_frames=8",
-                       "--crop_size=64", "--batch_size=2", "--warmup=1", "--batches=2", "--windows=2",
-                       "--decode_frames=40", "--json")
+    result = benchmark.run(data_dir, "validation", benchmark.Settings(num_frames=8, crop_size=64, batch_size=2,
+                                                                      warmup=1, batches=2, windows=2, decode_frames=40),
+                           show_progress=False)
     for key in ("train_frames_per_s_per_core", "eval_frames_per_s_per_core", "decode_bound_frames_per_s_per_core"):
         assert result[key] > 0
     assert result["cores"] >= 1
+
+
+def test_inspect_and_benchmark_of_a_missing_dataset_are_one_line_errors(tmp_path):
+    for command in ("data.inspect", "data.benchmark"):
+        assert "no prepared dataset here" in one_line_error(invoke(command, f"--data_dir={tmp_path}"), command)

@@ -1,18 +1,16 @@
-"""eval.main: metrics by hand, and end to end on a tiny trained run (model dir, SavedModel, views,
-mean over runs, --watch, TensorBoard, report files)."""
+"""Evaluation: metrics by hand, and end to end on the tiny trained run (run folder, SavedModel,
+views, mean over runs, --watch, TensorBoard, report files, class checks)."""
 
 import csv
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from data import prepare
-from eval import metrics
-from tests.conftest import REPO_ROOT
-from tests.test_train import TINY, last_json, scalars
+from eval import evaluate, metrics
+from tests.conftest import invoke, last_json, one_line_error
+from tests.test_train import scalars
 
 
 def test_summarise_counts_clip_and_video_level_by_hand():
@@ -25,30 +23,27 @@ def test_summarise_counts_clip_and_video_level_by_hand():
     assert result["top1"] == pytest.approx(4 / 6) and result["video_top1"] == pytest.approx(2 / 3)
     assert result["top5"] == 1.0 and result["mean_class_accuracy"] == pytest.approx(2 / 3)
     assert result["loss"] == pytest.approx(-np.log([0.6, 0.2, 0.8, 0.6, 0.4, 0.6]).mean())
-    assert metrics.confusion_matrix(np.array([1, 1, 2]), labels, 3).tolist() == [[0, 1, 0], [0, 1, 0], [0, 0, 1]]
+    # Two classes: top-5 is the whole set; mean per-class accuracy over the classes present.
+    two = metrics.summarise(np.array([[[0.6, 0.4]], [[0.7, 0.3]], [[0.2, 0.8]]]), np.array([0, 1, 1]))
+    assert two["video_top5"] == 1.0 and two["mean_class_accuracy"] == pytest.approx((1 + 0.5) / 2)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("eval")
-    prepare.prepare("synthetic", root / "data", synthetic_per_class=2, examples_per_shard=8, short_side=36)
-    result = subprocess.run([sys.executable, "-m", "train.main", *TINY, "--train_steps=4", f"--data_dir={root / 'data'}",
-                             f"--model_dir={root / 'run'}"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    last_json(result)
-    return root
+def test_fusion_by_hand():
+    rgb, flow = np.array([[1.0, 2.0, 0.0]]), np.array([[0.5, -1.0, 3.0]])
+    np.testing.assert_allclose(metrics.fuse(rgb, flow, "logits"), [[1.5, 1.0, 3.0]])
+    mean = (np.exp(rgb) / np.exp(rgb).sum() + np.exp(flow) / np.exp(flow).sum()) / 2
+    np.testing.assert_allclose(np.exp(metrics.fuse(rgb, flow, "probabilities")), mean)
 
 
-def evaluate(*args):
-    return subprocess.run([sys.executable, "-m", "eval.main", "--json", *args], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=600)
-
-
-def test_model_dir_evaluation_writes_its_report_and_tensorboard(trained):
-    results = last_json(evaluate(f"--model_dir={trained / 'run'}", "--checkpoint=latest", "--num_clips=2", "--num_crops=3"))
+def test_run_evaluation_writes_its_report_and_tensorboard(trained_run):
+    run, _ = trained_run
+    results = last_json(invoke("eval.main", f"--model_dir={run}", "--checkpoint=latest", "--num_clips=2",
+                               "--num_crops=3", "--json"))
     assert results["num_videos"] == 26 and results["num_views"] == 6 and results["step"] == 4
     for key in ("top1", "top5", "video_top1", "video_top5", "mean_class_accuracy"):
         assert 0 <= results[key] <= 1
-    output = trained / "run" / "eval" / "validation"
+    output = run / "eval" / "validation" / "2clip_3crop_4x32_latest"
+    assert results["output_dir"] == str(output)
     assert json.loads((output / "results.json").read_text())["video_top1"] == results["video_top1"]
     rows = list(csv.DictReader(open(output / "predictions.csv")))
     assert len(rows) == 26 and sum(int(row["correct"]) for row in rows) == round(results["video_top1"] * 26)
@@ -58,34 +53,52 @@ def test_model_dir_evaluation_writes_its_report_and_tensorboard(trained):
     assert set(logged) >= {"epoch_top5", "epoch_loss", "epoch_video_top1", "epoch_mean_class_accuracy"}
 
 
-def test_saved_model_sees_the_same_pixels_as_the_run(trained):
-    """The SavedModel crops itself: fed the stored frames' central square, it computes what the
-    rebuilt run (its last checkpoint, which was exported) computes on its centre crops."""
-    from_run = last_json(evaluate(f"--model_dir={trained / 'run'}", "--checkpoint=latest", "--num_frames=4"))
-    from_export = last_json(evaluate(f"--saved_model={trained / 'run' / 'export'}", "--dataset=synthetic",
-                                     f"--data_dir={trained / 'data'}", "--num_frames=4"))
-    # Two differently traced float32 graphs: the mean loss agrees to ~1e-4 (seen up to 1.6e-4);
-    # a video whose two best classes are that close may flip its top-1.
-    assert from_export["loss"] == pytest.approx(from_run["loss"], rel=1e-3)
+def test_saved_model_sees_the_same_frames_as_the_run(trained_run, synthetic_dir):
+    """The SavedModel strides and crops itself: fed every frame of each clip's span and the stored
+    frames' central square, it computes what the rebuilt run computes on its own clips."""
+    run, summary = trained_run
+    from_run = evaluate.run(evaluate.EvalConfig(model=str(run), checkpoint="latest"))
+    from_export = evaluate.run(evaluate.EvalConfig(model=summary["export_dir"], data_dir=str(synthetic_dir)))
+    assert from_export["num_frames"] == 7 and from_export["frame_stride"] == 1  # (4 - 1) x 2 + 1 stored frames
+    assert from_run["num_frames"] == 4 and from_run["frame_stride"] == 2
+    # Two differently traced float32 graphs: the mean loss agrees to ~1e-5; a video whose two best
+    # classes are that close may flip its top-1.
+    assert from_export["loss"] == pytest.approx(from_run["loss"], rel=1e-4)
     for key in ("top1", "top5"):
         assert abs(from_export[key] - from_run[key]) <= 1 / from_run["num_videos"] + 1e-9, key
 
 
-def test_several_runs_report_their_mean_and_watch_ends_at_the_last_checkpoint(trained):
-    run, data = trained / "run", trained / "data"
-    mean = last_json(evaluate(f"--model_dir={run},{run}", f"--data_dir={data},{data}", "--checkpoint=latest",
-                              f"--output_dir={trained / 'mean'}"))
+def test_several_runs_report_their_mean_and_watch_ends_at_the_last_step(trained_run, synthetic_dir, tmp_path):
+    run, _ = trained_run
+    mean = last_json(invoke("eval.main", f"--model_dir={run},{run}", f"--data_dir={synthetic_dir},{synthetic_dir}",
+                            "--checkpoint=latest", f"--output_dir={tmp_path / 'mean'}", "--json"))
     assert mean["mean_over"] == 2 and mean["video_top1"] == mean["runs"][0]["video_top1"] == mean["runs"][1]["video_top1"]
-    watched = last_json(evaluate(f"--model_dir={run}", "--watch", "--watch_timeout=60"))
+    watched = evaluate.watch(evaluate.EvalConfig(model=str(run), output_dir=str(tmp_path / "watch")), timeout=60,
+                             announce=lambda line: None)
     assert watched["step"] == 4 and watched["video_top1"] == mean["video_top1"]
-    assert (run / "eval" / "validation" / "epoch_2" / "results.json").exists()
+    assert (tmp_path / "watch" / "step_4" / "results.json").exists()
+
+
+def test_a_model_meets_only_data_with_its_classes(trained_run, tmp_path):
+    """A 13-class model on a dataset with other classes is refused in one line, both ways round."""
+    run, _ = trained_run
+    from tests import layouts
+    layouts.ucf101(tmp_path / "source")
+    prepare.prepare("ucf101", tmp_path / "ucf", source_dir=tmp_path / "source", short_side=36)
+    line = one_line_error(invoke("eval.main", f"--model_dir={run}", "--dataset=ucf101", f"--data_dir={tmp_path / 'ucf'}"),
+                          "eval.main")
+    assert "has 3 classes, the model in" in line and "13" in line
 
 
 @pytest.mark.parametrize("args,message", [
     ([], "give either --model_dir or --saved_model"),
-    (["--model_dir=/nonexistent/run"], "/nonexistent/run: no config.json"),
+    (["--model_dir=/nonexistent/run"], "/nonexistent/run: no such file or folder"),
+    (["--model_dir=/a,/b"], "2 --model_dir need as many --data_dir"),
 ])
 def test_bad_arguments_are_one_line_errors(args, message):
-    result = evaluate(*args)
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert message in result.stderr.strip().splitlines()[-1]
+    assert message in one_line_error(invoke("eval.main", *args), "eval.main")
+
+
+def test_help_lists_the_flags_and_exits_zero():
+    status, out, _ = invoke("eval.main", "--help")
+    assert status == 0 and "--num_clips" in out and "--model_dir" in out and "--two_stream" in out

@@ -1,5 +1,7 @@
 """Optical flow: our TV-L1 on the frames of DeepMind's cricket sample against DeepMind's own flow."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -58,18 +60,17 @@ def test_flow_data_stores_the_flow_of_the_rgb_frames(two_modalities):
     from data import pipeline, records
     info = records.load_info(two_modalities / "flow")
     assert info["modality"] == "flow" and info["config"]["flow_method"] == "farneback"
-    rgb = pipeline.clip_dataset(two_modalities / "rgb", "validation", False, 1, eval_frames=40, crop_size=36,
-                                dtype="uint8", with_media_id=True)
-    stored = pipeline.clip_dataset(two_modalities / "flow", "validation", False, 1, eval_frames=40, crop_size=36,
-                                   dtype="uint8", with_media_id=True)
+    rgb = pipeline.evaluation_dataset(two_modalities / "rgb", "validation", 1, eval_frames=40, crop_size=36,
+                                      with_media_id=True)
+    stored = pipeline.evaluation_dataset(two_modalities / "flow", "validation", 1, eval_frames=40, crop_size=36,
+                                         with_media_id=True)
     (frames, _, rgb_id), (flows, _, flow_id) = next(iter(rgb)), next(iter(stored))
     assert rgb_id.numpy() == flow_id.numpy() and flows.shape == (1, 1, 40, 36, 36, 2)
     expected = flow.to_uint8(flow.flow_fields(frames.numpy()[0, 0], "farneback"))
     # the flow was computed on the frames before their JPEG round trip, and is stored as JPEG itself
     assert np.abs(flows.numpy()[0, 0].astype(int) - expected).mean() < 3
-    train = pipeline.clip_dataset(two_modalities / "flow", "train", True, 2, num_frames=4, crop_size=32, dtype="float32")
-    clips, _ = next(iter(train))
-    assert clips.shape == (2, 4, 32, 32, 2) and -1 <= clips.numpy().min() and clips.numpy().max() <= 1
+    clips, _ = next(iter(pipeline.training_dataset(two_modalities / "flow", "train", 2, num_frames=4, crop_size=32)))
+    assert clips.shape == (2, 4, 32, 32, 2) and clips.dtype == np.uint8
 
 
 def test_flipped_flow_frame_negates_x():
@@ -89,21 +90,23 @@ def test_flipped_flow_frame_negates_x():
 
 
 def test_two_stream_evaluation_reports_rgb_flow_and_joint(two_modalities, tmp_path):
-    import json
-    import subprocess
-    import sys
-    from tests.conftest import REPO_ROOT
-    from tests.test_train import TINY, last_json
+    import contextlib
+    import io
+    from eval import evaluate
+    from tests.conftest import tiny_config
+    from train import trainer
     for modality in ("rgb", "flow"):
-        last_json(subprocess.run([sys.executable, "-m", "train.main", *TINY, "--train_steps=2",
-                                  f"--data_dir={two_modalities / modality}", f"--model_dir={tmp_path / modality}"],
-                                 cwd=REPO_ROOT, capture_output=True, text=True, timeout=600))
-    assert json.loads((tmp_path / "flow" / "run.json").read_text())["model_options"]["input_channels"] == 2
-    results = last_json(subprocess.run(
-        [sys.executable, "-m", "eval.main", "--two_stream", f"--rgb_model_dir={tmp_path / 'rgb'}",
-         f"--flow_model_dir={tmp_path / 'flow'}", "--checkpoint=latest", "--json"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600))
+        with contextlib.redirect_stdout(io.StringIO()):
+            trainer.run(tiny_config("i2d", two_modalities / modality, tmp_path / modality, train_steps=2,
+                                    run_eagerly=True, export=False), show_progress=False)
+    assert json.loads((tmp_path / "flow" / "config.json").read_text())["model"]["options"]["input_channels"] == 2
+    results = evaluate.two_stream(evaluate.EvalConfig(model=str(tmp_path / "rgb"), checkpoint="latest"),
+                                  evaluate.EvalConfig(model=str(tmp_path / "flow"), checkpoint="latest"))
     assert results["num_videos"] == results["rgb"]["num_videos"] == results["flow"]["num_videos"] == 26
     for key in ("video_top1", "top5"):
         assert 0 <= results[key] <= 1 and 0 <= results["rgb"][key] <= 1 and 0 <= results["flow"][key] <= 1
-    assert (tmp_path / "rgb" / "eval" / "validation_two_stream" / "results.json").exists()
+    assert results["output_dir"] == str(tmp_path / "rgb" / "eval" / "validation" / "1clip_1crop_4x32_two_stream_latest")
+    assert (tmp_path / "rgb" / "eval" / "validation" / "1clip_1crop_4x32_two_stream_latest" / "results.json").exists()
+    with pytest.raises(evaluate.EvalError, match="holds flow data, not rgb"):
+        evaluate.two_stream(evaluate.EvalConfig(model=str(tmp_path / "flow"), checkpoint="latest"),
+                            evaluate.EvalConfig(model=str(tmp_path / "rgb"), checkpoint="latest"))

@@ -1,8 +1,5 @@
 """Inception-v1 with slim's names, its checkpoint loader, and inflation into the 3D family."""
 
-import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -10,7 +7,7 @@ import tensorflow as tf
 
 import models
 from models import inception_v1, inflate
-from tests.conftest import REPO_ROOT
+from tests.conftest import invoke, last_json
 
 
 def randomise(model, seed=0):
@@ -106,12 +103,9 @@ def test_inflated_i3d_gives_the_2d_features_where_the_clip_ends_are_out_of_reach
 def test_inflate_command_writes_weights_for_any_family_member(tmp_path):
     _, backbone = inception_v1.build_inception_v1()
     values = slim_checkpoint(tmp_path / "inception_v1.ckpt", backbone)
-    result = subprocess.run([sys.executable, "-m", "models.inflate", f"--checkpoint={tmp_path / 'inception_v1.ckpt'}",
-                             "--model=top_heavy_s3d", "--transition=Mixed_4b", "--num_classes=51",
-                             f"--output={tmp_path / 'ths3d.weights.h5'}"],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = last_json(invoke("models.inflate", f"--checkpoint={tmp_path / 'inception_v1.ckpt'}",
+                               "--model=top_heavy_s3d", "--transition=Mixed_4b", "--num_classes=51",
+                               f"--output={tmp_path / 'ths3d.weights.h5'}"))
     assert summary["classifier_kept"] == 2 and summary["identity"] > 0 and summary["copied"] > 0
     model = models.build("top_heavy_s3d", num_classes=51, transition="Mixed_4b")
     model.load_weights(tmp_path / "ths3d.weights.h5")
@@ -121,6 +115,12 @@ def test_inflate_command_writes_weights_for_any_family_member(tmp_path):
     np.testing.assert_array_equal(weights["Conv3d_1a_7x7/conv_3d/kernel"][0], values["InceptionV1/Conv2d_1a_7x7/weights"])
     temporal = weights["Mixed_5c/Branch_1_Conv3d_0b_3x3/temporal/kernel"]
     np.testing.assert_array_equal(temporal[1, 0, 0], np.eye(384)) and np.testing.assert_array_equal(temporal[0], 0)
+
+
+def test_only_inflatable_families_take_inception_v1(tmp_path):
+    _, backbone = inception_v1.build_inception_v1(num_classes=10, depth_multiplier=0.25)
+    with pytest.raises(inflate.InflationError, match=r"r3d_18 \(ResNet3D / CSN / R\(2\+1\)D\) has no Inception-v1"):
+        inflate.inflate(backbone, models.build("r3d_18", num_classes=10, depth_multiplier=0.25))
 
 
 def test_inflating_into_another_width_lists_the_mismatches():

@@ -1,8 +1,6 @@
 """ResNet3D / CSN / R(2+1)D / C3D: counts against the papers and an analytic walk, the grouped and
-depthwise convolutions against per-group reference convolutions, a training step per block kind."""
-
-import subprocess
-import sys
+depthwise convolutions against per-group reference convolutions, a training step per block kind
+(the trainer and every command: tests/test_families.py)."""
 
 import keras
 import numpy as np
@@ -12,8 +10,6 @@ import tensorflow as tf
 import models
 from eval import analytic, complexity
 from models import layers
-from tests.conftest import REPO_ROOT
-from tests.test_train import TINY, last_json
 
 
 @pytest.mark.parametrize("name,clip,params,gmacs", [
@@ -98,14 +94,3 @@ def test_c3d_trains_a_step_at_its_fixed_clip_size():
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     loss = model.train_on_batch(np.zeros((2, 8, 32, 32, 3), np.float32), np.array([0, 4]))
     assert np.isfinite(loss) and model.get_layer("fc6").kernel.shape == (512, 4096)
-
-
-def test_csn_goes_through_the_trainer_and_export(tmp_path):
-    from data import prepare
-    prepare.prepare("synthetic", tmp_path / "data", synthetic_per_class=2, examples_per_shard=8, short_side=36)
-    args = [a for a in TINY if not a.startswith("--model=")]
-    result = subprocess.run([sys.executable, "-m", "train.main", "--model=ir_csn_26", *args, "--train_steps=2",
-                             f"--data_dir={tmp_path / 'data'}", f"--model_dir={tmp_path / 'run'}"], cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=600)
-    summary = last_json(result)
-    assert summary["step"] == 2 and (tmp_path / "run" / "export" / "saved_model.pb").exists()

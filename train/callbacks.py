@@ -126,8 +126,12 @@ class Progress(keras.callbacks.Callback):
             (self._bar.write if self._bar is not None else print)(line)
 
     def on_train_end(self, logs=None):
+        self.close()
+
+    def close(self):
         if self._bar is not None:
             self._bar.close()
+            self._bar = None
 
 
 class InputClipImages(keras.callbacks.Callback):

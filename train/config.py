@@ -13,8 +13,8 @@ import pathlib
 
 FORMAT = 2  # config.json format; runs written by earlier versions are refused with a clear error
 
-# Inputs in [0, 1] are normalised as (x - mean) / std: our models take [-1, 1].
-UNIT_RANGE = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+# Inputs in [0, 1] are normalised as (x - mean) / std (one value: every channel): our models take [-1, 1].
+UNIT_RANGE = dict(mean=(0.5,), std=(0.5,))
 
 
 class ConfigError(ValueError):

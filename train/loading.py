@@ -67,7 +67,8 @@ class LoadedModel:
         """`{variable path: numpy value}` of every weight."""
         if self.model is not None:
             return {variable.path: variable.numpy() for variable in self.model.weights}
-        return {variable.name.removesuffix(":0"): variable.numpy() for variable in self.saved_model.variables}
+        return {variable.name.removesuffix(":0"): variable.numpy()
+                for variable in self.saved_model.model_variables}  # tracked by `serving.export`
 
 
 def _build(config):
@@ -183,20 +184,29 @@ def _weights(path, model_name, options, class_names, short_side, crop_size, num_
     return LoadedModel("weights", str(path), config, network, facts["step"], str(path))
 
 
-def load(source, checkpoint="best", model=None, options=None, class_names=None, short_side=256, crop_size=224,
+def load(source, checkpoint="best", model=None, options=None, class_names=None, short_side=None, crop_size=None,
          num_frames=None):
     """Loads a model from `source`: a run folder (`checkpoint`: best, latest or a weights path), a
     SavedModel folder, or a `.weights.h5` file. For a weights file without metadata, `model` and
     `options` name what to build, `class_names` label its classes and `short_side`, `crop_size`
-    (and `num_frames` for fixed-length models) give its preprocessing."""
+    (default 256, 224; and `num_frames` for fixed-length models) give its preprocessing; for a
+    run or a self-describing file, `short_side` and `crop_size` override the recorded ones."""
     path = pathlib.Path(source)
     if not path.exists():
         raise ModelSourceError(f"{path}: no such file or folder")
     if path.is_dir() and (path / "saved_model.pb").exists():
+        if short_side or crop_size:
+            raise ModelSourceError(f"{path}: a SavedModel resizes and crops as it was exported; its short side and "
+                                   "crop size cannot be changed")
         return _saved_model(path)
     if path.is_dir() and (path / runs.CONFIG).exists():
-        return _run(path, checkpoint)
-    if path.is_file() and path.name.endswith(".weights.h5"):
-        return _weights(path, model, options, class_names, short_side, crop_size, num_frames)
-    raise ModelSourceError(f"{path}: not a train.main run folder, a SavedModel folder or a .weights.h5 file")
+        loaded = _run(path, checkpoint)
+    elif path.is_file() and path.name.endswith(".weights.h5"):
+        loaded = _weights(path, model, options, class_names, short_side or 256, crop_size or 224, num_frames)
+    else:
+        raise ModelSourceError(f"{path}: not a train.main run folder, a SavedModel folder or a .weights.h5 file")
+    if short_side or crop_size:
+        loaded.config = loaded.config.replace(data=dict(short_side=short_side or loaded.config.data.short_side),
+                                              clip=dict(crop_size=crop_size or loaded.config.clip.crop_size))
+    return loaded
 

@@ -23,18 +23,21 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import models  # noqa: E402
 from flags import cli, train_flags  # noqa: E402
 from train import trainer  # noqa: E402
 
 PROGRAM = "train.main"
+define = train_flags.define
 
 
 def command(values, args):
     if args:
         raise cli.UsageError(f"unexpected arguments: {' '.join(args)}")
     config = train_flags.experiment_config(values)
-    if values.print_config:
-        print(json.dumps(config.to_dict(), indent=1))
+    if values.print_config:  # every option resolved; input_channels follows the data (2 for flow)
+        options = models.registry.resolve_options(config.model.name, config.model.options)
+        print(json.dumps(config.replace(model=dict(options=options)).to_dict(), indent=1))
         return
     summary = trainer.run(config)
     print(f"step {summary['step']}: validation top-1 {summary['val_top1']:.3f}, top-5 {summary['val_top5']:.3f}"
@@ -43,4 +46,4 @@ def command(values, args):
 
 
 if __name__ == "__main__":
-    cli.main(PROGRAM, __doc__, train_flags.define, command)
+    cli.main(PROGRAM, __doc__, define, command)

@@ -60,11 +60,16 @@ def serving_function(model, class_names, preprocessing):
     names = tf.constant(list(class_names))
     top_k = min(5, len(class_names))
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, None, channels], tf.uint8, name="frames")])
+    # Any rank is accepted and checked here: a loaded signature does not enforce its shape itself.
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.uint8, name="frames")])
     def serve(frames):
+        # Rank and channels: "Shape of tensor frames [...] is not compatible with expected shape [?,?,?,?,C]".
+        frames = tf.ensure_shape(frames, [None, None, None, None, channels], name="frames")
         shape = tf.shape(frames)
-        tf.debugging.assert_positive(shape[1:4], message="frames: need at least one frame of at least 1x1 pixels, "
-                                     "as [batch, time, height, width, channels]")
+        with tf.control_dependencies([tf.debugging.assert_positive(
+                shape[1:4], message=f"frames: need at least one frame of at least 1x1 pixels, as uint8 "
+                                    f"[batch, time, height, width, {channels}]")]):
+            frames = tf.identity(frames)
         if preprocessing.num_frames:  # a fixed-length model sees the video's centre clip
             frames = tf.gather(frames, views.clip_indices(shape[1], preprocessing.num_frames, stride)[0], axis=1)
         else:

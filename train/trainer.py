@@ -199,14 +199,14 @@ def input_datasets(config, strategy, global_batch_size):
     return train, validation
 
 
-def chief_callbacks(config, model, global_batch_size, show_progress):
+def chief_callbacks(config, model, progress):
     model_dir = pathlib.Path(config.run.model_dir)
     sample_clips, _ = next(iter(pipeline.training_dataset(
         config.data.data_dir, config.data.train_split, 3, config.clip.num_frames, config.clip.crop_size,
         config.clip.frame_stride)))
     return [
         run_callbacks.StopOnNonFiniteLoss(),
-        run_callbacks.Progress(global_batch_size, config.schedule.train_steps, show_progress),
+        progress,
         run_callbacks.RunState(model_dir, config.schedule.checkpoint_every),
         run_callbacks.BestWeights(model_dir, model, config),
         keras.callbacks.TensorBoard(str(model_dir), update_freq="epoch", write_graph=False),
@@ -252,8 +252,9 @@ def _train(config, strategy, multi_worker, chief, show_progress):
           f"{model_dir}")
     model, trainer = build(config, strategy, global_batch_size)
     train_data, validation_data = input_datasets(config, strategy, global_batch_size)
+    progress = run_callbacks.Progress(global_batch_size, schedule.train_steps, show_progress)
     if chief:
-        callbacks = chief_callbacks(config, model, global_batch_size, show_progress)
+        callbacks = chief_callbacks(config, model, progress)
     else:  # only the chief writes; the others resume from its last checkpoint
         callbacks = [run_callbacks.StopOnNonFiniteLoss(),
                      run_callbacks.RunState(model_dir, schedule.checkpoint_every, write=False, announce=None)]
@@ -272,6 +273,8 @@ def _train(config, strategy, multi_worker, chief, show_progress):
         fit(train_data, **fit_args)
     except run_callbacks.NonFiniteLoss as error:
         raise TrainingError(f"{error}; stopped, the last good checkpoint is in {model_dir / runs.BACKUP}") from None
+    finally:
+        progress.close()
     train_seconds = time.perf_counter() - start
     results = evaluate(validation_data)
     step = int(trainer.optimizer.iterations.numpy())
