@@ -11,9 +11,7 @@ core (a private tf.data thread pool of one thread) to show how it scales. Progre
 With --json the last line is one JSON object.
 """
 
-import dataclasses
 import gc
-import json
 import os
 import statistics
 import sys
@@ -60,18 +58,6 @@ def _window_rate(step, count):
     return count / (time.perf_counter() - start)
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """Clip size and timing windows (see the flags)."""
-    num_frames: int = 64
-    crop_size: int = 224
-    batch_size: int = 8
-    warmup: int = 10
-    batches: int = 8
-    windows: int = 5
-    decode_frames: int = 300
-
-
 def batch_stepper(dataset, warmup):
     """`next` of a fresh iterator over `dataset`, after `warmup` untimed batches (the first
     batches run while tf.data's autotuner is still raising the parallelism: ~20% below the
@@ -82,11 +68,10 @@ def batch_stepper(dataset, warmup):
     return lambda: next(iterator)
 
 
-def clips_per_second(dataset, settings):
+def clips_per_second(dataset, batch_size, warmup, batches, windows):
     """Steady-state clips per second: the median of `windows` windows of `batches` batches."""
-    step = batch_stepper(dataset, settings.warmup)
-    return statistics.median(_window_rate(step, settings.batches) * settings.batch_size
-                             for _ in range(settings.windows))
+    step = batch_stepper(dataset, warmup)
+    return statistics.median(_window_rate(step, batches) * batch_size for _ in range(windows))
 
 
 def decode_bound_stepper(data_dir, split, frames):
@@ -100,34 +85,35 @@ def decode_bound_stepper(data_dir, split, frames):
     return (lambda: decode(jpegs).numpy()), int(tf.shape(jpegs)[0])
 
 
-def run(data_dir, split, settings=Settings(), show_progress=True):
+def run(data_dir, split, num_frames=64, crop_size=224, batch_size=8, warmup=10, batches=8, windows=5, decode_frames=300,
+        show_progress=True):
     """The host's speed drifts (shared machines: the bound moved by 25% between runs), so every
     timed window of the training path is followed by a bound measurement, and the fraction of
     the bound is the median of the per-window fractions. Each window has its own iterator, deleted
     before the bound is measured: a live one keeps refilling its prefetch buffers on both cores."""
     if records.load_info(data_dir, split)["splits"][split]["num_examples"] == 0:
         raise records.DatasetError(f"{data_dir}: split {split!r} holds no videos")
-    cores, frames = os.cpu_count(), settings.num_frames
-    common = dict(num_frames=frames, crop_size=settings.crop_size)
-    train = pipeline.training_dataset(data_dir, split, settings.batch_size, seed=0, **common)
-    evaluation = pipeline.evaluation_dataset(data_dir, split, settings.batch_size, **common).repeat()
-    decode, decoded_frames = decode_bound_stepper(data_dir, split, settings.decode_frames)
-    progress = tqdm(total=settings.windows + 2, unit="window", file=sys.stderr, leave=False, disable=not show_progress)
+    cores, frames = os.cpu_count(), num_frames
+    timing = dict(batch_size=batch_size, warmup=warmup, batches=batches, windows=windows)
+    train = pipeline.training_dataset(data_dir, split, batch_size, num_frames, crop_size, seed=0)
+    evaluation = pipeline.evaluation_dataset(data_dir, split, batch_size, num_frames, crop_size).repeat()
+    decode, decoded_frames = decode_bound_stepper(data_dir, split, decode_frames)
+    progress = tqdm(total=windows + 2, unit="window", file=sys.stderr, leave=False, disable=not show_progress)
     train_rates, bounds = [], []
-    for _ in range(settings.windows):
-        train_step = batch_stepper(train, settings.warmup)
-        train_rates.append(_window_rate(train_step, settings.batches) * settings.batch_size * frames)
+    for _ in range(windows):
+        train_step = batch_stepper(train, warmup)
+        train_rates.append(_window_rate(train_step, batches) * batch_size * frames)
         del train_step
         gc.collect()
         bounds.append(_window_rate(decode, 1) * decoded_frames)
         progress.update()
     train_frames = statistics.median(train_rates)
-    train_one_core = clips_per_second(_with_threads(train, 1), settings)
+    train_one_core = clips_per_second(_with_threads(train, 1), **timing)
     progress.update()
-    eval_clips = clips_per_second(evaluation, settings)
+    eval_clips = clips_per_second(evaluation, **timing)
     progress.close()
     return {"data_dir": str(data_dir), "split": split, "cores": cores, "num_frames": frames,
-            "crop_size": settings.crop_size, "train_clips_per_s": train_frames / frames,
+            "crop_size": crop_size, "train_clips_per_s": train_frames / frames,
             "train_frames_per_s": train_frames, "train_frames_per_s_per_core": train_frames / cores,
             "train_frames_per_s_one_core": train_one_core * frames,
             "eval_clips_per_s": eval_clips, "eval_frames_per_s_per_core": eval_clips * frames / cores,
@@ -136,20 +122,17 @@ def run(data_dir, split, settings=Settings(), show_progress=True):
                                                          for rate, bound in zip(train_rates, bounds))}
 
 
-def command(values, args):
-    if args:
-        raise cli.UsageError(f"unexpected arguments: {' '.join(args)}")
+def command(values):
     if not values.data_dir:
         raise cli.UsageError("--data_dir is required")
-    settings = Settings(**{field.name: values[field.name].value for field in dataclasses.fields(Settings)})
-    result = run(values.data_dir, data_flags.split(values), settings)
+    settings = ("num_frames", "crop_size", "batch_size", "warmup", "batches", "windows", "decode_frames")
+    result = run(values.data_dir, data_flags.split(values), **{name: values[name].value for name in settings})
     print(f"training   {result['train_clips_per_s']:.2f} clips/s, {result['train_frames_per_s']:.0f} frames/s "
           f"({result['train_frames_per_s_per_core']:.0f} per core; on 1 core {result['train_frames_per_s_one_core']:.0f})")
     print(f"evaluation {result['eval_clips_per_s']:.2f} clips/s, {result['eval_frames_per_s_per_core']:.0f} frames/s per core")
     print(f"bound      tf.io.decode_jpeg {result['decode_bound_frames_per_s_per_core']:.0f} frames/s on 1 core; "
           f"training reaches {result['train_fraction_of_bound']:.2f} of it per core ({result['cores']} cores)")
-    if values.json:
-        print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ With --json the last line is one JSON object (num_examples, num_classes, frames/
 as {min, median, max}, fps).
 """
 
-import json
 import statistics
 
 from absl import flags
@@ -39,9 +38,7 @@ def define(values):
     flags.DEFINE_bool("json", False, "Print one JSON object as the last line.", flag_values=values)
 
 
-def command(values, args):
-    if args:
-        raise cli.UsageError(f"unexpected arguments: {' '.join(args)}")
+def command(values):
     if not values.data_dir:
         raise cli.UsageError("--data_dir is required")
     summary = summarise(values.data_dir, data_flags.split(values), values.dataset)
@@ -51,8 +48,7 @@ def command(values, args):
         spread = summary[key]
         print(f"{key:<13} min {spread['min']}, median {spread['median']}, max {spread['max']}")
     print(f"{'fps':<13} {summary['fps']}")
-    if values.json:
-        print(json.dumps(summary))
+    return summary
 
 
 if __name__ == "__main__":

@@ -188,9 +188,7 @@ def prepare(dataset, output_dir, source_dir=None, splits=None, split_index=1, wo
             "frames_per_s_per_worker": fresh_frames / busy_seconds if busy_seconds else None}
 
 
-def command(values, args):
-    if args:
-        raise cli.UsageError(f"unexpected arguments: {' '.join(args)}")
+def command(values):
     if values.dataset is None or values.output_dir is None:
         raise cli.UsageError("--dataset and --output_dir are required")
     summary = prepare(values.dataset, values.output_dir, values.source_dir, values.splits, values.split_index,
@@ -201,7 +199,7 @@ def command(values, args):
         print(f"skipped {entry['path']}: {entry['reason']}", file=sys.stderr)
     print(f"{summary['written']} videos in {summary['output_dir']} ({len(summary['skipped'])} skipped, "
           f"{summary['shards_written']} shards written, {summary['shards_reused']} already complete)")
-    print(json.dumps(summary))
+    return summary
 
 
 def define(values):

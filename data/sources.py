@@ -57,6 +57,28 @@ def _inside(root, relative, skipped, origin):
     return path
 
 
+def _add_video(videos, skipped, where, origin, class_names, root, parsed):
+    """Adds the video of one annotation entry to `videos`, or records in `skipped` why not.
+    `parsed`: (media_id, label, path relative to `root`), or None for a malformed entry; `where`
+    names the entry (file:line), `origin` the annotation file."""
+    if parsed is None:
+        skipped.append({"path": where, "reason": "malformed annotation entry"})
+    elif parsed[1] not in class_names:
+        skipped.append({"path": where, "reason": f"unknown label {parsed[1]!r}"})
+    elif (path := _inside(root, parsed[2], skipped, origin)) is not None:
+        videos.append(Video(parsed[0], parsed[1], path))
+
+
+def _listed_videos(list_path, parse, class_names, root, skipped):
+    """The videos of an annotation file with one entry a line; `parse(line)` gives (media_id,
+    label, path relative to `root`) or None for a malformed line. Blank lines are ignored."""
+    videos = []
+    for line, text in enumerate(_read_lines(list_path), start=1):
+        if text:
+            _add_video(videos, skipped, f"{list_path}:{line}", list_path, class_names, root, parse(text))
+    return videos
+
+
 def _read_lines(path):
     return [line.strip() for line in _require(path, "annotation file").read_text().splitlines()]
 
@@ -133,20 +155,13 @@ def mini_kinetics200(root, splits):
 def something_something_v1(root, splits):
     class_names = sorted(name for name in _read_lines(root / "something-something-v1-labels.csv") if name)
     frames_root = _require(root / "20bn-something-something-v1", "frame folder")
-    skipped, videos = [], {}
-    for split in splits:
-        csv_path = root / f"something-something-v1-{split}.csv"
-        videos[split] = []
-        for line, text in enumerate(_read_lines(csv_path), start=1):
-            if not text:
-                continue
-            video_id, _, label = text.partition(";")
-            if not video_id or not label:
-                skipped.append({"path": f"{csv_path}:{line}", "reason": "malformed annotation row"})
-            elif label not in class_names:
-                skipped.append({"path": f"{csv_path}:{line}", "reason": f"unknown label {label!r}"})
-            elif (path := _inside(frames_root, video_id, skipped, csv_path)) is not None:
-                videos[split].append(Video(video_id, label, path))
+    def parse(text):  # `id;label`
+        video_id, _, label = text.partition(";")
+        return (video_id, label, video_id) if video_id and label else None
+
+    skipped = []
+    videos = {split: _listed_videos(root / f"something-something-v1-{split}.csv", parse, class_names, frames_root,
+                                    skipped) for split in splits}
     return Source("something_something_v1", class_names, videos, skipped, native_fps=SOMETHING_SOMETHING_FPS)
 
 
@@ -165,14 +180,10 @@ def something_something_v2(root, splits):
         json_path = root / "labels" / f"{split}.json"
         videos[split] = []
         for position, entry in enumerate(_load_json(json_path)):
-            if not isinstance(entry, dict) or "id" not in entry or "template" not in entry:
-                skipped.append({"path": f"{json_path}[{position}]", "reason": "malformed annotation entry"})
-                continue
-            label = re.sub(r"[\[\]]", "", entry["template"])
-            if label not in class_names:
-                skipped.append({"path": f"{json_path}[{position}]", "reason": f"unknown label {label!r}"})
-            elif (path := _inside(videos_root, f"{entry['id']}.webm", skipped, json_path)) is not None:
-                videos[split].append(Video(str(entry["id"]), label, path))
+            complete = isinstance(entry, dict) and "id" in entry and "template" in entry
+            _add_video(videos[split], skipped, f"{json_path}[{position}]", json_path, class_names, videos_root,
+                       (str(entry["id"]), re.sub(r"[\[\]]", "", entry["template"]), f"{entry['id']}.webm")
+                       if complete else None)
     return Source("something_something_v2", class_names, videos, skipped, native_fps=SOMETHING_SOMETHING_FPS)
 
 
@@ -182,21 +193,13 @@ def ucf101(root, splits, split_index):
     lists = root / "ucfTrainTestlist"
     class_names = sorted(line.split()[1] for line in _read_lines(lists / "classInd.txt") if len(line.split()) == 2)
     videos_root = _require(root / "UCF-101", "video folder")
-    skipped, videos = [], {}
-    for split in splits:
-        list_path = lists / f"{split}list0{split_index}.txt"
-        videos[split] = []
-        for line, text in enumerate(_read_lines(list_path), start=1):
-            if not text:
-                continue
-            relative = text.split()[0]
-            label = relative.split("/")[0]
-            if "/" not in relative:
-                skipped.append({"path": f"{list_path}:{line}", "reason": "malformed list row"})
-            elif label not in class_names:
-                skipped.append({"path": f"{list_path}:{line}", "reason": f"unknown label {label!r}"})
-            elif (path := _inside(videos_root, relative, skipped, list_path)) is not None:
-                videos[split].append(Video(pathlib.Path(relative).stem, label, path))
+    def parse(text):  # `Class/v_Class_g01_c01.avi[ label]`
+        relative = text.split()[0]
+        return (pathlib.Path(relative).stem, relative.split("/")[0], relative) if "/" in relative else None
+
+    skipped = []
+    videos = {split: _listed_videos(lists / f"{split}list0{split_index}.txt", parse, class_names, videos_root, skipped)
+              for split in splits}
     return Source("ucf101", class_names, videos, skipped)
 
 

@@ -16,7 +16,6 @@ Every analysis of a run uses its validation split and its training clip.
 """
 
 import csv
-import json
 import os
 import pathlib
 
@@ -33,6 +32,7 @@ from flags import cli  # noqa: E402
 from train import loading, runs  # noqa: E402
 
 PROGRAM = "eval.analysis"
+ARGUMENTS = "ANALYSIS"
 ANALYSES = ("time_reversal", "speed_accuracy", "weight_stats", "tsne")
 plt = metrics.plt
 
@@ -242,10 +242,8 @@ def command(values, args):
     rows, markdown = analyse(args[0], values.output_dir, values.model_dir or (), values.weights, values.checkpoint,
                              values.num_clips, values.batch_size, values.end_points)
     print(markdown)
-    if values.json:
-        print(json.dumps({"analysis": args[0], "png": str(pathlib.Path(values.output_dir) / f"{args[0]}.png"),
-                          "rows": rows}))
+    return {"analysis": args[0], "png": str(pathlib.Path(values.output_dir) / f"{args[0]}.png"), "rows": rows}
 
 
 if __name__ == "__main__":
-    cli.main(PROGRAM, __doc__, define, command)
+    cli.main(PROGRAM, __doc__, define, command, ARGUMENTS)

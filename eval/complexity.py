@@ -12,7 +12,6 @@ Fig. 4). For the ResNet3D/CSN models it also reports channel interactions (CSN p
 With `--json` the last line of output is one JSON object.
 """
 
-import json
 import os
 import resource
 import sys
@@ -190,16 +189,12 @@ def print_table(rows, curve, frames, size):
         print(f"{point['transition']:<16}" + "".join(f"{point[name]:>18.2f}" for name in HEAVY_MODELS))
 
 
-def command(values, args):
-    if args:
-        raise cli.UsageError(f"unexpected arguments: {' '.join(args)}")
+def command(values):
     if values.table:
         frames, size = values.frames or 64, values.size or 224
         rows, curve = family_table(frames, size)
         print_table(rows, curve, frames, size)
-        if values.json:
-            print(json.dumps({"frames": frames, "size": size, "models": rows, "curve": curve}))
-        return
+        return {"frames": frames, "size": size, "models": rows, "curve": curve}
     try:
         result, model = report(values.model, values.frames, values.size, values.num_classes,
                                **model_flags.given_options(values))
@@ -208,8 +203,7 @@ def command(values, args):
     if values.timing:
         add_timing(result, model, values.repeats)
     print_report(result, values.repeats)
-    if values.json:
-        print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ the sum over temporal taps of 2D depthwise convolutions; else one conv per group
 (ungrouped) conv for scale; forward time of one `[1, T, H, W, C]` input, 3x3x3 kernel, SAME, median.
 """
 
-import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -33,9 +32,7 @@ def define(values):
     flags.DEFINE_bool("json", False, "Print one JSON object as the last line.", **common)
 
 
-def command(values, args):
-    if args:
-        raise cli.UsageError(f"unexpected arguments: {' '.join(args)}")
+def command(values):
     inputs = tf.random.uniform((1, values.frames, values.size, values.size, values.channels))
     results = {"input": list(inputs.shape), "device": tf.config.list_logical_devices()[-1].device_type, "rows": []}
     full = keras.layers.Conv3D(values.channels, 3, padding="same", use_bias=False)
@@ -55,8 +52,7 @@ def command(values, args):
         results["rows"].append(row)
         print(f"groups {groups:4d}: Keras Conv3D(groups) {row['keras_conv3d_groups_s'] * 1e3:9.2f} ms, ours "
               f"{row['ours_s'] * 1e3:8.2f} ms ({row['speedup']:.1f}x); full conv {full_seconds * 1e3:.2f} ms")
-    if values.json:
-        print(json.dumps(results))
+    return results
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ confusion_matrix.png, and TensorBoard scalars with the trainer's validation tags
 object with top1, top5, video_top1, video_top5, mean_class_accuracy and num_videos.
 """
 
-import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -32,9 +31,7 @@ PROGRAM = "eval.main"
 define = eval_flags.define
 
 
-def command(values, args):
-    if args:
-        raise cli.UsageError(f"unexpected arguments: {' '.join(args)}")
+def command(values):
     if values.two_stream:
         rgb, flow = eval_flags.two_stream_configs(values)
         results = evaluate.two_stream(rgb, flow, values.fusion, values.output_dir)
@@ -55,8 +52,7 @@ def command(values, args):
     prefix = f"mean of {results['mean_over']} runs: " if "mean_over" in results else ""
     print(prefix + ", ".join(f"{key} {results[key]:.4f}" for key in evaluate.REPORTED)
           + f" ({results['num_videos']} videos)")
-    if values.json:
-        print(json.dumps(results))
+    return results
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ about 1 frame/s per core at 224 px) and reports `rgb_predictions`, `flow_predict
 joint `predictions`.
 """
 
-import json
 import os
 import pathlib
 
@@ -143,9 +142,7 @@ def _load(values, saved_model, model_dir, weights, input_channels=None):
                         short_side=values.short_side, crop_size=values.crop_size, num_frames=values.num_frames)
 
 
-def command(values, args):
-    if args:
-        raise cli.UsageError(f"unexpected arguments: {' '.join(args)}")
+def command(values):
     if not values.video:
         raise cli.UsageError("--video is required")
     loaded = _load(values, values.saved_model, values.model_dir, values.weights)
@@ -157,8 +154,7 @@ def command(values, args):
         result = predict(loaded, values.video, values.top_k, values.max_frames)
     for prediction in result["predictions"]:
         print(f"{prediction['probability']:.6f}  {prediction['logit']:9.4f}  {prediction['label']}")
-    if values.json:
-        print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Running a command: its own flags, `--help` that exits 0, and one error boundary.
 
-Every entry point is `cli.main(PROGRAM, __doc__, define, run)`: `define(values)` declares the
+Every entry point is `cli.main(PROGRAM, __doc__, define, command)`: `define(values)` declares the
 command's flags on a fresh `absl.flags.FlagValues` (not the global `FLAGS`, so several commands
-can run in one process, as the tests do through `cli.run`), and `run(values, args)` does the work.
+can run in one process, as the tests do through `cli.run`), and `command(values)` does the work
+(`command(values, args)` for commands with positional `arguments`). The dict it returns is
+printed as one JSON line, last, unless the command has a `--json` flag that is off.
 
 The boundary turns every exception class defined in this project (an error that names its file
 or flag and its problem) and the operating system's file errors (missing file, permission, full
@@ -11,6 +13,7 @@ Anything else is a bug: its line, then its traceback.
 """
 
 import errno
+import json
 import sys
 import traceback
 
@@ -43,9 +46,10 @@ def describe(error):
     return _file_error(error)
 
 
-def run(program, doc, define, command, argv):
+def run(program, doc, define, command, argv, arguments=None):
     """Parses `argv` (`argv[0]` is the program) into the command's flags and runs `command`;
-    returns the exit status. Output goes to stdout, errors to stderr, one line each."""
+    returns the exit status. Output goes to stdout, errors to stderr, one line each. `arguments`
+    names the positional arguments the command takes (None: it takes none)."""
     values = flags.FlagValues()
     flags.DEFINE_bool("help", False, "Show this help and exit.", flag_values=values, short_name="h")
     define(values)
@@ -59,7 +63,11 @@ def run(program, doc, define, command, argv):
         return 0
     flags.FLAGS.mark_as_parsed()  # absl logging (used by TensorFlow) then stops warning about unparsed flags
     try:
-        command(values, args)
+        if args and arguments is None:
+            raise UsageError(f"unexpected arguments: {' '.join(args)}")
+        result = command(values, args) if arguments else command(values)
+        if result is not None and ("json" not in values or values.json):
+            print(json.dumps(result, default=str))
     except UsageError as error:
         print(f"{program}: error: {error} (see --help)", file=sys.stderr)
         return USAGE
@@ -74,6 +82,6 @@ def run(program, doc, define, command, argv):
     return 0
 
 
-def main(program, doc, define, command):
+def main(program, doc, define, command, arguments=None):
     """`run` on the process's arguments, then exit with its status."""
-    sys.exit(run(program, doc, define, command, sys.argv))
+    sys.exit(run(program, doc, define, command, sys.argv, arguments))

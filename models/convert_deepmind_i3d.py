@@ -16,7 +16,6 @@ short side 256, centre crop 224, [-1, 1]), so `eval.predict --weights=OUTPUT` ne
 The last line of output is a JSON summary.
 """
 
-import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -84,9 +83,7 @@ def define(values):
     flags.DEFINE_bool("dry_run", False, "Read only the .index file and print the mapping.", **common)
 
 
-def command(values, args):
-    if args:
-        raise cli.UsageError(f"unexpected arguments: {' '.join(args)}")
+def command(values):
     if not values.checkpoint:
         raise cli.UsageError("--checkpoint is required")
     if not values.dry_run and not (values.output or "").endswith(".weights.h5"):
@@ -113,7 +110,7 @@ def command(values, args):
     summary.update(variables=len(model.weights), output=None if values.dry_run else values.output,
                    build=f"models.build('i3d', num_classes={description['num_classes']}, "
                          f"input_channels={description['input_channels']})")
-    print(json.dumps(summary))
+    return summary
 
 
 if __name__ == "__main__":

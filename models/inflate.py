@@ -19,7 +19,6 @@ Any family the registry marks `inflatable` takes them. The output records the mo
 output is a JSON summary with the count of each kind.
 """
 
-import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -106,9 +105,7 @@ def define(values):
     flags.DEFINE_string("output", None, "Keras weights file to write (FILE.weights.h5).", **common)
 
 
-def command(values, args):
-    if args:
-        raise cli.UsageError(f"unexpected arguments: {' '.join(args)}")
+def command(values):
     if not (values.checkpoint and values.model and (values.output or "").endswith(".weights.h5")):
         raise cli.UsageError("--checkpoint, --model and --output=FILE.weights.h5 are required")
     options = {k: v for k, v in dict(transition=values.transition, depth_multiplier=values.depth_multiplier).items()
@@ -122,8 +119,8 @@ def command(values, args):
     counts = inflate(backbone, model)
     config = ExperimentConfig(model=ModelConfig(values.model, options, values.num_classes))
     runs.save_weights(model, values.output, config, source=values.checkpoint)
-    print(json.dumps({"model": values.model, "transition": options.get("transition"), "num_classes": values.num_classes,
-                      "output": values.output, **counts}))
+    return {"model": values.model, "transition": options.get("transition"), "num_classes": values.num_classes,
+            "output": values.output, **counts}
 
 
 if __name__ == "__main__":

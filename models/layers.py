@@ -101,6 +101,15 @@ def grouped_conv3d(inputs, kernel, strides, groups):
         for g in range(groups)], axis=-1)
 
 
+def _build_conv(conv, batch_norm, input_shape):
+    """Builds `conv` and the `batch_norm` after it (None: none); returns the output shape."""
+    conv.build(input_shape)
+    shape = conv.compute_output_shape(input_shape)
+    if batch_norm is not None:
+        batch_norm.build(shape)
+    return shape
+
+
 def conv_batch_norm(conv, batch_norm, inputs, training):
     """`batch_norm(conv(inputs))`; at inference BN is folded into the conv's kernel and bias.
 
@@ -222,11 +231,7 @@ class Unit3D(keras.layers.Layer):
 
     def _build_transform(self, input_shape):
         """Builds the conv -> BN part; returns its output shape."""
-        self.conv_3d.build(input_shape)
-        shape = self.conv_3d.compute_output_shape(input_shape)
-        if self.batch_norm is not None:
-            self.batch_norm.build(shape)
-        return shape
+        return _build_conv(self.conv_3d, self.batch_norm, input_shape)
 
     def build(self, input_shape):
         shape = self._build_transform(input_shape)
@@ -282,12 +287,7 @@ class SeparableUnit3D(Unit3D):
         return (1,) + self.strides[1:]
 
     def _build_transform(self, input_shape):
-        shape = super()._build_transform(input_shape)
-        self.temporal.build(shape)
-        shape = self.temporal.compute_output_shape(shape)
-        if self.temporal_bn is not None:
-            self.temporal_bn.build(shape)
-        return shape
+        return _build_conv(self.temporal, self.temporal_bn, super()._build_transform(input_shape))
 
     def compute_output_shape(self, input_shape):
         spatial = self.conv_3d.compute_output_shape(input_shape)

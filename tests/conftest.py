@@ -85,7 +85,8 @@ def invoke(module, *args):
     command = importlib.import_module(module)
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = cli.run(command.PROGRAM, command.__doc__, command.define, command.command, [module, *map(str, args)])
+        status = cli.run(command.PROGRAM, command.__doc__, command.define, command.command, [module, *map(str, args)],
+                         getattr(command, "ARGUMENTS", None))
     return status, out.getvalue(), err.getvalue()
 
 

@@ -136,9 +136,8 @@ def test_inspect_reports_the_prepared_dataset(data_dir):
 
 
 def test_benchmark_reports_rates_against_the_decode_bound(data_dir):
-    result = benchmark.run(data_dir, "validation", benchmark.Settings(num_frames=8, crop_size=64, batch_size=2,
-                                                                      warmup=1, batches=2, windows=2, decode_frames=40),
-                           show_progress=False)
+    result = benchmark.run(data_dir, "validation", num_frames=8, crop_size=64, batch_size=2, warmup=1, batches=2,
+                           windows=2, decode_frames=40, show_progress=False)
     for key in ("train_frames_per_s_per_core", "eval_frames_per_s_per_core", "decode_bound_frames_per_s_per_core"):
         assert result[key] > 0
     assert result["cores"] >= 1

@@ -10,7 +10,6 @@ steps, clips per second and the peak memory of the device (GPU allocator peak; o
 peak resident memory). With --json the last line is one JSON object.
 """
 
-import json
 import os
 import platform
 import resource
@@ -97,9 +96,7 @@ def run(model_name, options, num_classes=400, batch_size=6, num_frames=None, cro
             "step_time_s": step_time, "clips_per_s": batch_size / step_time, "peak_memory_bytes": int(peak)}
 
 
-def command(values, args):
-    if args:
-        raise cli.UsageError(f"unexpected arguments: {' '.join(args)}")
+def command(values):
     result = run(values.model, model_flags.given_options(values), values.num_classes, values.batch_size,
                  values.num_frames, values.crop_size, values.mixed_precision, values.jit_compile, values.steps,
                  values.warmup)
@@ -107,8 +104,7 @@ def command(values, args):
           f"{result['num_frames']}x{result['crop_size']}x{result['crop_size']}, {result['mixed_precision']}: "
           f"{result['step_time_s']:.3f} s/step, {result['clips_per_s']:.2f} clips/s, "
           f"peak memory {result['peak_memory_bytes'] / 2**30:.2f} GiB")
-    if values.json:
-        print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

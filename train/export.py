@@ -6,7 +6,6 @@ r"""Exports a trained model as a SavedModel that takes raw frames, and as a `.ke
 See `train/serving.py` for the serving signature. Prints one JSON object with `export_dir`.
 """
 
-import json
 import os
 import pathlib
 
@@ -47,12 +46,10 @@ def export(source, checkpoint="best", export_dir=None):
             "step": loaded.step}
 
 
-def command(values, args):
-    if args:
-        raise cli.UsageError(f"unexpected arguments: {' '.join(args)}")
+def command(values):
     if bool(values.model_dir) == bool(values.weights):
         raise cli.UsageError("give --model_dir or --weights")
-    print(json.dumps(export(values.model_dir or values.weights, values.checkpoint, values.export_dir)))
+    return export(values.model_dir or values.weights, values.checkpoint, values.export_dir)
 
 
 if __name__ == "__main__":

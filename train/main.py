@@ -31,9 +31,7 @@ PROGRAM = "train.main"
 define = train_flags.define
 
 
-def command(values, args):
-    if args:
-        raise cli.UsageError(f"unexpected arguments: {' '.join(args)}")
+def command(values):
     config = train_flags.experiment_config(values)
     if values.print_config:  # every option resolved; input_channels follows the data (2 for flow)
         options = models.registry.resolve_options(config.model.name, config.model.options)
@@ -42,7 +40,7 @@ def command(values, args):
     summary = trainer.run(config)
     print(f"step {summary['step']}: validation top-1 {summary['val_top1']:.3f}, top-5 {summary['val_top5']:.3f}"
           + (f"; SavedModel in {summary['export_dir']}" if summary["export_dir"] else ""))
-    print(json.dumps(summary))
+    return summary
 
 
 if __name__ == "__main__":
