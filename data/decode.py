@@ -108,7 +108,7 @@ def read_video(path, target_fps=None, short_side=None, native_fps=None):
     """
     path = pathlib.Path(path)
     if not path.exists():
-        raise VideoError(path, "file does not exist")
+        raise VideoError(path, "broken or looping symbolic link" if path.is_symlink() else "file does not exist")
     fps = native_fps or (0.0 if path.is_dir() else source_fps(path))
     reader = _read_frame_folder(path) if path.is_dir() else _read_video_file(path)
     frames = [resize_short_side(frame, short_side) for frame in reader]

@@ -16,19 +16,22 @@ JSON summary (`written`, `skipped`, ...) and output_dir/skipped.json lists the s
 Expected source layouts (under --source_dir):
 """
 
+import ctypes
 import json
 import multiprocessing
 import os
 import pathlib
 import queue
 import random
+import signal
 import statistics
 import sys
 import time
 
 from absl import flags
+from tqdm import tqdm
 
-from data import datasets, flow, records, shards, sources
+from data import datasets, files, flow, records, shards, sources
 from flags import cli
 
 __doc__ += datasets.layouts()
@@ -49,6 +52,33 @@ def frame_options(source, fps=None, short_side=None, jpeg_quality=95, modality="
                                flow_method=flow_method)
 
 
+def deduplicate(source, training_split):
+    """Drops the entries that would leak or contradict: every copy of an id listed in a split with
+    different labels, repeated identical entries (all but the first), and training videos that an
+    evaluation split also lists (kept there). Returns the skipped entries."""
+    skipped = []
+    evaluation_ids = {v.media_id for split, videos in source.splits.items() if split != training_split for v in videos}
+    for split, videos in source.splits.items():
+        labels = {}
+        for video in videos:
+            labels.setdefault(video.media_id, set()).add(video.label)
+        kept, seen = [], set()
+        for video in videos:
+            if len(labels[video.media_id]) > 1:
+                reason = f"id {video.media_id!r} listed with different labels: {', '.join(sorted(labels[video.media_id]))}"
+            elif video.media_id in seen:
+                reason = f"id {video.media_id!r} listed twice"
+            elif split == training_split and video.media_id in evaluation_ids:
+                reason = f"id {video.media_id!r} is also in an evaluation split (kept there)"
+            else:
+                kept.append(video)
+                seen.add(video.media_id)
+                continue
+            skipped.append({"path": str(video.path or video.media_id), "reason": reason, "split": split})
+        source.splits[split] = kept
+    return skipped
+
+
 def plan_shards(source, examples_per_shard):
     """Deterministic shard tasks per split. Videos are sorted by id, put in a fixed pseudo-random
     order and dealt round-robin, so every shard holds a random mix of classes in random order even
@@ -66,6 +96,10 @@ def plan_shards(source, examples_per_shard):
     return tasks
 
 
+class PrepareError(ValueError):
+    """Options or an output folder that cannot be used; the message names them."""
+
+
 def _check_config(output_dir, config):
     """Refuses to resume into a folder prepared with other options."""
     path = output_dir / records.CONFIG_FILE
@@ -73,12 +107,11 @@ def _check_config(output_dir, config):
         previous = json.loads(path.read_text())
         changed = sorted(k for k in config if previous.get(k) != config[k])
         if changed:
-            raise ValueError(f"output_dir: {output_dir} was prepared with other options ({', '.join(changed)}: "
-                             f"{[previous.get(k) for k in changed]} vs {[config[k] for k in changed]}); "
-                             "use another --output_dir")
+            raise PrepareError(f"output_dir: {output_dir} was prepared with other options ({', '.join(changed)}: "
+                               f"{[previous.get(k) for k in changed]} vs {[config[k] for k in changed]}); "
+                               "use another --output_dir")
     else:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(config, indent=1))
+        files.write_json(path, config)
 
 
 class _BarUpdater:
@@ -88,48 +121,79 @@ class _BarUpdater:
         self.bar = bar
 
     def put(self, count):
-        if self.bar is not None:
-            self.bar.update(count)
+        self.bar.update(count)
+
+
+_WORKER_PROGRESS = None  # the progress queue, in a worker process
+
+
+def _start_worker(progress):
+    """Worker set-up: die with the parent (a kill -9 of data.prepare leaves no orphans), leave
+    Ctrl-C to the parent, keep the progress queue."""
+    global _WORKER_PROGRESS
+    _WORKER_PROGRESS = progress
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass
+
+
+def _write_in_worker(task, output_dir, options):
+    return shards.write_shard(task, output_dir, options, _WORKER_PROGRESS)
 
 
 def _run_tasks(tasks, output_dir, options, workers, show_progress):
     """Runs the shard tasks on `workers` processes; returns `[(task, stats, reused)]`."""
-    total = sum(len(task.videos) for task in tasks)
-    bar = None
-    if show_progress:
-        from tqdm import tqdm
-        bar = tqdm(total=total, unit="video", file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(total=sum(len(task.videos) for task in tasks), unit="video", file=sys.stderr, dynamic_ncols=True,
+               disable=not show_progress)
     results = []
-    if workers == 1:
-        progress = _BarUpdater(bar)
-        for task in tasks:
-            results.append((task, *shards.write_shard(task, output_dir, options, progress)))
-    else:
+    try:
+        if workers == 1:
+            for task in tasks:
+                results.append((task, *shards.write_shard(task, output_dir, options, _BarUpdater(bar))))
+            return results
         context = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
-        with context.Manager() as manager, context.Pool(workers) as pool:
-            progress = manager.Queue()
-            pending = [(task, pool.apply_async(shards.write_shard, (task, output_dir, options, progress)))
-                       for task in tasks]
+        progress = context.Queue()
+        with context.Pool(workers, initializer=_start_worker, initargs=(progress,)) as pool:
+            pending = [(task, pool.apply_async(_write_in_worker, (task, output_dir, options))) for task in tasks]
             while pending:
                 try:
-                    done = progress.get(timeout=0.2)
-                    if bar:
-                        bar.update(done)
+                    bar.update(progress.get(timeout=0.2))
                 except queue.Empty:
                     pass
-                finished = [(t, r) for t, r in pending if r.ready()]
-                for task, result in finished:
+                for task, result in [(t, r) for t, r in pending if r.ready()]:
                     results.append((task, *result.get()))
                 pending = [(t, r) for t, r in pending if not r.ready()]
-    if bar:
+        return results
+    finally:
         bar.close()
-    return results
 
 
-def _write_info(output_dir, source, plan, options, config):
-    """Writes dataset_info.json (last), covering every split whose shards are all complete."""
+def _remove_stale_shards(output_dir, plan):
+    """Deletes shard files of the planned splits that the plan no longer names (another count)."""
+    for split, tasks in plan.items():
+        planned = {shards.shard_path(output_dir, task).name for task in tasks}
+        for path in (output_dir / split).glob(f"{split}-*-of-*.*"):
+            if path.with_suffix(".tfrecord").name not in planned:
+                path.unlink()
+
+
+def _merge_skipped(output_dir, plan, skipped):
+    """skipped.json: this run's entries for its splits (and the annotation-level ones), plus the
+    entries an earlier run recorded for other splits."""
+    path = output_dir / records.SKIPPED_FILE
+    previous = json.loads(path.read_text()) if path.exists() else []
+    kept = [entry for entry in previous if entry.get("split") is not None and entry["split"] not in plan]
+    files.write_json(path, kept + skipped)
+    return kept + skipped
+
+
+def _write_info(output_dir, source, plan, options, config, previous):
+    """Writes dataset_info.json (last): the planned splits, and those of the `previous` info that
+    this run did not touch."""
     info_path = output_dir / records.INFO_FILE
-    info = json.loads(info_path.read_text()) if info_path.exists() else {"splits": {}}
+    info = previous or {"splits": {}}
     short_sides = []
     for split, tasks in plan.items():
         stats = [json.loads(shards.shard_path(output_dir, t).with_suffix(".json").read_text()) for t in tasks]
@@ -142,38 +206,64 @@ def _write_info(output_dir, source, plan, options, config):
                 num_classes=len(source.class_names), fps=options.target_fps, short_side=short_side,
                 native_size=options.short_side is None, native_fps=options.native_fps, modality=options.modality,
                 config=config)
-    temporary = info_path.with_name(info_path.name + ".tmp")
-    temporary.write_text(json.dumps(info, indent=1))
-    os.replace(temporary, info_path)
+    files.write_json(info_path, info)
     return info
+
+
+def _check_options(fps, short_side, jpeg_quality, examples_per_shard, workers, modality, flow_method):
+    problems = [f"{name} must be {rule}, got {value}" for name, value, ok, rule in (
+        ("fps", fps, fps is None or fps >= 0, ">= 0 (0: the native rate)"),
+        ("short_side", short_side, short_side is None or short_side >= 0, ">= 0 (0: the native size)"),
+        ("jpeg_quality", jpeg_quality, 1 <= jpeg_quality <= 100, "1 to 100"),
+        ("examples_per_shard", examples_per_shard, examples_per_shard >= 1, ">= 1"),
+        ("workers", workers, workers >= 1, ">= 1"),
+        ("modality", modality, modality in ("rgb", "flow"), "rgb or flow"),
+        ("flow_method", flow_method, flow_method in flow.METHODS, " or ".join(flow.METHODS))) if not ok]
+    if problems:
+        raise PrepareError("; ".join(problems))
 
 
 def prepare(dataset, output_dir, source_dir=None, splits=None, split_index=1, workers=1, fps=None,
             short_side=None, jpeg_quality=95, examples_per_shard=64, synthetic_seed=0,
             synthetic_per_class=None, show_progress=False, modality="rgb", flow_method="tvl1"):
-    """Prepares (or finishes preparing) a dataset; returns the summary dict printed as JSON."""
+    """Prepares (or finishes preparing) a dataset; returns the summary dict printed as JSON.
+
+    Raises (one line each) for bad options, a missing source, an output folder that is a file,
+    another process preparing into it, other options than it was prepared with, a split without
+    any usable video, and a failed write (full disk)."""
     start = time.perf_counter()
-    source = sources.load_source(dataset, source_dir, splits, split_index, synthetic_seed, synthetic_per_class)
-    if modality not in ("rgb", "flow") or flow_method not in flow.METHODS:
-        raise ValueError(f"modality must be rgb or flow and flow_method one of {flow.METHODS}")
-    options = frame_options(source, fps, short_side, jpeg_quality, modality, flow_method)
+    _check_options(fps, short_side, jpeg_quality, examples_per_shard, workers, modality, flow_method)
     output_dir = pathlib.Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise PrepareError(f"{output_dir}: --output_dir is a file, not a folder")
+    source = sources.load_source(dataset, source_dir, splits, split_index, synthetic_seed, synthetic_per_class)
+    duplicates = deduplicate(source, datasets.get(dataset).train_split)
+    options = frame_options(source, fps, short_side, jpeg_quality, modality, flow_method)
     config = {"dataset": dataset, "source_dir": str(pathlib.Path(source_dir).resolve()) if source_dir else None,
               "split_index": split_index, "fps": options.target_fps, "short_side": options.short_side,
               "jpeg_quality": jpeg_quality, "examples_per_shard": examples_per_shard, "modality": modality,
               "flow_method": flow_method if modality == "flow" else None,
               "synthetic_seed": synthetic_seed if dataset == "synthetic" else None,
               "synthetic_per_class": synthetic_per_class if dataset == "synthetic" else None}
-    _check_config(output_dir, config)
-    for partial in output_dir.rglob("*.tmp*"):  # left by an interrupted run; never complete data
-        partial.unlink()
-    plan = plan_shards(source, examples_per_shard)
-    tasks = [task for split_tasks in plan.values() for task in split_tasks]
-    results = _run_tasks(tasks, output_dir, options, workers, show_progress)
-    info = _write_info(output_dir, source, plan, options, config)
-
-    skipped = list(source.skipped) + [entry for _, stats, _ in results for entry in stats["skipped"]]
-    (output_dir / records.SKIPPED_FILE).write_text(json.dumps(skipped, indent=1))
+    with files.lock(output_dir, "--output_dir"):
+        _check_config(output_dir, config)
+        files.remove_partials(output_dir)
+        info_path = output_dir / records.INFO_FILE
+        previous = json.loads(info_path.read_text()) if info_path.exists() else None
+        info_path.unlink(missing_ok=True)  # while shards change, the folder is not a complete dataset
+        plan = plan_shards(source, examples_per_shard)
+        results = _run_tasks([task for split_tasks in plan.values() for task in split_tasks], output_dir, options,
+                             workers, show_progress)
+        _remove_stale_shards(output_dir, plan)
+        skipped = _merge_skipped(output_dir, plan, list(source.skipped) + duplicates + [
+            entry for _, stats, _ in results for entry in stats["skipped"]])
+        written = {split: sum(stats["written"] for task, stats, _ in results if task.split == split) for split in plan}
+        empty = [split for split, count in written.items() if count == 0]
+        if empty:  # not a usable dataset: never marked complete
+            raise sources.SourceError(f"{output_dir}: split {empty[0]!r} has no usable video "
+                                      f"({sum(1 for e in skipped if e.get('split') in (empty[0], None))} skipped; "
+                                      f"see {records.SKIPPED_FILE})")
+        info = _write_info(output_dir, source, plan, options, config, previous)
     fresh = [stats for _, stats, reused in results if not reused]
     busy_seconds = sum(stats["seconds"] for stats in fresh)
     fresh_videos = sum(stats["written"] + len(stats["skipped"]) for stats in fresh)
@@ -181,9 +271,9 @@ def prepare(dataset, output_dir, source_dir=None, splits=None, split_index=1, wo
     return {"dataset": dataset, "output_dir": str(output_dir),
             "written": sum(split["num_examples"] for split in info["splits"].values() if split),
             "splits": {split: info["splits"][split]["num_examples"] for split in plan},
-            "skipped": skipped, "num_classes": len(source.class_names),
-            "shards_written": len(fresh), "shards_reused": len(results) - len(fresh),
-            "workers": workers, "seconds": time.perf_counter() - start,
+            "skipped": [entry for entry in skipped if entry.get("split") is None or entry["split"] in plan],
+            "num_classes": len(source.class_names), "shards_written": len(fresh),
+            "shards_reused": len(results) - len(fresh), "workers": workers, "seconds": time.perf_counter() - start,
             "videos_per_s_per_worker": fresh_videos / busy_seconds if busy_seconds else None,
             "frames_per_s_per_worker": fresh_frames / busy_seconds if busy_seconds else None}
 

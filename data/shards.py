@@ -1,8 +1,10 @@
 """Writing one shard: decode (or render) each video, resample and resize it, JPEG-encode its
 frames and write the SequenceExamples. Runs in the worker processes of `data.prepare`.
 
-A shard is written to a temporary name and renamed when complete, its statistics file first:
-a `.tfrecord` that exists is always whole, and re-running skips it.
+A shard is written to a temporary name and renamed when complete, then its statistics file,
+which also holds the shard's manifest (each video's id, label and source file size and time): a
+`.tfrecord` that exists is always whole, and a rerun skips it only when its manifest matches the
+videos the plan now gives it (an annotation file or a video that changed is prepared again).
 """
 
 import dataclasses
@@ -14,7 +16,7 @@ import time
 import cv2
 import numpy as np
 
-from data import decode, flow, records, synthetic
+from data import decode, files, flow, records, synthetic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,45 +64,71 @@ def _jpeg(frame, quality):
     return data.tobytes()
 
 
+def manifest(task):
+    """What the shard is made of: `[media_id, label index, label, source]` per video, the source
+    being the rendering seed, or the file's (or frame folder's) path, size and modification time."""
+    rows = []
+    for video, label_index in task.videos:
+        if video.seed is not None:
+            source = ["seed", *video.seed]
+        else:
+            try:
+                status = os.stat(video.path)
+                source = [str(video.path), status.st_size, status.st_mtime_ns]
+            except OSError:
+                source = [str(video.path), None, None]
+        rows.append([video.media_id, label_index, video.label, source])
+    return rows
+
+
+def _encoded(video, options):
+    """The JPEG frames of one video (flow: x and y side by side in greyscale), its frame count,
+    height, width and fps; VideoError when it cannot be used."""
+    frames, fps = load_frames(video, options)
+    stored = frames
+    if options.modality == "flow":
+        fields = flow.to_uint8(flow.flow_fields(frames, options.flow_method))  # [T, H, W, 2]
+        stored = np.concatenate([fields[..., 0], fields[..., 1]], axis=2)  # [T, H, 2W]
+    return [_jpeg(frame, options.jpeg_quality) for frame in stored], frames.shape[:3], fps
+
+
 def write_shard(task, output_dir, options, progress=None):
-    """Writes `task`'s shard unless it exists. Returns `(statistics, reused)`; the statistics
-    (examples written, videos skipped with reasons, per-video frame counts and sizes, seconds)
-    are also kept beside the shard as `.json`."""
+    """Writes `task`'s shard unless it exists with the same manifest. Returns `(statistics,
+    reused)`; the statistics (examples written, videos skipped with reasons, per-video frame
+    counts and sizes, seconds, the manifest) are also kept beside the shard as `.json`. A failed
+    write (full disk) is a `files.WriteError` naming the shard."""
     import tensorflow as tf
 
     final = shard_path(output_dir, task)
     stats_path = final.with_suffix(".json")
+    rows = manifest(task)
     if final.exists() and stats_path.exists():
-        if progress is not None:
-            progress.put(len(task.videos))
-        return json.loads(stats_path.read_text()), True
-    final.parent.mkdir(parents=True, exist_ok=True)
-    temporary = final.with_name(f"{final.name}.tmp-{os.getpid()}")
-    stats = {"written": 0, "skipped": [], "videos": []}
-    start = time.perf_counter()
-    with tf.io.TFRecordWriter(str(temporary)) as writer:
-        for video, label_index in task.videos:
-            try:
-                frames, fps = load_frames(video, options)
-                stored = frames
-                if options.modality == "flow":
-                    fields = flow.to_uint8(flow.flow_fields(frames, options.flow_method))  # [T, H, W, 2]
-                    stored = np.concatenate([fields[..., 0], fields[..., 1]], axis=2)  # [T, H, 2W]
-                jpegs = [_jpeg(frame, options.jpeg_quality) for frame in stored]
-            except decode.VideoError as error:
-                stats["skipped"].append({"path": error.path, "reason": error.reason})
-            else:
-                height, width = frames.shape[1:3]
-                writer.write(records.encode_example(jpegs, label_index, video.label, video.media_id,
-                                                    height, width, fps))
-                stats["written"] += 1
-                stats["videos"].append({"media_id": video.media_id, "frames": len(frames),
-                                        "height": int(height), "width": int(width), "fps": fps})
+        stats = json.loads(stats_path.read_text())
+        if stats.get("manifest") == rows:
             if progress is not None:
-                progress.put(1)
+                progress.put(len(task.videos))
+            return stats, True
+    stats = {"written": 0, "skipped": [], "videos": [], "manifest": rows}
+    start = time.perf_counter()
+    with files.atomic(final) as temporary:
+        try:
+            with tf.io.TFRecordWriter(str(temporary)) as writer:
+                for video, label_index in task.videos:
+                    try:
+                        jpegs, (frames, height, width), fps = _encoded(video, options)
+                    except decode.VideoError as error:
+                        stats["skipped"].append({"path": error.path, "reason": error.reason, "split": task.split})
+                    else:
+                        writer.write(records.encode_example(jpegs, label_index, video.label, video.media_id,
+                                                            height, width, fps))
+                        stats["written"] += 1
+                        stats["videos"].append({"media_id": video.media_id, "frames": int(frames),
+                                                "height": int(height), "width": int(width), "fps": fps})
+                    if progress is not None:
+                        progress.put(1)
+        except tf.errors.OpError as error:
+            raise files.WriteError(f"{final}: could not be written ({files.reason(error.message)}); rerun the same "
+                                   "command to resume") from None
     stats["seconds"] = time.perf_counter() - start
-    temporary_stats = stats_path.with_name(f"{stats_path.name}.tmp-{os.getpid()}")
-    temporary_stats.write_text(json.dumps(stats))
-    os.replace(temporary_stats, stats_path)
-    os.replace(temporary, final)
+    files.write_json(stats_path, stats)  # after the shard: a shard without matching statistics is redone
     return stats, False

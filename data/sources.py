@@ -9,6 +9,7 @@ class, or points outside `--source_dir` is skipped with its reason; such paths a
 import csv
 import dataclasses
 import json
+import os
 import pathlib
 import re
 
@@ -49,9 +50,11 @@ def _require(path, what):
 
 
 def _inside(root, relative, skipped, origin):
-    """`root / relative` if it stays inside `root`, else None (recorded as skipped, never read)."""
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root.resolve()):
+    """`root / relative` if it names a place inside `root`, else None (recorded as skipped, never
+    read). The test is on the names (`..` resolved, links not followed), so a video inside that is
+    a symbolic link to a file elsewhere is used."""
+    path = pathlib.Path(os.path.normpath(root / relative))
+    if not path.is_relative_to(os.path.normpath(root)):
         skipped.append({"path": str(relative), "reason": f"{origin}: path leads outside the source directory"})
         return None
     return path

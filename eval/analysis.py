@@ -26,10 +26,10 @@ import numpy as np  # noqa: E402
 import scipy.special  # noqa: E402
 
 import models  # noqa: E402
-from data import pipeline, synthetic  # noqa: E402
+from data import files, pipeline, synthetic  # noqa: E402
 from eval import analytic, evaluate, metrics  # noqa: E402
 from flags import cli  # noqa: E402
-from train import loading, runs  # noqa: E402
+from train import loading  # noqa: E402
 
 PROGRAM = "eval.analysis"
 ARGUMENTS = "ANALYSIS"
@@ -40,14 +40,14 @@ plt = metrics.plt
 def write_table(output_dir, name, rows):
     """`name.csv` and `name.md` from a list of dicts; returns the markdown."""
     columns = list(rows[0])
-    with runs.atomic(output_dir / f"{name}.csv") as temporary, open(temporary, "w", newline="") as file:
+    with files.atomic(output_dir / f"{name}.csv") as temporary, open(temporary, "w", newline="") as file:
         writer = csv.DictWriter(file, columns)
         writer.writeheader()
         writer.writerows(rows)
     cell = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
     markdown = "\n".join(["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
                          + ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows])
-    with runs.atomic(output_dir / f"{name}.md") as temporary:
+    with files.atomic(output_dir / f"{name}.md") as temporary:
         temporary.write_text(markdown + "\n")
     return markdown
 
@@ -217,7 +217,7 @@ def analyse(name, output_dir, model_dirs=(), weights=None, checkpoint="best", nu
     output_dir = pathlib.Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
-    with runs.atomic(output_dir / f"{name}.png") as temporary:
+    with files.atomic(output_dir / f"{name}.png") as temporary:
         figure.savefig(temporary, dpi=100)
     plt.close(figure)
     return rows, write_table(output_dir, name, rows)

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.special
 import tensorflow as tf
 
-from data import datasets, pipeline, records
+from data import datasets, files, pipeline, records
 from eval import metrics
 from train import loading, runs
 
@@ -172,7 +172,7 @@ def run(config, loaded=None):
     results.update(step=loaded.step, model=str(config.model), checkpoint=loaded.weights_path, data_dir=str(data_dir),
                    split=split, seconds=time.perf_counter() - start, output_dir=str(output_dir),
                    peak_memory_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, **options)
-    with runs.lock(output_dir):
+    with files.lock(output_dir):
         metrics.write_report(output_dir, results, probabilities, labels, media_ids, loaded.class_names,
                              f"{pathlib.Path(config.model).name} on {info['dataset']}/{split}: video top-1 "
                              f"{results['video_top1']:.3f}")
@@ -250,7 +250,7 @@ def two_stream(rgb, flow, fusion="logits", output_dir=None):
     output_dir = pathlib.Path(output_dir or default_output_dir(loaded["rgb"], split,
                                                                 views_tag(loaded["rgb"], views) + "_two_stream"))
     results["output_dir"] = str(output_dir)
-    with runs.lock(output_dir):
+    with files.lock(output_dir):
         metrics.write_report(output_dir, results, joint, labels, media["rgb"], loaded["rgb"].class_names,
                              f"two-stream ({fusion}) video top-1 {results['video_top1']:.3f}")
     return results

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import scipy.special  # noqa: E402
 import sklearn.metrics  # noqa: E402
 
-from train import runs  # noqa: E402
+from data import files  # noqa: E402
 
 
 def top_k(probabilities, labels, k):
@@ -82,7 +82,7 @@ def write_report(output_dir, results, view_probabilities, labels, media_ids, cla
     (output_dir / "results.json").unlink(missing_ok=True)
     video = view_probabilities.mean(axis=1)
     order = np.argsort(-video, axis=-1, kind="stable")
-    with runs.atomic(output_dir / "predictions.csv") as temporary, open(temporary, "w", newline="") as file:
+    with files.atomic(output_dir / "predictions.csv") as temporary, open(temporary, "w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["media_id", "label", "predicted", "probability", "correct", "top5"])
         for i, media_id in enumerate(media_ids):
@@ -90,6 +90,6 @@ def write_report(output_dir, results, view_probabilities, labels, media_ids, cla
             writer.writerow([media_id, class_names[labels[i]], class_names[best], f"{video[i, best]:.6f}",
                              int(best == labels[i]), "|".join(class_names[c] for c in order[i, :5])])
     matrix = sklearn.metrics.confusion_matrix(labels, order[:, 0], labels=np.arange(len(class_names)))
-    with runs.atomic(output_dir / "confusion_matrix.png") as temporary:
+    with files.atomic(output_dir / "confusion_matrix.png") as temporary:
         plot_confusion(matrix, class_names, temporary, title)
-    runs.write_json(output_dir / "results.json", results)
+    files.write_json(output_dir / "results.json", results)

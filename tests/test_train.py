@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 import models
+from data import files
 from flags import cli, train_flags
 from tests.conftest import REPO_ROOT, TINY_FLAGS, invoke, last_json, one_line_error, tiny_config
 from train import loop, runs, serving, trainer
@@ -49,7 +50,7 @@ def test_run_writes_checkpoints_logs_keras_model_and_a_saved_model(finished_run)
     for path in ("config.json", "best.weights.h5", "model.keras", "backup/latest.weights.h5", "export/saved_model.pb",
                  "export/config.json", "summary.json"):
         assert (model_dir / path).exists(), path
-    assert not (model_dir / runs.LOCK).exists() and not list(model_dir.rglob("partial-*"))
+    assert not (model_dir / files.LOCK_FILE).exists() and not list(model_dir.rglob("partial-*"))
     config = json.loads((model_dir / "config.json").read_text())
     assert config["schedule"]["recipe"] == "demo" and config["schedule"]["batch_size"] == 2
     assert config["model"]["num_classes"] == 13 and len(config["data"]["class_names"]) == 13
@@ -137,7 +138,7 @@ def test_killed_run_resumes_where_its_last_checkpoint_was(tmp_path, synthetic_di
     process.wait()
     resumed_epoch = json.loads(metadata.read_text())["epoch"]
     assert 3 <= resumed_epoch < 20, "the kill should land mid-run"
-    assert (model_dir / runs.LOCK).exists()  # left by the killed process: stale, taken over below
+    assert (model_dir / files.LOCK_FILE).exists()  # left by the killed process: stale, taken over below
     status, out, err = invoke("train.main", *args)
     summary = last_json((status, out, err))
     assert summary["step"] == 40 and "resuming from step" in out  # no step repeated or skipped
@@ -156,7 +157,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
                                  "--checkpoint_every=1", "--eval_every=10", f"--data_dir={synthetic_dir}",
                                  f"--model_dir={model_dir}"), "train.main")
     assert "loss became" in line and "last good checkpoint" in line
-    assert (model_dir / runs.LATEST).exists() and not (model_dir / runs.LOCK).exists()
+    assert (model_dir / runs.LATEST).exists() and not (model_dir / files.LOCK_FILE).exists()
 
 
 @pytest.mark.parametrize("flag,message", [
@@ -211,8 +212,8 @@ def test_rerun_with_another_model_is_refused_before_anything_is_written(finished
 
 def test_a_held_run_folder_is_refused(tmp_path, synthetic_dir):
     config = tiny_config("i2d", synthetic_dir, tmp_path / "run")
-    with runs.lock(tmp_path / "run"):
-        with pytest.raises(runs.RunError, match=f"in use by process {os.getpid()}"):
+    with files.lock(tmp_path / "run"):
+        with pytest.raises(files.LockError, match=f"in use by process {os.getpid()}"):
             trainer.run(config, show_progress=False)
     assert not (tmp_path / "run" / runs.CONFIG).exists()
 

@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 from tqdm import tqdm
 
+from data import files
 from train import runs
 
 
@@ -63,7 +64,7 @@ class RunState(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.write:
             runs.save_weights(self.model, self.path)
-            runs.write_json(self.metadata, {"epoch": epoch + 1, "step": _step(self.model)})
+            files.write_json(self.metadata, {"epoch": epoch + 1, "step": _step(self.model)})
 
 
 class BestWeights(keras.callbacks.Callback):

@@ -14,6 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags  # noqa: E402
 
 from flags import cli  # noqa: E402
+from data import files  # noqa: E402
 from train import loading, runs, serving  # noqa: E402
 
 PROGRAM = "train.export"
@@ -40,7 +41,7 @@ def export(source, checkpoint="best", export_dir=None):
     serving.export(loaded.model, loaded.config, export_dir)
     keras_path = pathlib.Path(export_dir).with_suffix(".keras") if loaded.kind != "run" else \
         pathlib.Path(source) / runs.KERAS
-    with runs.atomic(keras_path) as temporary:
+    with files.atomic(keras_path) as temporary:
         loaded.model.save(str(temporary))
     return {"export_dir": str(export_dir), "keras": str(keras_path), "checkpoint": loaded.weights_path,
             "step": loaded.step}

@@ -16,7 +16,7 @@ import shutil
 import keras
 import tensorflow as tf
 
-from data import views
+from data import files, views
 from models import layers
 
 CONFIG_FILE = "config.json"
@@ -99,8 +99,13 @@ def export(model, config, export_dir):
     module = tf.Module()
     module.model_variables = list(model.variables)
     module.serve = serving_function(model, config.data.class_names, Preprocessing.of(config))
-    tf.saved_model.save(module, str(temporary), signatures={"serving_default": module.serve.get_concrete_function()})
-    config.save(temporary / CONFIG_FILE)
+    try:
+        tf.saved_model.save(module, str(temporary), signatures={"serving_default": module.serve.get_concrete_function()})
+        config.save(temporary / CONFIG_FILE)
+    except (tf.errors.OpError, OSError) as error:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise files.WriteError(f"{export_dir}: could not be written ({files.reason(getattr(error, 'message', error))})"
+                               + ("; the previous export is kept" if export_dir.exists() else "")) from None
     previous = export_dir.with_name(export_dir.name + ".previous")
     shutil.rmtree(previous, ignore_errors=True)
     if export_dir.exists():

@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 
 import models
-from data import datasets, pipeline, prepare, records
+from data import datasets, files, pipeline, prepare, records
 from train import callbacks as run_callbacks
 from train import finetune, loading, loop, runs, serving
 from train.config import ConfigError
@@ -228,10 +228,10 @@ def run(config, show_progress=True):
     info = prepared_dataset(config, may_prepare=not multi_worker)
     config = resolve(config, info)
     model_dir = pathlib.Path(config.run.model_dir)
-    with runs.lock(model_dir) if chief else contextlib.nullcontext():
+    with files.lock(model_dir) if chief else contextlib.nullcontext():
         if chief:
             previous = runs.check_config(model_dir, config)
-            runs.remove_partials(model_dir)
+            files.remove_partials(model_dir)
             config.save(model_dir / runs.CONFIG)
             if previous is not None and (model_dir / runs.SUMMARY).exists():
                 (model_dir / runs.SUMMARY).unlink()  # the run continues: it is no longer finished
@@ -285,9 +285,9 @@ def _train(config, strategy, multi_worker, chief, show_progress):
         if not (model_dir / runs.BEST).exists():  # no validation ran: the final weights are the best known
             runs.save_weights(model, model_dir / runs.BEST, config, step=step)
         if config.run.export:
-            with runs.atomic(model_dir / runs.KERAS) as temporary:
+            with files.atomic(model_dir / runs.KERAS) as temporary:
                 model.save(str(temporary))
             summary["export_dir"] = serving.export(model, config, model_dir / runs.EXPORT)
-        runs.write_json(model_dir / runs.SUMMARY, summary)
+        files.write_json(model_dir / runs.SUMMARY, summary)
     return summary
 
