@@ -89,7 +89,7 @@ def predict_two_stream(rgb, flow_model, video, top_k=5, max_frames=250, flow_met
     frames = frames[:max_frames]
     _check_channels(rgb, frames.shape[-1], video)
     rgb_logits = rgb.serve(frames[None])["logits"].numpy()[0]
-    fields = flow.to_uint8(flow.flow_fields(frames, flow_method))
+    fields = flow.to_uint8(flow.flow_fields(frames, flow_method, progress=True))
     flow_logits = flow_model.serve(fields[None])["logits"].numpy()[0]
     names = rgb.class_names
     return {"video": str(video), "frames": len(frames), "fusion": fusion,

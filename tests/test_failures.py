@@ -70,7 +70,7 @@ pathlib.Path.write_bytes = write_half_then_die
 def started_run(tmp_path, synthetic_dir):
     """A run trained for 2 steps (its state at step 2 saved), and the arguments to continue it to 4
     (eager steps: what is tested here is the writing, not the step's graph)."""
-    args = ["--model=i2d", *TINY_FLAGS, "--run_eagerly", f"--data_dir={synthetic_dir}", f"--model_dir={tmp_path / 'run'}"]
+    args = ["--model=i2d", *TINY_FLAGS, "--run_eagerly", "--noexport", f"--data_dir={synthetic_dir}", f"--model_dir={tmp_path / 'run'}"]
     last_json(invoke("train.main", *args, "--train_steps=2"))
     return tmp_path / "run", [*args, "--train_steps=4"]
 
