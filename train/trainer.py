@@ -30,7 +30,7 @@ from train.config import ConfigError
 # Keras warns about what is by design here: the pipeline shuffles (fit's shuffle does not apply to
 # a dataset), validation runs every few checkpoint epochs (val_top1 is absent in between), and the
 # validation set is finite with a length tf.distribute does not know (the training set repeats).
-for _message in ("`shuffle=True` was passed", "Can save best model only with", "Your input ran out of data"):
+for _message in ("`shuffle=True` was passed", "Your input ran out of data"):
     warnings.filterwarnings("ignore", message=_message)
 
 
