@@ -31,8 +31,7 @@ def resize_short_side(frames, short_side):
     height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
     scale = tf.cast(short_side, tf.float32) / tf.minimum(height, width)
     size = tf.cast(tf.round(tf.stack([height * scale, width * scale])), tf.int32)
-    resized = tf.image.resize(frames, tf.maximum(size, short_side), method="bilinear")
-    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+    return resize(frames, tf.maximum(size, short_side))
 
 
 def at_least(frames, size):
@@ -59,7 +58,15 @@ def spatial_crops(frames, crop_size, num_crops=1):
     return tf.stack([frames[:, y:y + crop_size, x:x + crop_size] for y, x in offsets])
 
 
-def centre_view(frames, short_side, crop_size):
-    """The serving view of uint8 frames `[T, H, W, C]`: short side resized to `short_side`, then
-    the centre `crop_size` square; `[T, crop, crop, C]` uint8."""
-    return spatial_crops(at_least(resize_short_side(frames, short_side), crop_size), crop_size)[0]
+def resize(frames, size):
+    """Bilinear resize of uint8 frames `[T, H, W, C]` to exactly `size` (height, width); uint8."""
+    resized = tf.image.resize(frames, size, method="bilinear")
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
+def centre_view(frames, short_side, crop_size, resize_to=None):
+    """The serving view of uint8 frames `[T, H, W, C]`: short side resized to `short_side` (or the
+    frames to exactly `resize_to` (height, width)), then the centre `crop_size` square;
+    `[T, crop, crop, C]` uint8."""
+    resized = resize(frames, resize_to) if resize_to else resize_short_side(frames, short_side)
+    return spatial_crops(at_least(resized, crop_size), crop_size)[0]

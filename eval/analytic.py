@@ -29,17 +29,26 @@ def _same(size, stride):
     return math.ceil(size / stride)
 
 
-def _unit(counts, shape, filters, kernel, strides, policy, gating_bias, temporal_batch_norm):
-    """Counts one (possibly separable, possibly gated) unit; returns its output shape (T, H, W, C)."""
+def _pooled(size, kernel, stride, padding):
+    """Output size of a pool: SAME, or PyTorch's symmetric `(k - 1) // 2` padding (floor)."""
+    return _same(size, stride) if padding == "same" else (size + (kernel - 1) // 2 * 2 - kernel) // stride + 1
+
+
+def _unit(counts, shape, filters, kernel, strides, policy, gating_bias, temporal_batch_norm, batch_norm_scale):
+    """Counts one (possibly separable, possibly gated) unit; returns its output shape (T, H, W, C).
+    A batch norm has an offset per channel, and a scale too with `batch_norm_scale`; the separable
+    unit's temporal conv has a bias, or (`temporal_batch_norm`) a batch norm."""
     time, height, width, channels = shape
     kernel_t, kernel_h, kernel_w = kernel
     out_t, out_h, out_w = (_same(n, s) for n, s in zip((time, height, width), strides))
+    norm = filters * (2 if batch_norm_scale else 1)
     if policy.separable and kernel_t > 1:
-        counts.add(kernel_h * kernel_w * channels * filters + filters,
+        counts.add(kernel_h * kernel_w * channels * filters + norm,
                    time * out_h * out_w * kernel_h * kernel_w * channels * filters)
-        counts.add(kernel_t * filters * filters + filters, out_t * out_h * out_w * kernel_t * filters * filters)
+        counts.add(kernel_t * filters * filters + (norm if temporal_batch_norm else filters),
+                   out_t * out_h * out_w * kernel_t * filters * filters)
     else:
-        counts.add(kernel_t * kernel_h * kernel_w * channels * filters + filters,
+        counts.add(kernel_t * kernel_h * kernel_w * channels * filters + norm,
                    out_t * out_h * out_w * kernel_t * kernel_h * kernel_w * channels * filters)
     if policy.self_gating:
         counts.add(filters * filters + (filters if gating_bias else 0), filters * filters)
@@ -48,17 +57,18 @@ def _unit(counts, shape, filters, kernel, strides, policy, gating_bias, temporal
 
 def inception_counts(name, num_classes=400, frames=64, height=224, width=224, input_channels=3,
                      transition=None, depth_multiplier=1.0, first_temporal_kernel=None,
-                     self_gating=None, gating_bias=False, temporal_batch_norm=False):
+                     self_gating=None, gating_bias=False, temporal_batch_norm=False, batch_norm_scale=False,
+                     padding="same", batch_norm_epsilon=None):
     """`Counts` of family member `name` for one `[frames, height, width, input_channels]` clip."""
     policies, _ = inception.block_policies(name, transition, first_temporal_kernel, self_gating)
     two_d = inception.BlockPolicy(1, False, False)
-    options = dict(gating_bias=gating_bias, temporal_batch_norm=temporal_batch_norm)
+    options = dict(gating_bias=gating_bias, temporal_batch_norm=temporal_batch_norm, batch_norm_scale=batch_norm_scale)
     counts = Counts()
     shape = (frames, height, width, input_channels)
     for end_point, spec in inception.BACKBONE:
         policy = policies.get(end_point, two_d)
         if isinstance(spec, inception.Pool):
-            shape = tuple(_same(n, s) for n, s in zip(shape[:3], spec.strides)) + shape[3:]
+            shape = tuple(_pooled(n, k, s, padding) for n, k, s in zip(shape[:3], spec.kernel, spec.strides)) + shape[3:]
         elif isinstance(spec, inception.Conv):
             shape = _unit(counts, shape, inception.scaled_depth(spec.filters, depth_multiplier),
                           (policy.temporal_kernel,) + spec.kernel, spec.strides, policy, **options)
@@ -95,8 +105,9 @@ def _resnet_conv(counts, shape, filters, kernel, strides=(1, 1, 1), groups=1, sc
 
 
 def resnet_counts(name, num_classes=400, frames=8, height=112, width=112, input_channels=3, depth_multiplier=1.0,
-                  **overrides):
-    """`ResNetCounts` of `models.resnet3d` model `name` (with the builder's ablation `overrides`)."""
+                  mid_channels="per_conv", padding="same", batch_norm_epsilon=None, **overrides):
+    """`ResNetCounts` of `models.resnet3d` model `name` (with the builder's ablation `overrides`;
+    padding changes no count: every conv and pool here has an odd kernel)."""
     from models import resnet3d
     spec = dataclasses.replace(resnet3d.MODELS[name], **{k: v for k, v in overrides.items() if v is not None})
     scaled = lambda w: max(int(w * depth_multiplier), 16)  # noqa: E731
@@ -110,12 +121,14 @@ def resnet_counts(name, num_classes=400, frames=8, height=112, width=112, input_
     if spec.stem_pool:
         shape = (shape[0], _same(shape[1], 2), _same(shape[2], 2), shape[3])
 
-    def spatiotemporal(shape, filters, strides):
+    def spatiotemporal(shape, filters, strides, stage, mid=None):
         kind = spec.conv3x3x3
         if kind == "r2plus1d":
-            mid = resnet3d.r2plus1d_mid_channels(shape[3], filters)
+            mid = mid or resnet3d.r2plus1d_mid_channels(shape[3], filters)
             shape = _resnet_conv(counts, shape, mid, (1, 3, 3), (1,) + strides[1:])
             return _resnet_conv(counts, shape, filters, (3, 1, 1), strides[:1] + (1, 1))
+        if kind == "mc3":
+            return _resnet_conv(counts, shape, filters, (3, 3, 3) if stage == 0 else (1, 3, 3), strides)
         if kind in ("full", "group"):
             return _resnet_conv(counts, shape, filters, (3, 3, 3), strides, spec.groups if kind == "group" else 1)
         if kind == "ip" or shape[3] != filters:
@@ -125,17 +138,18 @@ def resnet_counts(name, num_classes=400, frames=8, height=112, width=112, input_
     for stage, (width_, blocks) in enumerate(zip(map(scaled, resnet3d.WIDTHS), spec.blocks)):
         for index in range(blocks):
             stride = 2 if stage > 0 and index == 0 else 1
-            strides = (stride,) * 3
+            strides = (resnet3d.temporal_stride(spec, stage, stride), stride, stride)
             block_input = shape
             if spec.block == "simple":
                 out_channels = width_
-                shape = spatiotemporal(shape, width_, strides)
-                shape = spatiotemporal(shape, width_, (1, 1, 1))
+                mid = resnet3d.r2plus1d_mid_channels(shape[3], width_) if mid_channels == "per_block" else None
+                shape = spatiotemporal(shape, width_, strides, stage, mid)
+                shape = spatiotemporal(shape, width_, (1, 1, 1), stage, mid)
             else:
                 out_channels = width_ * spec.expansion
                 pointwise_groups = spec.groups if spec.group_pointwise else 1
                 shape = _resnet_conv(counts, shape, width_, (1, 1, 1), groups=pointwise_groups)
-                shape = spatiotemporal(shape, width_, strides)
+                shape = spatiotemporal(shape, width_, strides, stage)
                 shape = _resnet_conv(counts, shape, out_channels, (1, 1, 1), groups=pointwise_groups)
             if stride != 1 or block_input[3] != out_channels:
                 _resnet_conv(counts, block_input, out_channels, (1, 1, 1), strides)

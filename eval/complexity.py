@@ -27,6 +27,7 @@ import models  # noqa: E402
 from eval import analytic, speed  # noqa: E402
 from flags import cli, model_flags  # noqa: E402
 from models import inception  # noqa: E402
+from train import loading  # noqa: E402
 
 PROGRAM = "eval.complexity"
 tf.get_logger().setLevel("ERROR")  # the profiler's own deprecation notices
@@ -36,6 +37,8 @@ def define(values):
     common = dict(flag_values=values)
     model_flags.define(values)
     flags.DEFINE_integer("num_classes", 400, "Classes of the logits layer.", lower_bound=1, **common)
+    flags.DEFINE_string("weights", None, "Count the model a self-describing .weights.h5 (or run folder, SavedModel) "
+                        "records, at its clip size, instead of --model.", **common)
     flags.DEFINE_integer("frames", None, "Clip length T [default: 64, or the model's fixed clip].", lower_bound=1,
                          **common)
     flags.DEFINE_integer("size", None, "Frame height and width in pixels [default: 224, or the model's fixed clip].",
@@ -195,9 +198,16 @@ def command(values):
         rows, curve = family_table(frames, size)
         print_table(rows, curve, frames, size)
         return {"frames": frames, "size": size, "models": rows, "curve": curve}
+    name, num_classes, options = values.model, values.num_classes, model_flags.given_options(values)
+    frames, size = values.frames, values.size
+    if values.weights:
+        recorded = loading.read_config(values.weights)
+        if recorded is None:
+            raise cli.UsageError(f"--weights={values.weights}: records no model (not written by this project)")
+        name, num_classes, options = recorded.model.name, recorded.model.num_classes, recorded.model.options
+        frames, size = frames or recorded.clip.num_frames, size or recorded.clip.crop_size
     try:
-        result, model = report(values.model, values.frames, values.size, values.num_classes,
-                               **model_flags.given_options(values))
+        result, model = report(name, frames, size, num_classes, **options)
     except ValueError as error:
         raise cli.UsageError(str(error)) from None
     if values.timing:

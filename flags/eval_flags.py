@@ -16,6 +16,8 @@ def define(values):
                       flag_values=values)
     flags.DEFINE_string("saved_model", None, "A SavedModel exported by train.main (instead of --model_dir).",
                         flag_values=values)
+    flags.DEFINE_string("weights", None, "A self-describing .weights.h5 (train.main's best.weights.h5, the converters' "
+                        "outputs; instead of --model_dir), with --data_dir.", flag_values=values)
     flags.DEFINE_string("checkpoint", "best", "With --model_dir: best, latest, or a .weights.h5 path.",
                         flag_values=values)
     flags.DEFINE_enum("dataset", None, list(datasets.DATASETS), "Dataset of --data_dir [default: the run's].",
@@ -62,9 +64,10 @@ def views(values):
 
 def eval_configs(values):
     """One `EvalConfig` per model to evaluate (several --model_dir: one each, with its --data_dir)."""
-    sources = list(values.model_dir or []) + ([values.saved_model] if values.saved_model else [])
-    if len(sources) == 0 or (values.model_dir and values.saved_model):
-        raise cli.UsageError("give either --model_dir or --saved_model")
+    given = [source for source in (values.saved_model, values.weights) if source]
+    sources = list(values.model_dir or []) + given
+    if len(sources) == 0 or (values.model_dir and given) or len(given) > 1:
+        raise cli.UsageError("give one of --model_dir, --saved_model or --weights")
     data_dirs = list(values.data_dir or [None])
     if len(sources) > 1 and len(data_dirs) != len(sources):
         raise cli.UsageError(f"{len(sources)} --model_dir need as many --data_dir, got {len(values.data_dir or [])}")

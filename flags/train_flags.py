@@ -12,7 +12,7 @@ from absl import flags
 from data import datasets
 from flags import cli, data_flags, model_flags
 from models import registry
-from train import presets
+from train import loading, presets
 from train.config import ClipConfig, DataConfig, ExperimentConfig, ModelConfig, RunConfig, ScheduleConfig
 
 _CLIP_HELP = dict(num_frames="Frames per training clip.", frame_stride="Step between the frames of a clip.",
@@ -87,7 +87,9 @@ def define(values):
     flags.DEFINE_string("model_dir", None, "Run directory [default: runs/<model>_<dataset>].", flag_values=values)
     flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=values)
     flags.DEFINE_string("init_checkpoint", None, "Start from these weights: a .weights.h5, a train.main run folder or "
-                        "an exported SavedModel (a different class count replaces the classifier).", flag_values=values)
+                        "an exported SavedModel (a different class count replaces the classifier). When it records "
+                        "the same model, its architecture options (width, padding, batch-norm form, ...) apply to "
+                        "those not given here.", flag_values=values)
     flags.DEFINE_string("freeze_until", None, "Freeze the layers up to and including this end point (e.g. Mixed_4f, "
                         "conv4_2).", flag_values=values)
     flags.DEFINE_enum("mixed_precision", "none", ["none", "bfloat16", "float16"], "Compute dtype policy.",
@@ -114,6 +116,18 @@ def _given(values, config_class):
     return out
 
 
+def _architecture_of(init_checkpoint, model):
+    """The architecture options (`registry.Option.architecture`) an init checkpoint records for
+    `model`: fine-tuning from it means fine-tuning that network. Empty for another model or a
+    source that records none."""
+    recorded = loading.read_config(init_checkpoint) if init_checkpoint else None
+    if recorded is None or recorded.model.name != model:
+        return {}
+    family = registry.family_of(model)
+    return {k: v for k, v in recorded.model.options.items() if k in family.options and family.options[k].architecture
+            and k != "input_channels"}
+
+
 def experiment_config(values):
     """The `ExperimentConfig` of the parsed trainer flags: given values over the recipe's over
     the family's defaults. Raises ValueError for an option the model does not have."""
@@ -121,6 +135,7 @@ def experiment_config(values):
     recipe = presets.RECIPES[values.schedule or spec.recipe]
     family = registry.family_of(values.model)
     options = {k: v for k, v in recipe.model_options.items() if k in family.options}
+    options.update(_architecture_of(values.init_checkpoint, values.model))
     options.update(model_flags.given_options(values))
     try:
         registry.resolve_options(values.model, options)  # checks the names and choices now

@@ -42,8 +42,8 @@ FAMILY = registry.Family(
     name="c3d", title="C3D",
     members={"c3d": dict(dropout_rate=0.5, batch_norm_momentum=BATCH_NORM_MOMENTUM, input_channels=3)},
     options={
-        "dropout_rate": registry.Option(float, "Dropout after each fully connected layer."),
-        "batch_norm_momentum": registry.Option(float, "Decay of the batch-norm moving averages."),
+        "dropout_rate": registry.Option(float, "Dropout after each fully connected layer.", architecture=False),
+        "batch_norm_momentum": registry.Option(float, "Decay of the batch-norm moving averages.", architecture=False),
         "input_channels": registry.Option(int, "3 for RGB, 2 for optical flow."),
     },
     builder=build_c3d, classifier="logits", fixed_input=(16, 112, 112), min_size=32,

@@ -163,7 +163,8 @@ def _check_input_shape(input_shape, input_channels):
 
 def build_inception(name, num_classes=400, input_shape=(None, None, None), transition=None, depth_multiplier=1.0,
                     dropout_rate=0.5, first_temporal_kernel=None, self_gating=None, gating_bias=False,
-                    temporal_batch_norm=False, batch_norm_momentum=layers.BATCH_NORM_MOMENTUM, input_channels=3):
+                    temporal_batch_norm=False, batch_norm_momentum=layers.BATCH_NORM_MOMENTUM, batch_norm_scale=False,
+                    batch_norm_epsilon=layers.BATCH_NORM_EPSILON, padding="same", input_channels=3):
     """Builds family member `name` (a key of `VARIANTS`) as a functional `keras.Model`.
 
     Args:
@@ -179,6 +180,9 @@ def build_inception(name, num_classes=400, input_shape=(None, None, None), trans
         a bias (TF-slim).
       batch_norm_momentum: decay of the BN moving averages (reference: 0.999; short runs need
         less, or the averages still hold their initial values when the run ends).
+      batch_norm_scale: BN with a learned scale (gamma; torchvision's S3D), not only an offset.
+      batch_norm_epsilon: BN's epsilon.
+      padding: "same" (TensorFlow's, the reference) or "symmetric" (PyTorch's, `layers.symmetric_pad`).
       input_channels: 3 for RGB, 2 for optical flow.
 
     The model maps `[batch, frames, height, width, input_channels]` in [-1, 1] to logits
@@ -203,10 +207,11 @@ def build_inception(name, num_classes=400, input_shape=(None, None, None), trans
     x = inputs
     for end_point, spec in BACKBONE:
         if isinstance(spec, Pool):
-            x = keras.layers.MaxPooling3D(spec.kernel, spec.strides, padding="same", name=end_point)(x)
+            x = layers.MaxPool3D(spec.kernel, spec.strides, padding, name=end_point)(x)
             continue
         policy = policies.get(end_point, BlockPolicy(1, False, False))
-        gating = dict(self_gating=policy.self_gating, gating_bias=gating_bias, batch_norm_momentum=batch_norm_momentum)
+        gating = dict(self_gating=policy.self_gating, gating_bias=gating_bias, batch_norm_momentum=batch_norm_momentum,
+                      batch_norm_scale=batch_norm_scale, batch_norm_epsilon=batch_norm_epsilon, padding=padding)
         if isinstance(spec, Inception):
             filters = [scaled_depth(f, depth_multiplier) for f in spec.filters]
             x = layers.InceptionBlock(filters, policy.temporal_kernel, policy.separable,
@@ -225,7 +230,7 @@ def _member_defaults(variant):
     return dict(transition=variant.default_transition, depth_multiplier=1.0, dropout_rate=0.5,
                 first_temporal_kernel=variant.first_temporal_kernel, self_gating=variant.self_gating,
                 gating_bias=False, temporal_batch_norm=False, batch_norm_momentum=layers.BATCH_NORM_MOMENTUM,
-                input_channels=3)
+                batch_norm_scale=False, batch_norm_epsilon=layers.BATCH_NORM_EPSILON, padding="same", input_channels=3)
 
 
 FAMILY = registry.Family(
@@ -235,13 +240,17 @@ FAMILY = registry.Family(
         "transition": registry.Option(str, "Bottom-/top-heavy models and fast_s3d: the block at which 3D stops "
                                            "(bottom-heavy) or starts (top-heavy).", POLICY_BLOCKS),
         "depth_multiplier": registry.Option(float, "Scales every layer width (min 16 channels)."),
-        "dropout_rate": registry.Option(float, "Dropout before the logits."),
+        "dropout_rate": registry.Option(float, "Dropout before the logits.", architecture=False),
         "first_temporal_kernel": registry.Option(int, "Temporal size of Conv3d_1a_7x7 in 3D models (I3D 7, S3D 3)."),
         "self_gating": registry.Option(bool, "S3D-G feature gating."),
         "gating_bias": registry.Option(bool, "Gating with a bias term (the paper's formula)."),
         "temporal_batch_norm": registry.Option(bool, "Separable convs: BN after the temporal conv (torchvision) "
                                                      "instead of a bias (TF-slim)."),
-        "batch_norm_momentum": registry.Option(float, "Decay of the batch-norm moving averages."),
+        "batch_norm_momentum": registry.Option(float, "Decay of the batch-norm moving averages.", architecture=False),
+        "batch_norm_scale": registry.Option(bool, "Batch norm with a learned scale (torchvision's S3D), not only an offset."),
+        "batch_norm_epsilon": registry.Option(float, "Batch-norm epsilon (PyTorch's default is 1e-5)."),
+        "padding": registry.Option(str, "same: TensorFlow's; symmetric: PyTorch's (k - 1) // 2 on both sides.",
+                                   layers.PADDINGS),
         "input_channels": registry.Option(int, "3 for RGB, 2 for optical flow."),
     },
     builder=build_inception, classifier="Logits", min_size=MIN_SIZE, inflatable=True,

@@ -24,12 +24,12 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import models  # noqa: E402
 from flags import cli  # noqa: E402
 from models import inception_v1  # noqa: E402
-from models.layers import BATCH_NORM_EPSILON  # noqa: E402
 from train import runs  # noqa: E402
 from train.config import ExperimentConfig, ModelConfig  # noqa: E402
 
@@ -46,14 +46,17 @@ def _identity_temporal_kernel(shape):
     return kernel
 
 
-def _new_value(path, shape):
-    """The value of a 3D variable without a 2D counterpart, and its kind; None if unknown."""
+def _new_value(path, shape, epsilon):
+    """The value of a 3D variable without a 2D counterpart, and its kind; None if unknown.
+    `epsilon`: that of the batch norm the variable belongs to."""
     if path.endswith("/temporal/kernel"):
         return _identity_temporal_kernel(shape), "identity"
     if path.endswith("/temporal/bias") or "/temporal_batch_norm/beta" in path or "/temporal_batch_norm/moving_mean" in path:
         return np.zeros(shape, np.float32), "identity"
     if "/temporal_batch_norm/moving_variance" in path:
-        return np.full(shape, 1.0 - BATCH_NORM_EPSILON, np.float32), "identity"
+        return np.full(shape, 1.0 - epsilon, np.float32), "identity"
+    if path.endswith("batch_norm/gamma"):  # a scale slim's batch norm does not have: 1
+        return np.ones(shape, np.float32), "identity"
     if "/self_gating/" in path:
         return np.zeros(shape, np.float32), "gating"
     return None
@@ -66,6 +69,8 @@ def inflate(backbone_2d, model_3d):
     if not family.inflatable:
         raise InflationError(f"model: {model_3d.name} ({family.title}) has no Inception-v1 counterpart to inflate from")
     classifier = {variable.path for variable in model_3d.get_layer(family.classifier).weights}
+    epsilons = {variable.path: layer.epsilon for layer in model_3d._flatten_layers()
+                if isinstance(layer, keras.layers.BatchNormalization) for variable in layer.weights}
     sources = {variable.path: variable for variable in backbone_2d.weights}
     counts = dict.fromkeys(("copied", "inflated", "identity", "gating", "classifier_kept"), 0)
     problems = []
@@ -73,7 +78,7 @@ def inflate(backbone_2d, model_3d):
         path, shape = variable.path, tuple(variable.shape)
         source = sources.get(path)
         if source is None:
-            new = _new_value(path, shape)
+            new = _new_value(path, shape, epsilons.get(path))
             if new is None:
                 problems.append(f"{path} {list(shape)}: no 2D counterpart")
                 continue

@@ -55,6 +55,9 @@ def _triple(value, name):
     return value
 
 
+PADDINGS = ("same", "symmetric")
+
+
 def _same_padding(size, kernel, stride):
     """(output size, padding before) of a SAME convolution along one axis."""
     output = (size + stride - 1) // stride
@@ -62,8 +65,23 @@ def _same_padding(size, kernel, stride):
     return output, total // 2
 
 
-def depthwise_conv3d(inputs, kernel, strides):
-    """Depthwise 3D convolution (SAME) of `[B, T, H, W, C]` with a `[t, h, w, 1, C]` kernel.
+def symmetric_pad(inputs, kernel_size, value=0.0):
+    """Pads `[B, T, H, W, C]` by `(k - 1) // 2` on both sides of each axis, as PyTorch's convs and
+    pools with `padding=(k - 1) // 2` do; a VALID conv or pool after it gives PyTorch's output,
+    `floor((n - 1) / s) + 1` positions for odd k. (TensorFlow's SAME puts an odd total padding's
+    extra position at the end, so stride-2 layers on even sizes see other pixels.)"""
+    pads = [[0, 0]] + [[(k - 1) // 2, (k - 1) // 2] for k in kernel_size] + [[0, 0]]
+    return ops.pad(inputs, pads, constant_values=value) if any(p for p, _ in pads) else inputs
+
+
+def _padded_shape(shape, kernel_size):
+    return (shape[0], *(None if n is None else n + (k - 1) // 2 * 2 for n, k in zip(shape[1:4], kernel_size)),
+            shape[4])
+
+
+def depthwise_conv3d(inputs, kernel, strides, padding="same"):
+    """Depthwise 3D convolution (`padding` "same" or "valid") of `[B, T, H, W, C]` with a
+    `[t, h, w, 1, C]` kernel.
 
     Computed as the sum over the t temporal taps of a 2D depthwise convolution of the frames:
     TensorFlow's grouped Conv3D runs about 185x slower on CPU than this for a depthwise 3x3x3 conv
@@ -71,33 +89,37 @@ def depthwise_conv3d(inputs, kernel, strides):
     """
     taps, height, width, _, channels = kernel.shape
     time = ops.shape(inputs)[1]
-    out_time, before = _same_padding(time, taps, strides[0])
-    after = (out_time - 1) * strides[0] + taps - time - before
-    padded = ops.pad(inputs, [[0, 0], [before, ops.maximum(after, 0)], [0, 0], [0, 0], [0, 0]])
+    if padding == "same":
+        out_time, before = _same_padding(time, taps, strides[0])
+        after = (out_time - 1) * strides[0] + taps - time - before
+        padded = ops.pad(inputs, [[0, 0], [before, ops.maximum(after, 0)], [0, 0], [0, 0], [0, 0]])
+    else:
+        out_time, padded = (time - taps) // strides[0] + 1, inputs
     total = None
     for tap in range(taps):
         frames = padded[:, tap: tap + (out_time - 1) * strides[0] + 1: strides[0]]  # [B, T', H, W, C]
         shape = ops.shape(frames)
         flat = ops.reshape(frames, (-1, shape[2], shape[3], channels))
         out = ops.depthwise_conv(flat, ops.reshape(kernel[tap], (height, width, channels, 1)),
-                                 strides[1:], padding="same")
+                                 strides[1:], padding=padding)
         out_shape = ops.shape(out)
         out = ops.reshape(out, (-1, out_time, out_shape[1], out_shape[2], channels))
         total = out if total is None else total + out
     return total
 
 
-def grouped_conv3d(inputs, kernel, strides, groups):
-    """SAME 3D convolution with `groups` channel groups (kernel `[t, h, w, C_in / groups, C_out]`):
-    a plain conv, the depthwise path, or one conv per group, concatenated."""
+def grouped_conv3d(inputs, kernel, strides, groups, padding="same"):
+    """3D convolution (`padding` "same" or "valid") with `groups` channel groups (kernel
+    `[t, h, w, C_in / groups, C_out]`): a plain conv, the depthwise path, or one conv per group,
+    concatenated."""
     if groups == 1:
-        return ops.conv(inputs, kernel, strides, padding="same")
+        return ops.conv(inputs, kernel, strides, padding=padding)
     if kernel.shape[3] == 1 and kernel.shape[4] == groups:
-        return depthwise_conv3d(inputs, kernel, strides)
+        return depthwise_conv3d(inputs, kernel, strides, padding)
     inputs_per_group, outputs_per_group = kernel.shape[3], kernel.shape[4] // groups
     return ops.concatenate([
         ops.conv(inputs[..., g * inputs_per_group:(g + 1) * inputs_per_group],
-                 kernel[..., g * outputs_per_group:(g + 1) * outputs_per_group], strides, padding="same")
+                 kernel[..., g * outputs_per_group:(g + 1) * outputs_per_group], strides, padding=padding)
         for g in range(groups)], axis=-1)
 
 
@@ -125,13 +147,43 @@ def conv_batch_norm(conv, batch_norm, inputs, training):
         if groups == 1:
             return batch_norm(conv(inputs), training=True)
         kernel = ops.cast(conv.kernel, inputs.dtype)
-        return batch_norm(grouped_conv3d(inputs, kernel, conv.strides, groups), training=True)
+        return batch_norm(grouped_conv3d(inputs, kernel, conv.strides, groups, conv.padding), training=True)
     scale = ops.rsqrt(batch_norm.moving_variance + batch_norm.epsilon)  # [C_out]
     if batch_norm.gamma is not None:
         scale = scale * batch_norm.gamma
     kernel = ops.cast(conv.kernel * scale, inputs.dtype)
     bias = ops.cast(batch_norm.beta - batch_norm.moving_mean * scale, inputs.dtype)
-    return ops.add(grouped_conv3d(inputs, kernel, conv.strides, groups), bias)
+    return ops.add(grouped_conv3d(inputs, kernel, conv.strides, groups, conv.padding), bias)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MaxPool3D(keras.layers.Layer):
+    """3D max pool with SAME padding, or PyTorch's symmetric `(k - 1) // 2` padding (`symmetric_pad`,
+    with -inf). `[batch, T, H, W, C]` -> `[batch, T', H', W', C]`."""
+
+    def __init__(self, pool_size, strides, padding="same", **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size, self.strides = _triple(pool_size, "pool_size"), _triple(strides, "strides")
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
+        self.padding = padding
+
+    def call(self, inputs):
+        if self.padding == "same":
+            return ops.max_pool(inputs, self.pool_size, self.strides, padding="same")
+        padded = symmetric_pad(inputs, self.pool_size, float("-inf"))
+        return ops.max_pool(padded, self.pool_size, self.strides, padding="valid")
+
+    def compute_output_shape(self, input_shape):
+        if self.padding == "same":
+            sizes = [None if n is None else -(-n // s) for n, s in zip(input_shape[1:4], self.strides)]
+        else:
+            sizes = [None if n is None else (n + (k - 1) // 2 * 2 - k) // s + 1
+                     for n, k, s in zip(input_shape[1:4], self.pool_size, self.strides)]
+        return (input_shape[0], *sizes, input_shape[4])
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides, "padding": self.padding}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -195,13 +247,16 @@ class Unit3D(keras.layers.Layer):
       batch_norm_momentum: decay of the BN moving averages (0.999 in the reference training).
       groups: channel groups of the conv (C_in for depthwise; see `grouped_conv3d`).
       batch_norm_scale: BN with a learned scale (gamma), as ResNets use; Inception units have none.
+      batch_norm_epsilon: BN's epsilon (TF-slim and DeepMind 1e-3, PyTorch's default 1e-5).
+      padding: "same" (TensorFlow's), or "symmetric" (PyTorch's `(k - 1) // 2` on both sides).
 
     Input `[batch, T, H, W, C_in]`, output `[batch, ceil(T/st), ceil(H/sh), ceil(W/sw), filters]`.
     """
 
     def __init__(self, filters, kernel_size=1, strides=1, use_batch_norm=True, use_bias=False,
                  activation="relu", self_gating=False, gating_bias=False,
-                 batch_norm_momentum=BATCH_NORM_MOMENTUM, groups=1, batch_norm_scale=False, **kwargs):
+                 batch_norm_momentum=BATCH_NORM_MOMENTUM, groups=1, batch_norm_scale=False,
+                 batch_norm_epsilon=BATCH_NORM_EPSILON, padding="same", **kwargs):
         super().__init__(**kwargs)
         self.filters = int(filters)
         self.kernel_size = _triple(kernel_size, "kernel_size")
@@ -214,14 +269,23 @@ class Unit3D(keras.layers.Layer):
         self.batch_norm_momentum = batch_norm_momentum
         self.groups = int(groups)
         self.batch_norm_scale = batch_norm_scale
+        self.batch_norm_epsilon = float(batch_norm_epsilon)
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
+        self.padding = padding
         self.conv_3d = keras.layers.Conv3D(
-            self.filters, self._conv_kernel_size(), strides=self._conv_strides(), padding="same",
+            self.filters, self._conv_kernel_size(), strides=self._conv_strides(), padding=self._conv_padding(),
             use_bias=use_bias and not use_batch_norm, groups=self.groups, name="conv_3d")
-        self.batch_norm = (keras.layers.BatchNormalization(
-            scale=batch_norm_scale, epsilon=BATCH_NORM_EPSILON, momentum=batch_norm_momentum, name="batch_norm")
-            if use_batch_norm else None)
+        self.batch_norm = self._batch_norm("batch_norm") if use_batch_norm else None
         self.activation_fn = keras.activations.get(activation)
         self.gating = SelfGating(use_bias=gating_bias, name="self_gating") if self_gating else None
+
+    def _batch_norm(self, name):
+        return keras.layers.BatchNormalization(scale=self.batch_norm_scale, epsilon=self.batch_norm_epsilon,
+                                               momentum=self.batch_norm_momentum, name=name)
+
+    def _conv_padding(self):
+        return "same" if self.padding == "same" else "valid"  # symmetric: padded before the conv
 
     def _conv_kernel_size(self):
         return self.kernel_size
@@ -229,9 +293,15 @@ class Unit3D(keras.layers.Layer):
     def _conv_strides(self):
         return self.strides
 
+    def _pad(self, inputs, kernel_size):
+        return symmetric_pad(inputs, kernel_size) if self.padding == "symmetric" else inputs
+
+    def _in_shape(self, shape, kernel_size):
+        return _padded_shape(shape, kernel_size) if self.padding == "symmetric" else shape
+
     def _build_transform(self, input_shape):
         """Builds the conv -> BN part; returns its output shape."""
-        return _build_conv(self.conv_3d, self.batch_norm, input_shape)
+        return _build_conv(self.conv_3d, self.batch_norm, self._in_shape(input_shape, self._conv_kernel_size()))
 
     def build(self, input_shape):
         shape = self._build_transform(input_shape)
@@ -239,11 +309,11 @@ class Unit3D(keras.layers.Layer):
             self.gating.build(shape)
 
     def compute_output_shape(self, input_shape):
-        return tuple(self.conv_3d.compute_output_shape(input_shape))
+        return tuple(self.conv_3d.compute_output_shape(self._in_shape(input_shape, self._conv_kernel_size())))
 
     def _transform(self, inputs, training):
         """The conv -> BN -> activation part, before gating."""
-        x = conv_batch_norm(self.conv_3d, self.batch_norm, inputs, training)
+        x = conv_batch_norm(self.conv_3d, self.batch_norm, self._pad(inputs, self._conv_kernel_size()), training)
         return self.activation_fn(x) if self.activation else x
 
     def call(self, inputs, training=None):
@@ -256,7 +326,8 @@ class Unit3D(keras.layers.Layer):
                 "use_bias": self.use_bias, "activation": self.activation,
                 "self_gating": self.self_gating, "gating_bias": self.gating_bias,
                 "batch_norm_momentum": self.batch_norm_momentum, "groups": self.groups,
-                "batch_norm_scale": self.batch_norm_scale}
+                "batch_norm_scale": self.batch_norm_scale, "batch_norm_epsilon": self.batch_norm_epsilon,
+                "padding": self.padding}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -265,8 +336,9 @@ class SeparableUnit3D(Unit3D):
 
     The spatial part (`conv_3d`, `batch_norm`) is exactly a 2D Unit3D, so 2D weights load into it.
     The temporal conv (`temporal`) follows TF-slim by default: bias, no batch norm, ReLU, identity
-    initialisation. `temporal_batch_norm=True` gives torchvision's form instead (BN + ReLU, no bias).
-    Spatial strides go to the spatial conv, the temporal stride to the temporal conv.
+    initialisation. `temporal_batch_norm=True` gives torchvision's form instead (BN + ReLU, no bias;
+    the BN has a scale when the unit's has). Spatial strides go to the spatial conv, the temporal
+    stride to the temporal conv.
     """
 
     def __init__(self, filters, kernel_size=3, strides=1, temporal_batch_norm=False, **kwargs):
@@ -274,11 +346,9 @@ class SeparableUnit3D(Unit3D):
         self.temporal_batch_norm = temporal_batch_norm
         kernel_time = self.kernel_size[0]
         self.temporal = keras.layers.Conv3D(
-            self.filters, (kernel_time, 1, 1), strides=(self.strides[0], 1, 1), padding="same",
+            self.filters, (kernel_time, 1, 1), strides=(self.strides[0], 1, 1), padding=self._conv_padding(),
             use_bias=not temporal_batch_norm, kernel_initializer=TemporalIdentity(), name="temporal")
-        self.temporal_bn = (keras.layers.BatchNormalization(
-            scale=False, epsilon=BATCH_NORM_EPSILON, momentum=self.batch_norm_momentum,
-            name="temporal_batch_norm") if temporal_batch_norm else None)
+        self.temporal_bn = self._batch_norm("temporal_batch_norm") if temporal_batch_norm else None
 
     def _conv_kernel_size(self):
         return (1,) + self.kernel_size[1:]
@@ -286,16 +356,20 @@ class SeparableUnit3D(Unit3D):
     def _conv_strides(self):
         return (1,) + self.strides[1:]
 
+    def _temporal_kernel(self):
+        return (self.kernel_size[0], 1, 1)
+
     def _build_transform(self, input_shape):
-        return _build_conv(self.temporal, self.temporal_bn, super()._build_transform(input_shape))
+        spatial = super()._build_transform(input_shape)
+        return _build_conv(self.temporal, self.temporal_bn, self._in_shape(spatial, self._temporal_kernel()))
 
     def compute_output_shape(self, input_shape):
-        spatial = self.conv_3d.compute_output_shape(input_shape)
-        return tuple(self.temporal.compute_output_shape(spatial))
+        spatial = super().compute_output_shape(input_shape)
+        return tuple(self.temporal.compute_output_shape(self._in_shape(spatial, self._temporal_kernel())))
 
     def _transform(self, inputs, training):
         x = super()._transform(inputs, training)
-        x = conv_batch_norm(self.temporal, self.temporal_bn, x, training)
+        x = conv_batch_norm(self.temporal, self.temporal_bn, self._pad(x, self._temporal_kernel()), training)
         return self.activation_fn(x) if self.activation else x
 
     def get_config(self):
@@ -324,13 +398,15 @@ class InceptionBlock(keras.layers.Layer):
       filters: 6 ints `(b0, b1_1x1, b1_3x3, b2_1x1, b2_3x3, b3)`.
       temporal_kernel: t of the 3x3 convs (1 makes the block 2D).
       separable: split the `[t, 3, 3]` convs into `[1, 3, 3]` + `[t, 1, 1]`.
+      self_gating, gating_bias, temporal_batch_norm: as `Unit3D` / `SeparableUnit3D`.
+      batch_norm_momentum, batch_norm_scale, batch_norm_epsilon, padding: every unit's (`Unit3D`).
 
     Input `[batch, T, H, W, C_in]`, output `[batch, T, H, W, b0 + b1_3x3 + b2_3x3 + b3]`.
     """
 
     def __init__(self, filters, temporal_kernel=3, separable=False, self_gating=False,
                  gating_bias=False, temporal_batch_norm=False, batch_norm_momentum=BATCH_NORM_MOMENTUM,
-                 **kwargs):
+                 batch_norm_scale=False, batch_norm_epsilon=BATCH_NORM_EPSILON, padding="same", **kwargs):
         super().__init__(**kwargs)
         self.filters = tuple(int(f) for f in filters)
         if len(self.filters) != 6:
@@ -340,18 +416,18 @@ class InceptionBlock(keras.layers.Layer):
         self.self_gating = self_gating
         self.gating_bias = gating_bias
         self.temporal_batch_norm = temporal_batch_norm
-        self.batch_norm_momentum = batch_norm_momentum
+        self.unit_options = dict(batch_norm_momentum=batch_norm_momentum, batch_norm_scale=batch_norm_scale,
+                                 batch_norm_epsilon=batch_norm_epsilon, padding=padding)
         b0, b1a, b1b, b2a, b2b, b3 = self.filters
-        gate = dict(self_gating=self_gating, gating_bias=gating_bias, batch_norm_momentum=batch_norm_momentum)
+        gate = dict(self_gating=self_gating, gating_bias=gating_bias, **self.unit_options)
         spatiotemporal = dict(separable=separable, temporal_batch_norm=temporal_batch_norm, **gate)
         kernel = (self.temporal_kernel, 3, 3)
         self.branch_0 = [Unit3D(b0, name="Branch_0_Conv3d_0a_1x1", **gate)]
-        momentum = dict(batch_norm_momentum=batch_norm_momentum)
-        self.branch_1 = [Unit3D(b1a, name="Branch_1_Conv3d_0a_1x1", **momentum),
+        self.branch_1 = [Unit3D(b1a, name="Branch_1_Conv3d_0a_1x1", **self.unit_options),
                          spatiotemporal_unit(b1b, kernel, name="Branch_1_Conv3d_0b_3x3", **spatiotemporal)]
-        self.branch_2 = [Unit3D(b2a, name="Branch_2_Conv3d_0a_1x1", **momentum),
+        self.branch_2 = [Unit3D(b2a, name="Branch_2_Conv3d_0a_1x1", **self.unit_options),
                          spatiotemporal_unit(b2b, kernel, name="Branch_2_Conv3d_0b_3x3", **spatiotemporal)]
-        self.branch_3 = [keras.layers.MaxPooling3D(3, strides=1, padding="same", name="Branch_3_MaxPool3d_0a_3x3"),
+        self.branch_3 = [MaxPool3D(3, 1, padding, name="Branch_3_MaxPool3d_0a_3x3"),
                          Unit3D(b3, name="Branch_3_Conv3d_0b_1x1", **gate)]
 
     def build(self, input_shape):
@@ -381,8 +457,7 @@ class InceptionBlock(keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters,
                 "temporal_kernel": self.temporal_kernel, "separable": self.separable,
                 "self_gating": self.self_gating, "gating_bias": self.gating_bias,
-                "temporal_batch_norm": self.temporal_batch_norm,
-                "batch_norm_momentum": self.batch_norm_momentum}
+                "temporal_batch_norm": self.temporal_batch_norm, **self.unit_options}
 
 
 def _window_coverage(length, window):

@@ -11,10 +11,13 @@ import dataclasses
 
 @dataclasses.dataclass(frozen=True)
 class Option:
-    """A builder option: `kind` is bool, int, float or str; `choices` restricts a str option."""
+    """A builder option: `kind` is bool, int, float or str; `choices` restricts a str option.
+    `architecture`: the option shapes the network (its weights fit only a model built with the
+    same value); dropout and batch-norm momentum do not."""
     kind: type
     help: str
     choices: tuple = None
+    architecture: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -91,7 +91,7 @@ def test_a_model_meets_only_data_with_its_classes(trained_run, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    ([], "give either --model_dir or --saved_model"),
+    ([], "give one of --model_dir, --saved_model or --weights"),
     (["--model_dir=/nonexistent/run"], "/nonexistent/run: no such file or folder"),
     (["--model_dir=/a,/b"], "2 --model_dir need as many --data_dir"),
 ])

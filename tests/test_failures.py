@@ -3,8 +3,6 @@ Every case checks the one-line message and the exit status, that the previous co
 intact, and that a rerun works. Faults are real: kill -9 inside a write, a file size limit
 (RLIMIT_FSIZE) for a full disk, SIGINT, symbolic link loops."""
 
-import contextlib
-import io
 import json
 import os
 import pathlib
@@ -14,14 +12,13 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 import models
 from data import files, prepare, records
 from tests import layouts
 from tests.conftest import REPO_ROOT, TINY_FLAGS, invoke, last_json, one_line_error
-from train import loading, runs
+from train import runs
 
 PYTHON_WITH = """
 import os, resource, signal, sys

@@ -39,7 +39,9 @@ class ModelConfig:
 class DataConfig:
     """A prepared dataset (`data.prepare`) and the splits to train and validate on (default: the
     dataset spec's). `class_names`, `short_side` (of the stored frames) and `modality` are read
-    from the prepared data when the run starts."""
+    from the prepared data when the run starts. `resize_to`: raw frames are resized to exactly
+    this (height, width) before the centre crop instead of their short side to `short_side`
+    (the protocol of torchvision's video weights)."""
     dataset: str = "synthetic"
     data_dir: str = None
     train_split: str = None
@@ -48,6 +50,7 @@ class DataConfig:
     class_names: tuple = None
     short_side: int = None
     modality: str = "rgb"
+    resize_to: tuple = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,15 +90,19 @@ class ScheduleConfig:
 class RunConfig:
     """Where and how the run executes."""
     model_dir: str = None
-    seed: int = 0
     init_checkpoint: str = None
+    """A run folder, SavedModel or `.weights.h5` to start from (`train.finetune`)."""
     freeze_until: str = None
+    """An end point of the model's family: it and the layers before it are not trained."""
+    seed: int = 0
     mixed_precision: str = "none"
     jit_compile: bool = False
     run_eagerly: bool = False
+    """Keras' eager steps, for debugging (slow at real sizes)."""
     strategy: str = "auto"
     logical_cpus: int = None
     export: bool = True
+    """Write `model.keras` and the serving SavedModel at the end."""
 
 
 @dataclasses.dataclass(frozen=True)

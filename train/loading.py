@@ -159,6 +159,8 @@ def weights_file_classes(path, name, options, input_shape=None):
 
 def _weights(path, model_name, options, class_names, short_side, crop_size, num_frames):
     stored, facts = runs.read_metadata(path)
+    if stored is not None and model_name and stored.model.name != model_name:
+        raise ModelSourceError(f"{path}: holds the weights of {stored.model.name}, not {model_name}")
     if stored is not None:
         config = stored
     else:
@@ -182,6 +184,19 @@ def _weights(path, model_name, options, class_names, short_side, crop_size, num_
     network = _build(config)
     _load_weights(network, path, trainer_state=facts["trainer_state"])
     return LoadedModel("weights", str(path), config, network, facts["step"], str(path))
+
+
+def read_config(source):
+    """The `ExperimentConfig` recorded with a model source (a run folder's or SavedModel's
+    `config.json`, a self-describing weights file's metadata), without loading the model; None
+    when the source records none."""
+    path = pathlib.Path(source)
+    for candidate in (path / runs.CONFIG, path / serving.CONFIG_FILE):
+        if path.is_dir() and candidate.exists():
+            return ExperimentConfig.load(candidate)
+    if path.is_file() and path.name.endswith(".weights.h5"):
+        return runs.read_metadata(path)[0]
+    return None
 
 
 def load(source, checkpoint="best", model=None, options=None, class_names=None, short_side=None, crop_size=None,

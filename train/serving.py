@@ -26,7 +26,8 @@ CONFIG_FILE = "config.json"
 class Preprocessing:
     """How raw frames (25 fps, uint8) become a model's input: every `frame_stride`-th frame (for
     models built for `num_frames` frames, the centre clip of that many), the short side resized
-    to `short_side` pixels, the centre `crop_size` square, then `(x / 255 - mean) / std`."""
+    to `short_side` pixels (or the frame to exactly `resize_to` (height, width)), the centre
+    `crop_size` square, then `(x / 255 - mean) / std`."""
     short_side: int
     crop_size: int
     frame_stride: int = 1
@@ -34,6 +35,7 @@ class Preprocessing:
     channels: int = 3
     mean: tuple = (0.5,)
     std: tuple = (0.5,)
+    resize_to: tuple = None
 
     @classmethod
     def of(cls, config):
@@ -42,7 +44,7 @@ class Preprocessing:
         return cls(short_side=config.data.short_side, crop_size=config.clip.crop_size,
                    frame_stride=config.clip.frame_stride, num_frames=fixed[0] if fixed else None,
                    channels=config.model.options.get("input_channels", 3), mean=tuple(config.model.mean),
-                   std=tuple(config.model.std))
+                   std=tuple(config.model.std), resize_to=config.data.resize_to)
 
 
 def inference_model(model, mean=(0.5,), std=(0.5,)):
@@ -76,7 +78,8 @@ def serving_function(model, class_names, preprocessing):
             frames = frames[:, ::stride]
         batch, time = tf.shape(frames)[0], tf.shape(frames)[1]
         flat = tf.reshape(frames, [-1, shape[2], shape[3], channels])
-        clips = tf.reshape(views.centre_view(flat, preprocessing.short_side, crop), [batch, time, crop, crop, channels])
+        clips = tf.reshape(views.centre_view(flat, preprocessing.short_side, crop, preprocessing.resize_to),
+                           [batch, time, crop, crop, channels])
         logits = tf.cast(inference(clips, training=False), tf.float32)
         probabilities = tf.nn.softmax(logits)
         best = tf.math.top_k(probabilities, k=top_k)

@@ -1,0 +1,294 @@
+r"""Converts released PyTorch video weights into our Keras models, exactly.
+
+  python -m models.convert_torch --source=torchvision --model=s3d --checkpoint=s3d-d76dad2f.pth \
+      --output=checkpoints/s3d_k400.weights.h5
+  python -m models.convert_torch --source=torchvision --model=r2plus1d_18 --checkpoint=r2plus1d_18-91a641e6.pth \
+      --output=checkpoints/r2plus1d_18_k400.keras
+  python -m models.convert_torch --source=pytorchvideo --model=csn_r101 --checkpoint=CSN_32x2_R101.pyth \
+      --output=checkpoints/ir_csn_101_k400.weights.h5
+  python -m models.convert_torch --source=torchvision --model=s3d --checkpoint=s3d.pth --dry_run
+
+Each source model is a registry member with the options that reproduce it (`SOURCES`: PyTorch's
+symmetric padding, batch norm with a scale and PyTorch's epsilon, torchvision's S3D stem and
+head, torchvision's R(2+1)D mid channels, MC3). Kernels go from PyTorch's `[out, in, t, h, w]` to
+Keras' `[t, h, w, in, out]`, fully connected weights `[out, in]` to `[in, out]`; batch norm's
+weight, bias, running mean and variance to gamma, beta, moving mean and variance
+(`num_batches_tracked` counts steps, it is not a weight). Every unmatched or misshapen tensor, on
+either side, is listed in one error. A `.weights.h5` output is self-describing
+(`train.runs.save_weights`: the member, its options, the Kinetics-400 classes and the source's
+input normalisation and resizing), so `eval.predict --weights=OUTPUT`, `eval.main`, `train.export`
+and `train.main --init_checkpoint=OUTPUT` need nothing else; a `.keras` output is the whole model
+(`keras.saving.load_model` after `import models`). Reading the checkpoint needs PyTorch
+(`pip install torch`); nothing else does. The last line of output is a JSON summary.
+"""
+
+import dataclasses
+import functools
+import os
+import pickle
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import flags  # noqa: E402
+import numpy as np  # noqa: E402
+
+import models  # noqa: E402
+from data import datasets, files  # noqa: E402
+from flags import cli  # noqa: E402
+from models import checkpoints  # noqa: E402
+from train import runs  # noqa: E402
+from train.config import ClipConfig, DataConfig, ExperimentConfig, ModelConfig  # noqa: E402
+
+PROGRAM = "models.convert_torch"
+BATCH_NORM = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
+STAGES = {"conv2": 1, "conv3": 2, "conv4": 3, "conv5": 4}  # our stage -> torchvision's layerN / PyTorchVideo's blocks.N
+
+
+def _conv_or_norm(variable, conv, norm):
+    """The torch name of a unit's variable (`conv_3d/kernel` or `batch_norm/...`)."""
+    part, name = variable.split("/", 1)
+    return f"{conv}.weight" if part == "conv_3d" else f"{norm}.{BATCH_NORM[name]}"
+
+
+def torchvision_resnet_name(path, two_stage_stem=False):
+    """torchvision `VideoResNet` (r3d_18, mc3_18, r2plus1d_18) name of one of our variable paths."""
+    layer, rest = path.split("/", 1)
+    if layer == "logits":
+        return {"kernel": "fc.weight", "bias": "fc.bias"}[rest]
+    if layer in ("stem", "stem_spatial"):
+        conv, norm = {"stem_spatial": (0, 1), "stem": (3, 4) if two_stage_stem else (0, 1)}[layer]
+        return _conv_or_norm(rest, f"stem.{conv}", f"stem.{norm}")
+    stage, block = layer.split("_")
+    base = f"layer{STAGES[stage]}.{int(block) - 1}"
+    unit, variable = rest.split("/", 1)
+    if unit == "shortcut":
+        return _conv_or_norm(variable, f"{base}.downsample.0", f"{base}.downsample.1")
+    conv = f"{base}.conv1" if unit.startswith("conv_a") else f"{base}.conv2"
+    if unit.endswith("_spatial"):  # Conv2Plus1D: [1,3,3] conv, BN, ReLU, [3,1,1] conv; the block's BN after it
+        return _conv_or_norm(variable, f"{conv}.0.0", f"{conv}.0.1")
+    if unit.endswith("_temporal"):
+        return _conv_or_norm(variable, f"{conv}.0.3", f"{conv}.1")
+    return _conv_or_norm(variable, f"{conv}.0", f"{conv}.1")
+
+
+# torchvision S3D: the `features` index of each end point, and each inception unit's module.
+_S3D_FEATURES = {"Conv3d_1a_7x7": 0, "Conv3d_2b_1x1": 2, "Conv3d_2c_3x3": 3, "Mixed_3b": 5, "Mixed_3c": 6,
+                 "Mixed_4b": 8, "Mixed_4c": 9, "Mixed_4d": 10, "Mixed_4e": 11, "Mixed_4f": 12, "Mixed_5b": 14,
+                 "Mixed_5c": 15}
+_S3D_BRANCHES = {"Branch_0_Conv3d_0a_1x1": "branch0", "Branch_1_Conv3d_0a_1x1": "branch1.0",
+                 "Branch_1_Conv3d_0b_3x3": "branch1.1", "Branch_2_Conv3d_0a_1x1": "branch2.0",
+                 "Branch_2_Conv3d_0b_3x3": "branch2.1", "Branch_3_Conv3d_0b_1x1": "branch3.1"}
+
+
+def torchvision_s3d_name(path):
+    """torchvision S3D name of one of our variable paths. A separable unit is torchvision's
+    TemporalSeparableConv (`.0` spatial, `.1` temporal, each a conv `.0` and a BN `.1`); a 1x1x1
+    unit its Conv3dNormActivation (conv `.0`, BN `.1`)."""
+    end_point, rest = path.split("/", 1)
+    if end_point == "Logits":
+        return {"conv_3d/kernel": "classifier.1.weight", "conv_3d/bias": "classifier.1.bias"}[rest.split("/", 1)[1]]
+    module, unit = f"features.{_S3D_FEATURES[end_point]}", end_point
+    if end_point.startswith("Mixed"):
+        unit, rest = rest.split("/", 1)
+        module = f"{module}.{_S3D_BRANCHES[unit]}"
+    part, name = rest.split("/", 1)
+    if part in ("temporal", "temporal_batch_norm"):
+        return f"{module}.1.0.weight" if part == "temporal" else f"{module}.1.1.{BATCH_NORM[name]}"
+    if unit.endswith("_3x3") or unit == "Conv3d_1a_7x7":  # separable: the spatial half is `.0`
+        module = f"{module}.0"
+    return _conv_or_norm(rest, f"{module}.0", f"{module}.1")
+
+
+def pytorchvideo_csn_name(path):
+    """PyTorchVideo `create_csn` name of one of our variable paths (ir-CSN)."""
+    layer, rest = path.split("/", 1)
+    if layer == "logits":
+        return {"kernel": "blocks.5.proj.weight", "bias": "blocks.5.proj.bias"}[rest]
+    if layer == "stem":
+        return _conv_or_norm(rest, "blocks.0.conv", "blocks.0.norm")
+    stage, block = layer.split("_")
+    base = f"blocks.{STAGES[stage]}.res_blocks.{int(block) - 1}"
+    unit, variable = rest.split("/", 1)
+    if unit == "shortcut":
+        return _conv_or_norm(variable, f"{base}.branch1_conv", f"{base}.branch1_norm")
+    letter = unit[-1]  # conv_a, conv_b, conv_c
+    return _conv_or_norm(variable, f"{base}.branch2.conv_{letter}", f"{base}.branch2.norm_{letter}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceModel:
+    """A released PyTorch model: our `member` and the `options` that reproduce it, the name of
+    each of our variables in its state dict (`classifier`: its classifier's bias), and the input
+    its weights expect (normalisation of [0, 1] frames, the resize before the centre crop, the
+    crop, the clip length it was trained on)."""
+    member: str
+    options: dict
+    name: callable
+    classifier: str
+    mean: tuple
+    std: tuple
+    crop_size: int
+    num_frames: int
+    short_side: int = None
+    resize_to: tuple = None
+    top1: float = None  # Kinetics-400 top-1 the source reports
+
+
+_TORCHVISION = dict(mean=(0.43216, 0.394666, 0.37645), std=(0.22803, 0.22145, 0.216989))
+_RESNET_INPUT = dict(crop_size=112, num_frames=16, resize_to=(128, 171), **_TORCHVISION)
+_PYTORCH = dict(padding="symmetric", batch_norm_epsilon=1e-5)
+SOURCES = {
+    "torchvision": {
+        "s3d": SourceModel("s3d", dict(padding="symmetric", batch_norm_scale=True, temporal_batch_norm=True,
+                                       first_temporal_kernel=7, batch_norm_epsilon=1e-3, dropout_rate=0.2),
+                           torchvision_s3d_name, "classifier.1.bias", crop_size=224, num_frames=32, resize_to=(256, 256), top1=68.368,
+                           **_TORCHVISION),
+        "r3d_18": SourceModel("r3d_18", _PYTORCH, torchvision_resnet_name, "fc.bias", top1=63.2, **_RESNET_INPUT),
+        "mc3_18": SourceModel("mc3_18", _PYTORCH, torchvision_resnet_name, "fc.bias", top1=63.96, **_RESNET_INPUT),
+        "r2plus1d_18": SourceModel("r2plus1d_18", dict(mid_channels="per_block", **_PYTORCH),
+                                   functools.partial(torchvision_resnet_name, two_stage_stem=True), "fc.bias",
+                                   top1=67.463, **_RESNET_INPUT),
+    },
+    "pytorchvideo": {  # create_csn as its hub's csn_r101 builds it (stem max pool)
+        f"csn_r{depth}": SourceModel(f"ir_csn_{depth}", _PYTORCH, pytorchvideo_csn_name, "blocks.5.proj.bias",
+                                     mean=(0.45,) * 3,
+                                     std=(0.225,) * 3, crop_size=256, num_frames=32, short_side=256,
+                                     top1=77.0 if depth == 101 else None)
+        for depth in (50, 101, 152)},
+}
+
+
+def source_model(source, model):
+    if source not in SOURCES:
+        raise ValueError(f"source: unknown source {source!r}; one of {', '.join(SOURCES)}")
+    if model not in SOURCES[source]:
+        raise ValueError(f"model: {source} has no model {model!r} here; one of {', '.join(SOURCES[source])}")
+    return SOURCES[source][model]
+
+
+def read_state_dict(checkpoint, trusted=False):
+    """`{name: numpy array}` of a PyTorch checkpoint: a state dict, or one inside a dict under
+    `model_state` / `state_dict` / `model` (PyTorchVideo's and training scripts' wrapping). Only
+    tensors and plain containers are unpickled unless the checkpoint is `trusted`."""
+    try:
+        import torch
+    except ImportError:
+        raise checkpoints.CheckpointError("reading a PyTorch checkpoint needs PyTorch: pip install torch") from None
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=not trusted)
+    except pickle.UnpicklingError as error:
+        raise checkpoints.CheckpointError(
+            f"{checkpoint}: not a readable PyTorch checkpoint, or one that stores more than tensors (unpickling: "
+            f"{str(error).split('WeightsUnpickler error:')[-1].strip().splitlines()[0][:120]}); if it comes from a "
+            "source you trust, add --trusted") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as error:
+        raise checkpoints.CheckpointError(f"{checkpoint}: not a readable PyTorch checkpoint "
+                                          f"({str(error).splitlines()[0][:200]})") from None
+    for key in ("model_state", "state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise checkpoints.CheckpointError(f"{checkpoint}: holds no state dict")
+    return {name.removeprefix("module."): value.detach().cpu().numpy() for name, value in state.items()
+            if hasattr(value, "detach") and not name.endswith("num_batches_tracked")}
+
+
+def to_keras(value, variable):
+    """A PyTorch tensor laid out as the Keras variable: conv kernels `[out, in, t, h, w]` ->
+    `[t, h, w, in, out]`, dense `[out, in]` -> `[in, out]`, vectors as they are."""
+    if value.ndim == 5:
+        return value.transpose(2, 3, 4, 1, 0)
+    if value.ndim == 2 and len(variable.shape) == 2:
+        return value.T
+    return value
+
+
+def match(model, spec, state):
+    """`{torch name: variable}` for every variable of `model`; raises CheckpointError listing
+    every variable without a tensor, every tensor without a variable and every shape that differs."""
+    wanted = {spec.name(variable.path): variable for variable in model.weights}
+    shapes = {name: list(to_keras(value, wanted[name]).shape) if name in wanted else list(value.shape)
+              for name, value in state.items()}
+    return checkpoints.match(wanted, shapes)
+
+
+def build(spec, num_classes):
+    return models.build(spec.member, num_classes=num_classes, **spec.options)
+
+
+def convert(source, model_name, checkpoint, class_names=None, trusted=False):
+    """`(keras model, config)`: the `SOURCES[source][model_name]` member with the checkpoint's
+    weights, and the `ExperimentConfig` that describes it (classes: Kinetics-400 for 400 logits
+    unless `class_names` are given)."""
+    spec = source_model(source, model_name)
+    state = read_state_dict(checkpoint, trusted)
+    model = build(spec, classes_of(spec, state, checkpoint))
+    num_classes = model.output_shape[-1]
+    for name, variable in match(model, spec, state).items():
+        variable.assign(to_keras(state[name], variable))
+    if class_names is None:
+        class_names = datasets.get("kinetics400").class_list() if num_classes == 400 else [
+            f"class_{i}" for i in range(num_classes)]
+    if len(class_names) != num_classes:
+        raise ValueError(f"label_map: names {len(class_names)} classes, the checkpoint has {num_classes}")
+    options = models.registry.resolve_options(spec.member, spec.options)
+    config = ExperimentConfig(
+        model=ModelConfig(spec.member, options, num_classes, mean=spec.mean, std=spec.std),
+        data=DataConfig(dataset=None, class_names=tuple(class_names), short_side=spec.short_side or spec.crop_size,
+                        resize_to=spec.resize_to),
+        clip=ClipConfig(num_frames=spec.num_frames, frame_stride=1, crop_size=spec.crop_size))
+    return model, config
+
+
+def classes_of(spec, state, checkpoint):
+    """The class count of a state dict: the length of its classifier's bias."""
+    if spec.classifier not in state:
+        raise checkpoints.CheckpointError(f"{checkpoint}: no classifier {spec.classifier}: not the weights of this model")
+    return state[spec.classifier].shape[0]
+
+
+def define(values):
+    common = dict(flag_values=values)
+    flags.DEFINE_enum("source", "torchvision", list(SOURCES), "Where the weights come from.", **common)
+    flags.DEFINE_string("model", None, "The source's model: " + "; ".join(
+        f"{source}: {', '.join(names)}" for source, names in SOURCES.items()) + ".", **common)
+    flags.DEFINE_string("checkpoint", None, "The PyTorch checkpoint (.pth, .pyth: a state dict).", **common)
+    flags.DEFINE_string("output", None, "FILE.weights.h5 (self-describing weights) or FILE.keras (the whole model).",
+                        **common)
+    flags.DEFINE_string("label_map", None, "Class names, one a line [default: Kinetics-400 for 400 classes].", **common)
+    flags.DEFINE_bool("dry_run", False, "Print the name mapping (torch name, shape -> our variable, shape) only.",
+                      **common)
+    flags.DEFINE_bool("trusted", False, "The checkpoint comes from a source you trust: unpickle all of it (needed for "
+                      "checkpoints that store more than tensors; unpickling can run code).", **common)
+
+
+def command(values):
+    if not (values.model and values.checkpoint):
+        raise cli.UsageError("--model and --checkpoint are required")
+    if not values.dry_run and not (values.output or "").endswith((".weights.h5", ".keras")):
+        raise cli.UsageError("--output=FILE.weights.h5 or FILE.keras is required (or --dry_run)")
+    try:
+        spec = source_model(values.source, values.model)
+    except ValueError as error:
+        raise cli.UsageError(str(error)) from None
+    if values.dry_run:
+        state = read_state_dict(values.checkpoint, values.trusted)
+        model = build(spec, classes_of(spec, state, values.checkpoint))
+        for name, variable in sorted(match(model, spec, state).items()):
+            print(f"{name} {list(state[name].shape)} -> {variable.path} {list(variable.shape)}")
+        return {"source": values.source, "model": values.model, "member": spec.member, "variables": len(model.weights),
+                "output": None}
+    names = [line.strip() for line in open(values.label_map) if line.strip()] if values.label_map else None
+    model, config = convert(values.source, values.model, values.checkpoint, names, values.trusted)
+    if values.output.endswith(".keras"):
+        with files.atomic(values.output) as temporary:
+            model.save(str(temporary))
+    else:
+        runs.save_weights(model, values.output, config, source=f"{values.source}:{values.model}:{values.checkpoint}")
+    return {"source": values.source, "model": values.model, "member": spec.member, "options": spec.options,
+            "num_classes": config.model.num_classes, "variables": len(model.weights), "output": values.output,
+            "parameters": int(sum(np.prod(v.shape) for v in model.trainable_weights))}
+
+
+if __name__ == "__main__":
+    cli.main(PROGRAM, __doc__, define, command)
