@@ -1,16 +1,17 @@
 """Video classification models: `build(name, num_classes, **options)`, `available()`, `features()`.
 
 The families (`models.registry`): Inception-3D (i3d, i2d, s3d, s3dg, fast_s3d and the bottom-/
-top-heavy I3D and S3D), ResNet3D / CSN / R(2+1)D (r3d_*, ir_csn_*, ip_csn_*, r2plus1d_*) and C3D.
+top-heavy I3D and S3D), ResNet3D / CSN / R(2+1)D (r3d_*, ir_csn_*, ip_csn_*, r2plus1d_*, mc3_18),
+C3D and the other Quo Vadis baselines (convnet_lstm, two_stream_2d, fused_3d).
 Importing this package registers every family and every custom layer, so a saved `.keras` model
 reloads with `keras.saving.load_model(path)` after `import models`.
 """
 
 import keras
 
-from models import c3d, inception, registry, resnet3d
+from models import c3d, inception, quo_vadis, registry, resnet3d
 
-registry.register(inception.FAMILY, resnet3d.FAMILY, c3d.FAMILY)
+registry.register(inception.FAMILY, resnet3d.FAMILY, c3d.FAMILY, *quo_vadis.FAMILIES)
 available = registry.available
 build = registry.build
 family_of = registry.family_of
@@ -22,7 +23,7 @@ def features(model, end_points):
     e.g. `Logits`); each output is `[batch, T', H', W', C]` (the classifier's `[batch, classes]`).
     Weights are shared with `model`."""
     family = family_of(model.name)
-    known = family.end_points(model) + [family.classifier]
+    known = family.end_points(model) + list(family.classifier)
     missing = [point for point in end_points if point not in known]
     if missing:
         raise ValueError(f"end_points: {', '.join(missing)} not in model {model.name!r}; it has {', '.join(known)}")

@@ -46,5 +46,5 @@ FAMILY = registry.Family(
         "batch_norm_momentum": registry.Option(float, "Decay of the batch-norm moving averages.", architecture=False),
         "input_channels": registry.Option(int, "3 for RGB, 2 for optical flow."),
     },
-    builder=build_c3d, classifier="logits", fixed_input=(16, 112, 112), min_size=32,
+    builder=build_c3d, classifier=("logits",), fixed_input=(16, 112, 112), min_size=32,
     feature_end_points=lambda member: ("pool3", "pool4", "pool5"))

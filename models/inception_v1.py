@@ -35,6 +35,17 @@ class FrameAsClip(keras.layers.Layer):
         return (input_shape[0], 1, *input_shape[1:])
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ClipAsFrame(keras.layers.Layer):
+    """`[batch, 1, H, W, C]` one-frame clips -> `[batch, H, W, C]` images."""
+
+    def call(self, clips):
+        return ops.squeeze(clips, 1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *input_shape[2:])
+
+
 def build_inception_v1(num_classes=IMAGENET_CLASSES, depth_multiplier=1.0, dropout_rate=0.2, input_channels=3):
     """Inception-v1 on images `[batch, H, W, input_channels]` in [-1, 1] -> logits `[batch, num_classes]`.
 

@@ -14,11 +14,13 @@ Per variable of the 3D model, from the 2D variable at the same path (`models.inc
 A one-frame-repeated ("boring") clip then gives a separable model (S3D) exactly the 2D logits;
 full 3D kernels (I3D) give the 2D features wherever the temporal receptive field stays inside the
 clip (zero padding at the clip's ends breaks the fixed point there, as in every I3D).
-Any family the registry marks `inflatable` takes them. The output records the model it is for
+The command starts any family with a 2D counterpart (the registry's `from_2d`): the Inception-3D
+members by this inflation, the Quo Vadis baselines by `models.quo_vadis.from_imagenet`. The output records the model it is for
 (`train.runs.save_weights`), so `--init_checkpoint=OUTPUT` needs nothing else. The last line of
 output is a JSON summary with the count of each kind.
 """
 
+import importlib
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -66,9 +68,7 @@ def inflate(backbone_2d, model_3d):
     """Sets every variable of `model_3d` from the 2D backbone (see the module docstring).
     Returns `{kind: count}` (copied, inflated, identity, gating, classifier_kept)."""
     family = models.family_of(model_3d.name)
-    if not family.inflatable:
-        raise InflationError(f"model: {model_3d.name} ({family.title}) has no Inception-v1 counterpart to inflate from")
-    classifier = {variable.path for variable in model_3d.get_layer(family.classifier).weights}
+    classifier = {variable.path for variable in family.classifier_variables(model_3d)}
     epsilons = {variable.path: layer.epsilon for layer in model_3d._flatten_layers()
                 if isinstance(layer, keras.layers.BatchNormalization) for variable in layer.weights}
     sources = {variable.path: variable for variable in backbone_2d.weights}
@@ -119,9 +119,13 @@ def command(values):
         options = models.registry.resolve_options(values.model, options)
     except ValueError as error:
         raise cli.UsageError(str(error)) from None
+    family = models.family_of(values.model)
+    if family.from_2d is None:
+        raise cli.UsageError(f"model: {values.model} ({family.title}) has no 2D Inception-v1 counterpart to start from")
+    module, function = family.from_2d.split(":")
     _, backbone = inception_v1.load_slim_checkpoint(values.checkpoint, values.depth_multiplier)
     model = models.build(values.model, num_classes=values.num_classes, **options)
-    counts = inflate(backbone, model)
+    counts = getattr(importlib.import_module(module), function)(backbone, model)
     config = ExperimentConfig(model=ModelConfig(values.model, options, values.num_classes))
     runs.save_weights(model, values.output, config, source=values.checkpoint)
     return {"model": values.model, "transition": options.get("transition"), "num_classes": values.num_classes,

@@ -519,3 +519,74 @@ class InceptionLogits(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes,
                 "dropout_rate": self.dropout_rate, "pool_size": self.pool_size}
+
+
+def predictions(head, outputs):
+    """The prediction (logits `[batch, classes]`) of a model's outputs, by the family's `head`
+    (`models.registry.Family`): the logits themselves; the last time step of per-step logits
+    `[batch, T, classes]`; or, for per-stream logits `[batch, streams, classes]`, the log of the
+    streams' mean softmax scores (whose softmax is that mean)."""
+    if head == "logits":
+        return outputs
+    if head == "last_step":
+        return outputs[:, -1]
+    if head == "stream_average":
+        return ops.log(ops.mean(ops.softmax(ops.cast(outputs, "float32"), axis=-1), axis=1))
+    raise ValueError(f"head must be logits, last_step or stream_average, got {head!r}")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Predictions(keras.layers.Layer):
+    """`predictions(head, outputs)` as a layer: `[batch, (K,) classes]` -> float32 `[batch, classes]`."""
+
+    def __init__(self, head="logits", **kwargs):
+        super().__init__(**kwargs)
+        self.head = head
+
+    def call(self, outputs):
+        return ops.cast(predictions(self.head, outputs), "float32")
+
+    def compute_output_shape(self, input_shape):
+        return input_shape if self.head == "logits" else (input_shape[0], input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "head": self.head}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Snippets(keras.layers.Layer):
+    """Splits clips `[batch, T, H, W, C]` into `T / snippet_frames` snippets and takes, of the
+    channels `channels` (start, stop), either the frame at `frame` of each snippet (`[batch,
+    T / s, H, W, c]`) or, with `frame=None`, the whole snippet stacked on channels, frame by frame
+    (`[batch, T / s, H, W, s * c]`: x1, y1, x2, y2, ... for flow, as the two-stream networks take
+    their optical flow). `snippet_frames=None`: one snippet, the whole clip."""
+
+    def __init__(self, snippet_frames=None, channels=(0, 3), frame=None, **kwargs):
+        super().__init__(**kwargs)
+        self.snippet_frames = snippet_frames
+        self.channels = tuple(channels)
+        self.frame = frame
+
+    def _length(self, inputs):
+        return self.snippet_frames or inputs.shape[1]
+
+    def call(self, inputs):
+        length = self._length(inputs)
+        start, stop = self.channels
+        x = inputs[..., start:stop]
+        shape = ops.shape(x)
+        snippets = ops.reshape(x, (shape[0], -1, length, shape[2], shape[3], stop - start))
+        if self.frame is not None:
+            return snippets[:, :, self.frame]
+        stacked = ops.transpose(snippets, (0, 1, 3, 4, 2, 5))
+        return ops.reshape(stacked, (shape[0], -1, shape[2], shape[3], length * (stop - start)))
+
+    def compute_output_shape(self, input_shape):
+        length = self.snippet_frames or input_shape[1]
+        time = None if input_shape[1] is None else input_shape[1] // length
+        width = self.channels[1] - self.channels[0]
+        return (input_shape[0], time, input_shape[2], input_shape[3], width if self.frame is not None else length * width)
+
+    def get_config(self):
+        return {**super().get_config(), "snippet_frames": self.snippet_frames, "channels": self.channels,
+                "frame": self.frame}

@@ -30,12 +30,19 @@ class Family:
       options: option name -> `Option`.
       builder: `builder(name, num_classes, input_shape, **options)` -> `keras.Model` mapping
         `[batch, frames, height, width, channels]` in [-1, 1] (after `normalisation`) to logits.
-      classifier: the name of the layer holding the classifier (replaced when fine-tuning to
-        another class count).
-      fixed_input: `(frames, height, width)` when the weights depend on the clip size (the
-        default size); None when the model takes any clip.
+      classifier: the names of the top-level layers holding the classifier (replaced when
+        fine-tuning to another class count).
+      fixed_input: `(frames, height, width)` where the weights depend on the clip size (the
+        default size; None where that axis is free); None when the model takes any clip.
       min_size: smallest frame height and width in pixels.
-      inflatable: ImageNet Inception-v1 weights inflate into it (`models.inflate`).
+      head: what the model outputs: "logits" `[batch, classes]`; "last_step" `[batch, T,
+        classes]`, a classifier at every time step (the prediction is the last step's);
+        "stream_average" `[batch, streams, classes]`, one classifier per stream (the prediction
+        averages their softmax scores). Training applies the cross-entropy to every step or stream.
+      streams: "rgb" (or flow: 2 channels instead of 3), or "rgb+flow": clips of 5 channels,
+        RGB then the x and y flow of a flow dataset of the same videos.
+      from_2d: "module:function" that initialises a member from a 2D Inception-v1 (ImageNet, TF-slim
+        names; `models.inflate`); None where that does not apply.
       feature_end_points: member -> the end points the feature analyses use by default (t-SNE;
         the first also ends the "lower layers" of the weight statistics).
     """
@@ -44,28 +51,37 @@ class Family:
     members: dict
     options: dict
     builder: callable
-    classifier: str
+    classifier: tuple
     fixed_input: tuple = None
     min_size: int = 1
-    inflatable: bool = False
+    head: str = "logits"
+    streams: str = "rgb"
+    from_2d: str = None
     feature_end_points: callable = None
 
     def defaults(self, member):
         return dict(self.members[member])
 
     def end_points(self, model):
-        """The names of `model`'s top-level layers in order, up to the classifier (exclusive):
-        what `--freeze_until` and feature extraction accept."""
+        """The names of `model`'s top-level layers in order, up to the first classifier layer
+        (exclusive): what `--freeze_until` and feature extraction accept."""
         names = [layer.name for layer in model.layers[1:]]
-        return names[: names.index(self.classifier)] if self.classifier in names else names
+        first = min((names.index(layer) for layer in self.classifier if layer in names), default=len(names))
+        return names[:first]
+
+    def classifier_variables(self, model):
+        """The variables of `model`'s classifier layers."""
+        return [variable for layer in self.classifier for variable in model.get_layer(layer).weights]
 
     def input_shape(self, frames=None, size=None):
         """The `(frames, height, width)` a model of this family is built for: any size (None) for
-        free families; for fixed ones the given clip size, else the family's default."""
+        free families; for fixed ones the given clip size, else the family's default (None where
+        the family leaves an axis free)."""
         if self.fixed_input is None:
             return (None, None, None)
         default_frames, default_size, _ = self.fixed_input
-        return (frames or default_frames, size or default_size, size or default_size)
+        size = (size or default_size) if default_size else None
+        return (frames or default_frames, size, size)
 
 
 _FAMILIES = []

@@ -250,5 +250,5 @@ FAMILY = registry.Family(
                                    layers.PADDINGS),
         "input_channels": registry.Option(int, "3 for RGB, 2 for optical flow."),
     },
-    builder=build_resnet3d, classifier="logits",
+    builder=build_resnet3d, classifier=("logits",),
     feature_end_points=lambda member: tuple(f"{stage}_{count}" for stage, count in zip(STAGES[1:], MODELS[member].blocks[1:])))

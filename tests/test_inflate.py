@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import models
 from models import inception_v1, inflate
-from tests.conftest import invoke, last_json
+from tests.conftest import invoke, last_json, one_line_error
 
 
 def randomise(model, seed=0):
@@ -117,10 +117,10 @@ def test_inflate_command_writes_weights_for_any_family_member(tmp_path):
     np.testing.assert_array_equal(temporal[1, 0, 0], np.eye(384)) and np.testing.assert_array_equal(temporal[0], 0)
 
 
-def test_only_inflatable_families_take_inception_v1(tmp_path):
-    _, backbone = inception_v1.build_inception_v1(num_classes=10, depth_multiplier=0.25)
-    with pytest.raises(inflate.InflationError, match=r"r3d_18 \(ResNet3D / CSN / R\(2\+1\)D\) has no Inception-v1"):
-        inflate.inflate(backbone, models.build("r3d_18", num_classes=10, depth_multiplier=0.25))
+def test_only_families_with_a_2d_counterpart_take_inception_v1(tmp_path):
+    line = one_line_error(invoke("models.inflate", f"--checkpoint={tmp_path / 'x.ckpt'}", "--model=r3d_18",
+                                 f"--output={tmp_path / 'r3d.weights.h5'}"), "models.inflate")
+    assert "r3d_18 (ResNet3D / CSN / R(2+1)D) has no 2D Inception-v1 counterpart" in line
 
 
 def test_inflating_into_another_width_lists_the_mismatches():
