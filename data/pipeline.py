@@ -6,7 +6,9 @@
 
 Clips and views are uint8 (0..255); the model's input layer normalises them on its device
 (`train.serving.inference_model`), which saves the host a pass over 4-byte values. C is 3 for
-RGB and 2 for a dataset prepared with `--modality=flow` (x, y flow stored in 8 bits).
+RGB, 2 for a dataset prepared with `--modality=flow` (x, y flow stored in 8 bits), and 5 (RGB,
+then the x and y flow of the same frame) for an RGB dataset read with `flow_data_dir`, a flow
+dataset of the same videos (`data.pairs`).
 Frame indices are chosen before any JPEG is decoded, and only those frames are decoded
 (training decodes only the crop window of each).
 """
@@ -15,7 +17,9 @@ import re
 
 import tensorflow as tf
 
-from data import records, views
+from data import pairs, records, views
+
+CHANNELS = {"rgb": 3, "flow": 2, "rgb+flow": 5}
 
 # Words a horizontal flip turns into each other; a class naming one flips to its twin class.
 MIRROR_WORDS = (("left", "right"), ("clockwise", "counterclockwise"))
@@ -46,18 +50,44 @@ def parse_example(serialized, with_media_id=False):
     return parsed + (context[records.MEDIA_ID],) if with_media_id else parsed
 
 
-def decode_frame(jpeg, flow=False):
-    """One stored frame: RGB `[H, W, 3]`, or for flow the greyscale `[H, 2W]` image of the x and
-    y components side by side, returned as `[H, W, 2]` (see `data.flow`)."""
-    if not flow:
+def _parse(examples, with_media_id=False):
+    """`parse_example` of one serialized example, or of an (RGB, flow) pair of the same video: then
+    the frames are `[N, 2]`, each frame's RGB and flow JPEG."""
+    if len(examples) == 1:
+        return parse_example(examples[0], with_media_id)
+    rgb, label, media_id = parse_example(examples[0], with_media_id=True)
+    flow, _, flow_media_id = parse_example(examples[1], with_media_id=True)
+    with tf.control_dependencies([tf.debugging.assert_equal(media_id, flow_media_id, message="RGB/flow pair")]):
+        jpegs = tf.stack([rgb, flow], axis=1)
+    return (jpegs, label, media_id) if with_media_id else (jpegs, label)
+
+
+def decode_frame(jpeg, modality="rgb"):
+    """One stored frame, uint8 `[H, W, CHANNELS[modality]]`: RGB; flow, stored as the greyscale
+    `[H, 2W]` image of the x and y components side by side (see `data.flow`); or for "rgb+flow"
+    the `[2]` JPEGs of a frame's RGB and flow, concatenated."""
+    if modality == "rgb+flow":
+        return tf.concat([decode_frame(jpeg[0]), decode_frame(jpeg[1], "flow")], axis=-1)
+    if modality == "rgb":
         return tf.io.decode_jpeg(jpeg, channels=3)
     image = tf.io.decode_jpeg(jpeg, channels=1)
     width = tf.shape(image)[1] // 2
     return tf.concat([image[:, :width], image[:, width:]], axis=-1)
 
 
+def _decode_crop(jpeg, window, modality):
+    """The crop `window` `[y, x, height, width]` of one stored frame, decoding only that window."""
+    if modality == "rgb+flow":
+        return tf.concat([_decode_crop(jpeg[0], window, "rgb"), _decode_crop(jpeg[1], window, "flow")], axis=-1)
+    if modality == "rgb":
+        return tf.io.decode_and_crop_jpeg(jpeg, window, channels=3)
+    half = tf.io.extract_jpeg_shape(jpeg)[1] // 2
+    return tf.concat([tf.io.decode_and_crop_jpeg(jpeg, window, channels=1),
+                      tf.io.decode_and_crop_jpeg(jpeg, window + tf.stack([0, half, 0, 0]), channels=1)], axis=-1)
+
+
 def _choose_training_clip(jpegs, label, num_frames, stride, crop_size, short_side_range, flip, flip_labels,
-                          flow=False):
+                          modality="rgb"):
     """Chooses a training clip without decoding anything.
 
     Returns, each repeated per frame (`[T, ...]`) so frames can be decoded in parallel:
@@ -68,8 +98,8 @@ def _choose_training_clip(jpegs, label, num_frames, stride, crop_size, short_sid
     span = (num_frames - 1) * stride + 1
     start = tf.random.uniform([], 0, tf.maximum(video_frames - span, 0) + 1, tf.int32)
     selected = tf.gather(jpegs, views.clip_indices(video_frames, num_frames, stride, start=start)[0])
-    shape = tf.io.extract_jpeg_shape(selected[0])
-    height, width = shape[0], shape[1] // 2 if flow else shape[1]
+    shape = tf.io.extract_jpeg_shape(selected[0, 0] if modality == "rgb+flow" else selected[0])
+    height, width = shape[0], shape[1] // 2 if modality == "flow" else shape[1]
     short_side = tf.minimum(height, width)
     if short_side_range is None:
         target = tf.maximum(short_side, crop_size)  # only frames smaller than the crop are resized
@@ -96,48 +126,63 @@ def _choose_training_clip(jpegs, label, num_frames, stride, crop_size, short_sid
     return selected, per_frame(resize_to), per_frame(window), per_frame(do_flip), per_frame(label)
 
 
-def _decode_training_frame(jpeg, resize_to, window, do_flip, label, may_resize=True, flow=False):
+def _decode_training_frame(jpeg, resize_to, window, do_flip, label, may_resize=True, modality="rgb"):
     """One frame of a training clip: decoded (only the crop window where no resize is needed),
     cropped and flipped; uint8 `[crop, crop, channels]`. `may_resize=False` (frames stored at least
     as large as the crop, no scale jitter) leaves out the resize branch, which costs ~5% of the rate.
     A flipped flow frame also negates its x component (255 - x in the 8-bit storage)."""
     def resized_crop():
-        frame = tf.image.resize(decode_frame(jpeg, flow)[None], resize_to, method="bilinear")[0]
+        frame = tf.image.resize(decode_frame(jpeg, modality)[None], resize_to, method="bilinear")[0]
         frame = tf.cast(tf.clip_by_value(tf.round(frame), 0, 255), tf.uint8)
         return tf.image.crop_to_bounding_box(frame, window[0], window[1], window[2], window[3])
 
-    def crop():
-        if not flow:
-            return tf.io.decode_and_crop_jpeg(jpeg, window, channels=3)
-        half = tf.io.extract_jpeg_shape(jpeg)[1] // 2
-        return tf.concat([tf.io.decode_and_crop_jpeg(jpeg, window, channels=1),
-                          tf.io.decode_and_crop_jpeg(jpeg, window + tf.stack([0, half, 0, 0]), channels=1)], axis=-1)
+    flow_x = {"rgb": None, "flow": 0, "rgb+flow": 3}[modality]
 
     def flipped(frame):
         frame = tf.reverse(frame, axis=[1])
-        return tf.concat([255 - frame[..., :1], frame[..., 1:]], axis=-1) if flow else frame
+        if flow_x is None:
+            return frame
+        return tf.concat([frame[..., :flow_x], 255 - frame[..., flow_x:flow_x + 1], frame[..., flow_x + 1:]], axis=-1)
 
-    frame = tf.cond(resize_to[0] > 0, resized_crop, crop) if may_resize else crop()
+    frame = tf.cond(resize_to[0] > 0, resized_crop, lambda: _decode_crop(jpeg, window, modality)) if may_resize else (
+        _decode_crop(jpeg, window, modality))
     frame = tf.cond(do_flip, lambda: flipped(frame), lambda: frame)
     return frame, label
 
 
-def _records(data_dir, split, training, input_context, seed):
-    """`(info, dataset of serialized examples)`: the split's shards (this input pipeline's share),
-    interleaved; shuffled for training."""
-    info = records.load_info(data_dir, split)
-    files = records.shard_files(data_dir, info, split)
-    dataset = tf.data.Dataset.from_tensor_slices(files)
+def _records(data_dir, split, training, input_context, seed, flow_data_dir=None):
+    """`(info, modality, dataset)`: the split's examples (this input pipeline's share of the
+    shards), interleaved, shuffled for training; each element a tuple, `(serialized,)` or, with
+    `flow_data_dir`, the `(rgb, flow)` pair of one video (`data.pairs`)."""
+    if flow_data_dir is None:
+        info = records.load_info(data_dir, split)
+        shards = (records.shard_files(data_dir, info, split),)
+        modality = info.get("modality", "rgb")
+    else:
+        info, rgb_files, flow_files, media_ids = pairs.paired_shards(data_dir, flow_data_dir, split)
+        shards, modality = (rgb_files, flow_files), "rgb+flow"
+        wanted = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(media_ids), tf.ones([len(media_ids)], tf.int32)), default_value=0)
+    count = len(shards[0])
+    dataset = tf.data.Dataset.from_tensor_slices(shards)
     if input_context is not None and input_context.num_input_pipelines > 1:
-        if len(files) < input_context.num_input_pipelines:
-            raise records.DatasetError(f"{data_dir}: split {split!r} has {len(files)} shards, fewer than the "
+        if count < input_context.num_input_pipelines:
+            raise records.DatasetError(f"{data_dir}: split {split!r} has {count} shards, fewer than the "
                                        f"{input_context.num_input_pipelines} input pipelines")
         dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     if training:
-        dataset = dataset.shuffle(len(files), seed=seed)
-    dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(files)),
-                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
-    return info, dataset
+        dataset = dataset.shuffle(count, seed=seed)
+
+    def read(*files):
+        if len(files) == 1:
+            return tf.data.TFRecordDataset(files[0]).map(lambda s: (s,))
+        flow = tf.data.TFRecordDataset(files[1]).filter(
+            lambda s: wanted.lookup(parse_example(s, with_media_id=True)[2]) > 0)  # passes over videos RGB lacks
+        return tf.data.Dataset.zip(tf.data.TFRecordDataset(files[0]), flow)
+
+    dataset = dataset.interleave(read, cycle_length=min(8, count), num_parallel_calls=tf.data.AUTOTUNE,
+                                 deterministic=not training)
+    return info, modality, dataset
 
 
 def _finish(dataset, deterministic):
@@ -147,7 +192,7 @@ def _finish(dataset, deterministic):
 
 
 def training_dataset(data_dir, split, batch_size, num_frames=64, crop_size=224, frame_stride=1, flip=True,
-                     short_side_range=None, input_context=None, seed=None, shuffle_buffer=64):
+                     short_side_range=None, input_context=None, seed=None, shuffle_buffer=64, flow_data_dir=None):
     """Random training clips, repeated forever: uint8 `[batch, num_frames, crop, crop, C]` and
     labels `[batch]`.
 
@@ -161,30 +206,30 @@ def training_dataset(data_dir, split, batch_size, num_frames=64, crop_size=224, 
       short_side_range: (min, max) short side to resize to before cropping (CSN-style scale
         jitter); None crops the stored frames directly. Not for flow (it would change magnitudes).
       input_context: a `tf.distribute.InputContext`; each input pipeline reads its share of files.
+      flow_data_dir: a flow dataset of the same videos: clips of RGB + flow (5 channels).
     """
-    info, dataset = _records(data_dir, split, True, input_context, seed)
-    flow = info.get("modality") == "flow"
-    if flow and short_side_range is not None:
+    info, modality, dataset = _records(data_dir, split, True, input_context, seed, flow_data_dir)
+    if modality != "rgb" and short_side_range is not None:
         raise ValueError("short_side_jitter: scale jitter would change flow magnitudes; not supported for flow")
     dataset = dataset.shuffle(shuffle_buffer, seed=seed).repeat()
     flip_labels = tf.constant(flip_table(info["class_names"]), tf.int32)
     dataset = dataset.map(
-        lambda s: _choose_training_clip(*parse_example(s), num_frames, frame_stride, crop_size,
-                                        short_side_range, flip, flip_labels, flow),
+        lambda *examples: _choose_training_clip(*_parse(examples), num_frames, frame_stride, crop_size,
+                                                short_side_range, flip, flip_labels, modality),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     # Frames are decoded one by one in parallel (in order, so each clip stays contiguous) and
     # regrouped into clips by a single batch of batch_size * num_frames frames.
     stored_short_side = info.get("short_side")
     may_resize = short_side_range is not None or not (stored_short_side and stored_short_side >= crop_size)
-    dataset = dataset.unbatch().map(lambda *frame: _decode_training_frame(*frame, may_resize=may_resize, flow=flow),
+    dataset = dataset.unbatch().map(lambda *frame: _decode_training_frame(*frame, may_resize=may_resize, modality=modality),
                                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.batch(batch_size * num_frames, drop_remainder=True)
     dataset = dataset.map(lambda frames, labels: (
-        tf.reshape(frames, [batch_size, num_frames, crop_size, crop_size, 2 if flow else 3]), labels[::num_frames]))
+        tf.reshape(frames, [batch_size, num_frames, crop_size, crop_size, CHANNELS[modality]]), labels[::num_frames]))
     return _finish(dataset, deterministic=False)
 
 
-def _video_views(jpegs, num_frames, stride, eval_frames, num_clips, num_crops, crop_size, reverse_time, flow):
+def _video_views(jpegs, num_frames, stride, eval_frames, num_clips, num_crops, crop_size, reverse_time, modality):
     """`[num_clips * num_crops, T, crop, crop, C]` uint8 views of one video (clip-major)."""
     video_frames = tf.shape(jpegs)[0]
     if eval_frames:  # one clip from the first frame over eval_frames stored frames, looped or cut
@@ -192,8 +237,8 @@ def _video_views(jpegs, num_frames, stride, eval_frames, num_clips, num_crops, c
     else:
         indices = views.clip_indices(video_frames, num_frames, stride, num_clips)
     clips, length = tf.shape(indices)[0], tf.shape(indices)[1]
-    frames = tf.map_fn(lambda jpeg: decode_frame(jpeg, flow), tf.gather(jpegs, tf.reshape(indices, [-1])),
-                       fn_output_signature=tf.TensorSpec([None, None, 2 if flow else 3], tf.uint8))
+    frames = tf.map_fn(lambda jpeg: decode_frame(jpeg, modality), tf.gather(jpegs, tf.reshape(indices, [-1])),
+                       fn_output_signature=tf.TensorSpec([None, None, CHANNELS[modality]], tf.uint8))
     crops = views.spatial_crops(views.at_least(frames, crop_size), crop_size, num_crops)  # [crops, clips * T, ...]
     crops = tf.reshape(crops, tf.concat([[num_crops, clips, length], tf.shape(crops)[2:]], 0))
     clip_major = tf.reshape(tf.transpose(crops, [1, 0, 2, 3, 4, 5]), tf.concat([[-1, length], tf.shape(crops)[3:]], 0))
@@ -201,7 +246,8 @@ def _video_views(jpegs, num_frames, stride, eval_frames, num_clips, num_crops, c
 
 
 def evaluation_dataset(data_dir, split, batch_size, num_frames=64, crop_size=224, frame_stride=1, eval_frames=None,
-                       num_clips=1, num_crops=1, reverse_time=False, input_context=None, with_media_id=False):
+                       num_clips=1, num_crops=1, reverse_time=False, input_context=None, with_media_id=False,
+                       flow_data_dir=None):
     """Every video of the split once, in order, as its evaluation views: uint8
     `[batch, views, T, crop, crop, C]` (`views = num_clips * num_crops`, so video-level accuracy
     averages over them), labels `[batch]` and, `with_media_id`, each video's `clip/media_id`.
@@ -214,15 +260,15 @@ def evaluation_dataset(data_dir, split, batch_size, num_frames=64, crop_size=224
         Kinetics, 64 for Something-Something), every `frame_stride`-th; overrides num_clips.
       num_clips: clips spaced uniformly over the video (1: the centre clip).
       num_crops: 1 (centre) or 3 (along the long side) crops per clip.
-      reverse_time: play each view backwards.
+      reverse_time: play each view backwards (a reversed flow clip keeps its flow vectors).
+      flow_data_dir: a flow dataset of the same videos: views of RGB + flow (5 channels).
     """
-    info, dataset = _records(data_dir, split, False, input_context, None)
-    flow = info.get("modality") == "flow"
+    _, modality, dataset = _records(data_dir, split, False, input_context, None, flow_data_dir)
 
-    def video(serialized):
-        jpegs, label, media_id = parse_example(serialized, with_media_id=True)
+    def video(*examples):
+        jpegs, label, media_id = _parse(examples, with_media_id=True)
         clips = _video_views(jpegs, num_frames, frame_stride, eval_frames, num_clips, num_crops, crop_size,
-                             reverse_time, flow)
+                             reverse_time, modality)
         return (clips, label, media_id) if with_media_id else (clips, label)
 
     return _finish(dataset.map(video, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size), deterministic=True)

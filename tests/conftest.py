@@ -43,6 +43,17 @@ def synthetic_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def synthetic_flow_dir(tmp_path_factory):
+    """The (Farneback) optical flow of `synthetic_dir`'s videos, prepared alike: its flow half for
+    the RGB + flow models. Read it, never write into it."""
+    from data import prepare
+    out = tmp_path_factory.mktemp("synthetic_flow")
+    prepare.prepare("synthetic", out, synthetic_per_class=2, examples_per_shard=8, short_side=36, modality="flow",
+                    flow_method="farneback")
+    return out
+
+
+@pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, synthetic_dir):
     """One 4-step graph-mode i2d run through the `train.main` command on `synthetic_dir`, shared by
     the tests that read it (they may add reports under it, never change what the trainer wrote):

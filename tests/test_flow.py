@@ -45,31 +45,20 @@ def test_uint8_storage_clips_to_the_bound_and_round_trips():
         flow.flow_fields(np.zeros((2, 8, 8, 3), np.uint8), "lucas_kanade")
 
 
-@pytest.fixture(scope="module")
-def two_modalities(tmp_path_factory):
-    """The same small synthetic videos prepared as RGB and as (Farneback) flow."""
-    from data import prepare
-    root = tmp_path_factory.mktemp("two_stream")
-    common = dict(synthetic_per_class=2, examples_per_shard=8, short_side=36)
-    prepare.prepare("synthetic", root / "rgb", **common)
-    prepare.prepare("synthetic", root / "flow", modality="flow", flow_method="farneback", **common)
-    return root
-
-
-def test_flow_data_stores_the_flow_of_the_rgb_frames(two_modalities):
+def test_flow_data_stores_the_flow_of_the_rgb_frames(synthetic_dir, synthetic_flow_dir):
     from data import pipeline, records
-    info = records.load_info(two_modalities / "flow")
+    info = records.load_info(synthetic_flow_dir)
     assert info["modality"] == "flow" and info["config"]["flow_method"] == "farneback"
-    rgb = pipeline.evaluation_dataset(two_modalities / "rgb", "validation", 1, eval_frames=40, crop_size=36,
+    rgb = pipeline.evaluation_dataset(synthetic_dir, "validation", 1, eval_frames=40, crop_size=36,
                                       with_media_id=True)
-    stored = pipeline.evaluation_dataset(two_modalities / "flow", "validation", 1, eval_frames=40, crop_size=36,
+    stored = pipeline.evaluation_dataset(synthetic_flow_dir, "validation", 1, eval_frames=40, crop_size=36,
                                          with_media_id=True)
     (frames, _, rgb_id), (flows, _, flow_id) = next(iter(rgb)), next(iter(stored))
     assert rgb_id.numpy() == flow_id.numpy() and flows.shape == (1, 1, 40, 36, 36, 2)
     expected = flow.to_uint8(flow.flow_fields(frames.numpy()[0, 0], "farneback"))
     # the flow was computed on the frames before their JPEG round trip, and is stored as JPEG itself
     assert np.abs(flows.numpy()[0, 0].astype(int) - expected).mean() < 3
-    clips, _ = next(iter(pipeline.training_dataset(two_modalities / "flow", "train", 2, num_frames=4, crop_size=32)))
+    clips, _ = next(iter(pipeline.training_dataset(synthetic_flow_dir, "train", 2, num_frames=4, crop_size=32)))
     assert clips.shape == (2, 4, 32, 32, 2) and clips.dtype == np.uint8
 
 
@@ -81,23 +70,23 @@ def test_flipped_flow_frame_negates_x():
     jpeg = tf.io.encode_jpeg(np.concatenate([fields[..., :1], fields[..., 1:]], axis=1), quality=100)
     window = tf.constant([0, 0, 8, 8])
     plain, _ = pipeline._decode_training_frame(jpeg, tf.zeros([2], tf.int32), window, tf.constant(False), 0,
-                                               may_resize=False, flow=True)
+                                               may_resize=False, modality="flow")
     flipped, _ = pipeline._decode_training_frame(jpeg, tf.zeros([2], tf.int32), window, tf.constant(True), 0,
-                                                 may_resize=False, flow=True)
+                                                 may_resize=False, modality="flow")
     plain, flipped = plain.numpy().astype(int), flipped.numpy().astype(int)
     np.testing.assert_array_equal(flipped[..., 0], 255 - plain[:, ::-1, 0])
     np.testing.assert_array_equal(flipped[..., 1], plain[:, ::-1, 1])
 
 
-def test_two_stream_evaluation_reports_rgb_flow_and_joint(two_modalities, tmp_path):
+def test_two_stream_evaluation_reports_rgb_flow_and_joint(synthetic_dir, synthetic_flow_dir, tmp_path):
     import contextlib
     import io
     from eval import evaluate
     from tests.conftest import tiny_config
     from train import trainer
-    for modality in ("rgb", "flow"):
+    for modality, data_dir in (("rgb", synthetic_dir), ("flow", synthetic_flow_dir)):
         with contextlib.redirect_stdout(io.StringIO()):
-            trainer.run(tiny_config("i2d", two_modalities / modality, tmp_path / modality, train_steps=2,
+            trainer.run(tiny_config("i2d", data_dir, tmp_path / modality, train_steps=2,
                                     run_eagerly=True, export=False), show_progress=False)
     assert json.loads((tmp_path / "flow" / "config.json").read_text())["model"]["options"]["input_channels"] == 2
     results = evaluate.two_stream(evaluate.EvalConfig(model=str(tmp_path / "rgb"), checkpoint="latest"),
