@@ -50,8 +50,9 @@ def define(values):
     flags.DEFINE_string("rgb_model_dir", None, "Two-stream: the RGB run.", flag_values=values)
     flags.DEFINE_string("flow_model_dir", None, "Two-stream: the flow run.", flag_values=values)
     flags.DEFINE_string("rgb_data_dir", None, "Two-stream: RGB data [default: the RGB run's].", flag_values=values)
-    flags.DEFINE_string("flow_data_dir", None, "Two-stream: flow data prepared from the same videos [default: the "
-                        "flow run's].", flag_values=values)
+    flags.DEFINE_string("flow_data_dir", None, "Flow data prepared from the same videos: with --two_stream the flow "
+                        "run's data, else the flow half of an RGB + flow model's input (two_stream_2d, fused_3d) "
+                        "[default: the run's].", flag_values=values)
     flags.DEFINE_enum("fusion", "logits", ["logits", "probabilities"], "Two-stream: sum of logits (DeepMind) or mean "
                       "of probabilities.", flag_values=values)
 
@@ -74,7 +75,7 @@ def eval_configs(values):
     if len(data_dirs) != len(sources):
         raise cli.UsageError("one --data_dir per model")
     common = dict(dataset=values.dataset, split=values.split, checkpoint=values.checkpoint, views=views(values),
-                  batch_size=values.batch_size)
+                  batch_size=values.batch_size, flow_data_dir=values.flow_data_dir)
     configs = [EvalConfig(model=source, data_dir=data_dir, **common) for source, data_dir in zip(sources, data_dirs)]
     if values.output_dir:
         configs = [dataclasses.replace(config, output_dir=values.output_dir if len(configs) == 1 else

@@ -74,6 +74,9 @@ def define(values):
     flags.DEFINE_string("train_split", None, "Training split (default: the dataset's first).", flag_values=values)
     flags.DEFINE_string("validation_split", None, "Validation split (default: the dataset's second).",
                         flag_values=values)
+    flags.DEFINE_string("flow_data_dir", None, "Optical flow of the same videos (data.prepare --modality=flow, same "
+                        "--fps, --short_side and --examples_per_shard): the flow half of the RGB + flow input of "
+                        "two_stream_2d and fused_3d.", flag_values=values)
     flags.DEFINE_integer("split_index", 1, "UCF-101 / HMDB-51 official split 1, 2 or 3.", lower_bound=1,
                          flag_values=values)
     for field, text in _CLIP_HELP.items():
@@ -143,7 +146,8 @@ def experiment_config(values):
         raise cli.UsageError(str(error)) from None
     clip = dataclasses.replace(recipe.clip, **_given(values, ClipConfig))
     schedule = dataclasses.replace(recipe.schedule, **_given(values, ScheduleConfig))
-    data = DataConfig(dataset=values.dataset, data_dir=values.data_dir, train_split=values.train_split,
+    data = DataConfig(dataset=values.dataset, data_dir=values.data_dir, flow_data_dir=values.flow_data_dir,
+                      train_split=values.train_split,
                       validation_split=values.validation_split, split_index=values.split_index)
     run = RunConfig(model_dir=values.model_dir, seed=values.seed, init_checkpoint=values.init_checkpoint,
                     freeze_until=values.freeze_until, mixed_precision=values.mixed_precision,

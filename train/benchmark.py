@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 
 import models  # noqa: E402
 from flags import cli, model_flags  # noqa: E402
+from train import objectives  # noqa: E402
 
 PROGRAM = "train.benchmark"
 
@@ -71,17 +72,16 @@ def run(model_name, options, num_classes=400, batch_size=6, num_frames=None, cro
     if mixed_precision != "none":
         keras.mixed_precision.set_global_policy(f"mixed_{mixed_precision}")
     family = models.family_of(model_name)
-    frames, size, _ = family.input_shape(num_frames, crop_size) if family.fixed_input else (
-        num_frames or 64, crop_size or 224, None)
+    frames, size, _ = family.input_shape(num_frames, crop_size) if family.fixed_input else (None, None, None)
+    frames, size = frames or num_frames or 64, size or crop_size or 224
     model = models.build(model_name, num_classes=num_classes,
-                         input_shape=(frames, size, size) if family.fixed_input else None, **options)
-    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                         input_shape=family.input_shape(frames, size) if family.fixed_input else None, **options)
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss=objectives.CrossEntropy(family.head),
                   jit_compile=jit_compile if keras.backend.backend() == "tensorflow" else "auto")
     rng = np.random.default_rng(0)
     channels = models.registry.resolve_options(model_name, options)["input_channels"]
     clips = rng.uniform(-1, 1, (batch_size, frames, size, size, channels)).astype("float32")
-    labels = rng.integers(0, num_classes, batch_size)
+    labels = np.eye(num_classes, dtype="float32")[rng.integers(0, num_classes, batch_size)]
     for _ in range(warmup):
         model.train_on_batch(clips, labels)
     times = []

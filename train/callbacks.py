@@ -146,8 +146,7 @@ class InputClipImages(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         clips = tf.convert_to_tensor(self.clips)
-        if clips.shape[-1] == 2:  # flow: show the x component as greyscale
-            clips = clips[..., :1]
+        clips = clips[..., :1] if clips.shape[-1] == 2 else clips[..., :3]  # flow: x as greyscale; RGB + flow: RGB
         time_steps = tf.shape(clips)[1]
         picks = tf.cast(tf.linspace(0.0, tf.cast(time_steps - 1, tf.float32), self.frames_per_clip), tf.int32)
         frames = tf.gather(clips, picks, axis=1)  # [clips, k, H, W, C]

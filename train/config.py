@@ -38,12 +38,14 @@ class ModelConfig:
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """A prepared dataset (`data.prepare`) and the splits to train and validate on (default: the
-    dataset spec's). `class_names`, `short_side` (of the stored frames) and `modality` are read
-    from the prepared data when the run starts. `resize_to`: raw frames are resized to exactly
-    this (height, width) before the centre crop instead of their short side to `short_side`
-    (the protocol of torchvision's video weights)."""
+    dataset spec's); `flow_data_dir`, the flow of the same videos, for models of RGB + flow
+    (`data.pairs`). `class_names`, `short_side` (of the stored frames) and `modality` ("rgb",
+    "flow" or "rgb+flow") are read from the prepared data when the run starts. `resize_to`: raw
+    frames are resized to exactly this (height, width) before the centre crop instead of their
+    short side to `short_side` (the protocol of torchvision's video weights)."""
     dataset: str = "synthetic"
     data_dir: str = None
+    flow_data_dir: str = None
     train_split: str = None
     validation_split: str = None
     split_index: int = 1

@@ -15,9 +15,8 @@ class InitError(ValueError):
 
 
 def classifier_paths(model):
-    """Variable paths of `model`'s classifier layer."""
-    layer = model.get_layer(models.family_of(model.name).classifier)
-    return {variable.path for variable in layer.weights}
+    """Variable paths of `model`'s classifier layers (the registry's `Family.classifier`)."""
+    return {variable.path for variable in models.family_of(model.name).classifier_variables(model)}
 
 
 def initialise(model, weights, source="the source"):

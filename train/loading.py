@@ -4,7 +4,8 @@ with the model, its options and the class names given).
 
 `load(...)` returns a `LoadedModel`: its `ExperimentConfig` (model, class names, preprocessing),
 `serve(frames)` (the serving signature's outputs for raw uint8 frames), `logits(clips)` for clips
-already cut to the model's input, and `variables()` by path for initialising another model.
+already cut to the model's input (`outputs(clips)`: before the family's head combines steps or
+streams), and `variables()` by path for initialising another model.
 """
 
 import dataclasses
@@ -38,6 +39,7 @@ class LoadedModel:
     saved_model: object = None
     _signature: object = None
     _inference: object = None
+    _outputs: object = None
 
     @property
     def class_names(self):
@@ -50,7 +52,8 @@ class LoadedModel:
     def serve(self, frames):
         """The serving outputs (logits, probabilities, top-5) of uint8 frames `[batch, T, H, W, C]`."""
         if self._signature is None:
-            self._signature = serving.serving_function(self.model, self.class_names, self.preprocessing)
+            self._signature = serving.serving_function(self.model, self.class_names, self.preprocessing,
+                                                       serving.head_of(self.config))
         return self._signature(frames=tf.convert_to_tensor(frames, tf.uint8))
 
     def logits(self, clips):
@@ -59,9 +62,21 @@ class LoadedModel:
         if self.model is None:
             return self.serve(clips)["logits"]
         if self._inference is None:
-            network = serving.inference_model(self.model, self.config.model.mean, self.config.model.std)
+            network = serving.inference_model(self.model, self.config.model.mean, self.config.model.std,
+                                              serving.head_of(self.config))
             self._inference = tf.function(lambda x: tf.cast(network(x, training=False), tf.float32))
         return self._inference(tf.convert_to_tensor(clips, tf.uint8))
+
+    def outputs(self, clips):
+        """float32 outputs of the model itself for uint8 clips `[N, T, crop, crop, C]`: the logits,
+        or per step / per stream (`[N, K, classes]`) where the family's head combines several
+        (`models.registry.Family.head`). Keras models only (a SavedModel serves the prediction)."""
+        if self.model is None:
+            raise ModelSourceError(f"{self.path}: a SavedModel serves its prediction only; give the run folder")
+        if self._outputs is None:
+            network = serving.inference_model(self.model, self.config.model.mean, self.config.model.std)
+            self._outputs = tf.function(lambda x: tf.cast(network(x, training=False), tf.float32))
+        return self._outputs(tf.convert_to_tensor(clips, tf.uint8))
 
     def variables(self):
         """`{variable path: numpy value}` of every weight."""

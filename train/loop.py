@@ -10,6 +10,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models import layers
+
 SUM = tf.distribute.ReduceOp.SUM
 TOTALS = ("loss", "top1", "top5", "count")  # what a step sums over its examples
 
@@ -29,21 +31,24 @@ class DistributedLoop:
     """Trains and evaluates `model` (created in `strategy.scope()`, optimizer built) on one-hot
     labels under `strategy`.
 
-    `loss` maps (one-hot labels [batch, classes], logits [batch, classes]) to per-example losses
-    [batch]. A step minimises their mean over the global batch plus the model's regularisation
+    `loss` maps (one-hot labels [batch, classes], the model's outputs) to per-example losses
+    [batch]; top-1 and top-5 score the prediction of the outputs by the family's `head`
+    (`models.layers.predictions`). A step minimises their mean over the global batch plus the model's regularisation
     losses, as `fit` does; the optimizer sums the replicas' gradients.
     """
 
-    def __init__(self, strategy, model, loss, global_batch_size, jit_compile=False):
+    def __init__(self, strategy, model, loss, global_batch_size, jit_compile=False, head="logits"):
         self.strategy = strategy
+        self.head = head
         self.model = model
         self.loss = loss
         self.global_batch_size = global_batch_size
         self._replica_train_step = tf.function(self._replica_train_step, jit_compile=jit_compile)
 
-    def _sums(self, labels, logits, per_example_loss):
+    def _sums(self, labels, outputs, per_example_loss):
         """The replica's `TOTALS` [4]: sums of the loss, of top-1 and top-5 hits, and the examples."""
         targets = tf.argmax(labels, axis=-1, output_type=tf.int32)
+        logits = tf.cast(layers.predictions(self.head, outputs), tf.float32)
         hits = lambda k: tf.reduce_sum(tf.cast(tf.math.in_top_k(targets, logits, k), tf.float32))  # noqa: E731
         return tf.stack([tf.reduce_sum(per_example_loss), hits(1), hits(5), tf.cast(tf.shape(labels)[0], tf.float32)])
 

@@ -16,6 +16,7 @@ import shutil
 import keras
 import tensorflow as tf
 
+import models
 from data import files, views
 from models import layers
 
@@ -47,17 +48,25 @@ class Preprocessing:
                    std=tuple(config.model.std), resize_to=config.data.resize_to)
 
 
-def inference_model(model, mean=(0.5,), std=(0.5,)):
-    """`model` behind its input normalisation: uint8 `[batch, T, H, W, C]` -> logits. Training
-    and evaluation feed it the pipeline's uint8 clips; the conversion runs on the model's device."""
+def inference_model(model, mean=(0.5,), std=(0.5,), head=None):
+    """`model` behind its input normalisation: uint8 `[batch, T, H, W, C]` -> the model's outputs
+    (the trainer), or with the family's `head` (`models.registry.Family.head`) its prediction,
+    logits `[batch, classes]` (evaluation and serving). The pipeline's uint8 clips go in; the
+    conversion runs on the model's device."""
     shape = model.input_shape[1:]
+    tail = [layers.Predictions(head, name="predictions")] if head not in (None, "logits") else []
     return keras.Sequential([keras.Input(shape, dtype="uint8", name="frames_uint8"),
-                             layers.Normalise(mean, std, name="normalise"), model], name=f"{model.name}_inference")
+                             layers.Normalise(mean, std, name="normalise"), model, *tail], name=f"{model.name}_inference")
 
 
-def serving_function(model, class_names, preprocessing):
+def head_of(config):
+    """The head of an `ExperimentConfig`'s model family."""
+    return models.family_of(config.model.name).head
+
+
+def serving_function(model, class_names, preprocessing, head="logits"):
     """The tf.function behind the serving signature (see the module docstring)."""
-    inference = inference_model(model, preprocessing.mean, preprocessing.std)
+    inference = inference_model(model, preprocessing.mean, preprocessing.std, head)
     channels, crop, stride = preprocessing.channels, preprocessing.crop_size, preprocessing.frame_stride
     names = tf.constant(list(class_names))
     top_k = min(5, len(class_names))
@@ -101,7 +110,7 @@ def export(model, config, export_dir):
     # which also walks and traces every layer (3.3 s vs 6.2 s for a small ir-CSN-50).
     module = tf.Module()
     module.model_variables = list(model.variables)
-    module.serve = serving_function(model, config.data.class_names, Preprocessing.of(config))
+    module.serve = serving_function(model, config.data.class_names, Preprocessing.of(config), head_of(config))
     try:
         tf.saved_model.save(module, str(temporary), signatures={"serving_default": module.serve.get_concrete_function()})
         config.save(temporary / CONFIG_FILE)

@@ -22,9 +22,9 @@ import keras
 import tensorflow as tf
 
 import models
-from data import datasets, files, pipeline, prepare, records
+from data import datasets, files, pairs, pipeline, prepare, records
 from train import callbacks as run_callbacks
-from train import finetune, loading, loop, runs, serving
+from train import finetune, loading, loop, objectives, runs, serving
 from train.config import ConfigError
 
 # Keras warns about what is by design here: the pipeline shuffles (fit's shuffle does not apply to
@@ -97,22 +97,30 @@ def resolve(config, info):
     """The config with the prepared dataset's facts (class names, stored short side, modality),
     every model option resolved, the class count and, for fixed-size families, the clip size
     the model is built for. Checks that model and data fit."""
-    model, clip = config.model, config.clip
-    flow = info.get("modality") == "flow"
+    model, clip, data = config.model, config.clip, config.data
+    family = models.family_of(model.name)
+    modality = info.get("modality", "rgb")
+    if data.flow_data_dir is not None:
+        if family.streams != "rgb+flow":
+            raise ConfigError(f"flow_data_dir: {model.name} takes one stream; train RGB and flow apart (--data_dir) "
+                              "and combine them with eval.main --two_stream")
+        for split in (data.train_split, data.validation_split):  # checks the pairs now
+            pairs.paired_shards(data.data_dir, data.flow_data_dir, split)
+        modality = "rgb+flow"
+    elif family.streams == "rgb+flow":
+        raise ConfigError(f"flow_data_dir: {model.name} takes RGB and optical flow: give --flow_data_dir, the flow of "
+                          f"the videos of {data.data_dir} (data.prepare --modality=flow)")
     options = dict(model.options)
-    if flow and options.get("input_channels", 2) != 2:
-        raise ConfigError(f"input_channels: {config.data.data_dir} holds optical flow (2 channels), not "
+    channels = pipeline.CHANNELS[modality]
+    if options.get("input_channels", channels) != channels:
+        raise ConfigError(f"input_channels: {data.data_dir} holds {modality} ({channels} channels), not "
                           f"{options['input_channels']}")
-    if not flow and options.get("input_channels", 3) != 3:
-        raise ConfigError(f"input_channels: {config.data.data_dir} holds RGB frames (3 channels), not "
-                          f"{options['input_channels']}")
-    options["input_channels"] = 2 if flow else 3
+    options["input_channels"] = channels
     options = models.registry.resolve_options(model.name, options)
     num_classes = info["num_classes"]
     if model.num_classes not in (None, num_classes):
         raise ConfigError(f"num_classes: the model has {model.num_classes} classes, {config.data.data_dir} "
                           f"{num_classes}")
-    family = models.family_of(model.name)
     if family.fixed_input and clip.crop_size < family.min_size:
         raise ConfigError(f"crop_size: {model.name} needs at least {family.min_size} pixels")
     input_shape = family.input_shape(clip.num_frames, clip.crop_size) if family.fixed_input else None
@@ -121,7 +129,7 @@ def resolve(config, info):
                           f"(short side {info['short_side']})")
     return config.replace(model=dict(options=options, num_classes=num_classes, input_shape=input_shape),
                           data=dict(class_names=tuple(info["class_names"]), short_side=info["short_side"],
-                                    modality=info.get("modality", "rgb")))
+                                    modality=modality))
 
 
 def make_strategy(name):
@@ -154,10 +162,6 @@ def learning_rate_schedule(schedule, global_batch_size):
     return peak
 
 
-def loss(label_smoothing, reduction="sum_over_batch_size"):
-    return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing, reduction=reduction)
-
-
 def build(config, strategy, global_batch_size):
     """`(model, trainer)`: the model, initialised and frozen as configured, and the compiled
     trainer around it (uint8 clips in, normalised on the device)."""
@@ -174,9 +178,9 @@ def build(config, strategy, global_batch_size):
         rate, decay = learning_rate_schedule(schedule, global_batch_size), schedule.weight_decay or None
         optimizer = (keras.optimizers.Adam(rate, weight_decay=decay) if schedule.optimizer == "adam" else
                      keras.optimizers.SGD(rate, momentum=schedule.momentum, weight_decay=decay))
-        trainer.compile(optimizer=optimizer, loss=loss(schedule.label_smoothing),
-                        metrics=[keras.metrics.CategoricalAccuracy(name="top1"),
-                                 keras.metrics.TopKCategoricalAccuracy(k=5, name="top5")],
+        head = models.family_of(spec.name).head
+        trainer.compile(optimizer=optimizer, loss=objectives.CrossEntropy(head, schedule.label_smoothing),
+                        metrics=objectives.metrics(head),
                         jit_compile=config.run.jit_compile, run_eagerly=config.run.run_eagerly)
         trainer.optimizer.build(trainer.trainable_variables)
     return model, trainer
@@ -187,8 +191,8 @@ def input_datasets(config, strategy, global_batch_size):
     data, clip = config.data, config.clip
     num_classes = config.model.num_classes
     one_hot = lambda clips, labels: (clips, tf.one_hot(labels, num_classes))  # noqa: E731
-    common = dict(data_dir=data.data_dir, num_frames=clip.num_frames, crop_size=clip.crop_size,
-                  frame_stride=clip.frame_stride)
+    common = dict(data_dir=data.data_dir, flow_data_dir=data.flow_data_dir, num_frames=clip.num_frames,
+                  crop_size=clip.crop_size, frame_stride=clip.frame_stride)
     train_fn = pipeline.distributed(pipeline.training_dataset, global_batch_size, split=data.train_split, flip=clip.flip,
                                     short_side_range=clip.short_side_jitter, seed=config.run.seed, **common)
     validation_fn = pipeline.distributed(pipeline.evaluation_dataset, global_batch_size, split=data.validation_split,
@@ -203,7 +207,7 @@ def chief_callbacks(config, model, progress):
     model_dir = pathlib.Path(config.run.model_dir)
     sample_clips, _ = next(iter(pipeline.training_dataset(
         config.data.data_dir, config.data.train_split, 3, config.clip.num_frames, config.clip.crop_size,
-        config.clip.frame_stride)))
+        config.clip.frame_stride, flow_data_dir=config.data.flow_data_dir)))
     return [
         run_callbacks.StopOnNonFiniteLoss(),
         progress,
@@ -262,8 +266,10 @@ def _train(config, strategy, multi_worker, chief, show_progress):
                     validation_data=validation_data, validation_freq=schedule.eval_every // schedule.checkpoint_every,
                     callbacks=callbacks)
     if multi_worker:
-        runner = loop.DistributedLoop(strategy, trainer, loss(schedule.label_smoothing, reduction=None),
-                                      global_batch_size, config.run.jit_compile)
+        head = models.family_of(config.model.name).head
+        runner = loop.DistributedLoop(strategy, trainer, objectives.CrossEntropy(head, schedule.label_smoothing,
+                                                                                 reduction=None),
+                                      global_batch_size, config.run.jit_compile, head)
         fit, evaluate = runner.fit, runner.evaluate
     else:
         fit = functools.partial(trainer.fit, verbose=0)
