@@ -64,6 +64,11 @@ def _video_probabilities(model_dir, checkpoint, reverse_time, num_clips, batch_s
     return scipy.special.softmax(logits, axis=-1).mean(axis=1), labels, loaded
 
 
+def twin_indices(class_names):
+    """Per class, the index of its time-reversed twin (synthetic data), or -1."""
+    return np.array([class_names.index(synthetic.TWINS[n]) if n in synthetic.TWINS else -1 for n in class_names])
+
+
 def time_reversal(model_dirs, checkpoint="best", num_clips=1, batch_size=1):
     rows = []
     for model_dir in model_dirs:
@@ -72,7 +77,7 @@ def time_reversal(model_dirs, checkpoint="best", num_clips=1, batch_size=1):
             probabilities, labels, loaded = _video_probabilities(model_dir, checkpoint, reverse, num_clips, batch_size)
             predictions, names = probabilities.argmax(axis=-1), loaded.class_names
             row.update(model=loaded.config.model.name, **{f"top1_{direction}": float((predictions == labels).mean())})
-            twins = np.array([names.index(synthetic.TWINS[n]) if n in synthetic.TWINS else -1 for n in names])
+            twins = twin_indices(names)
             on_twins = twins[labels] >= 0
             if on_twins.any():
                 row[f"twin_classes_top1_{direction}"] = float((predictions == labels)[on_twins].mean())
@@ -130,7 +135,7 @@ def _kernels(model):
     for variable in model.weights:
         layer = variable.path.split("/")[0]
         if variable.path.endswith("kernel") and len(variable.shape) == 5 and variable.shape[0] > 1 \
-                and layer != family.classifier:
+                and layer not in family.classifier:
             kernel = variable.numpy()
             centre = kernel.shape[0] // 2
             groups["lower" if layer in lower else "higher"].extend(

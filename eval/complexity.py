@@ -3,12 +3,15 @@ r"""Parameters, multiply-adds and (optionally) speed of a model, or the whole fa
   python -m eval.complexity --model=s3dg [--transition=Mixed_4b] [--frames=64] [--size=224] [--json]
   python -m eval.complexity --model=s3d --timing
   python -m eval.complexity --table [--json]
+  python -m eval.complexity --quo_vadis [--json]
 
 Parameters are trainable parameters. GMACs are 10^9 multiply-adds of the conv and dense layers for
 one clip, counted by TensorFlow's profiler on the inference graph (`eval.analytic` counts them
 independently; the two are printed side by side). `--table` prints, at the given clip size, every
 family member next to the paper's figures and the bottom-/top-heavy curve (x-axis of the paper's
-Fig. 4). For the ResNet3D/CSN models it also reports channel interactions (CSN paper, eq. 3).
+Fig. 4). `--quo_vadis` prints the five architectures of "Quo Vadis" (its Table 1) at 400 classes
+next to the paper's parameter counts, with their multiply-adds per clip at the paper's training
+input. For the ResNet3D/CSN models it also reports channel interactions (CSN paper, eq. 3).
 With `--json` the last line of output is one JSON object.
 """
 
@@ -19,6 +22,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
@@ -45,6 +49,8 @@ def define(values):
                          lower_bound=1, **common)
     flags.DEFINE_bool("json", False, "Print one JSON object as the last line.", **common)
     flags.DEFINE_bool("table", False, "Print the family table and the bottom-/top-heavy curve.", **common)
+    flags.DEFINE_bool("quo_vadis", False, "Print the Quo Vadis architectures next to the paper's parameter counts.",
+                      **common)
     flags.DEFINE_bool("timing", False, "Also measure forward latency and the float32 matmul bound.", **common)
     flags.DEFINE_integer("repeats", 5, "Timed runs per measurement (median).", lower_bound=1, **common)
 
@@ -54,6 +60,16 @@ MAC_OP_TYPES = {"Conv2D", "Conv3D"}
 PAPER = {"i3d": (12.06e6, 107.9), "s3d": (8.77e6, 66.38), "s3dg": (None, 71.38),
          "fast_s3d": (None, 43.47), "i2d": (None, None)}
 HEAVY_MODELS = ("bottom_heavy_i3d", "top_heavy_i3d", "bottom_heavy_s3d", "top_heavy_s3d")
+# "Quo Vadis" Table 1 at 400 classes: paper parameters, and the training clip (frames, size) of
+# each stream of each architecture; Two-Stream I3D is an RGB and a flow I3D.
+QUO_VADIS = {
+    "ConvNet+LSTM": (9e6, (("convnet_lstm", 25, 224, {}),), "25 RGB frames"),
+    "3D-ConvNet (C3D)": (79e6, (("c3d", 16, 112, {}),), "16 RGB frames at 112"),
+    "Two-Stream": (12e6, (("two_stream_2d", 10, 224, {}),), "1 RGB frame + 10 flow"),
+    "3D-Fused": (39e6, (("fused_3d", 50, 224, {}),), "5 RGB frames + 50 flow"),
+    "Two-Stream I3D": (25e6, (("i3d", 64, 224, {"input_channels": 3}), ("i3d", 64, 224, {"input_channels": 2})),
+                       "64 RGB + 64 flow"),
+}
 
 
 def trainable_params(model):
@@ -79,7 +95,25 @@ def profiled_macs(model, input_shape):
         elif op.type == "MatMul":
             contracted = op.inputs[0].shape[0 if op.get_attr("transpose_a") else 1]
             macs += int(np.prod(op.outputs[0].shape)) * contracted
-    return macs
+    # A recurrent layer's graph holds one step (Keras runs the first step outside its loop, for
+    # the shapes; the loop body is a function the graph walk does not enter): add the others.
+    return macs + (input_shape[0] - 1) * sum(lstm_step_macs(layer) for layer in _layers(model)
+                                            if isinstance(layer, keras.layers.LSTM))
+
+
+def _layers(model):
+    """Every layer of `model`, nested models' and wrapped layers' included."""
+    for layer in model.layers:
+        yield layer
+        inner = getattr(layer, "layer", None)  # TimeDistributed, Bidirectional
+        if isinstance(layer, keras.Model) or isinstance(inner, keras.Model):
+            yield from _layers(layer if isinstance(layer, keras.Model) else inner)
+
+
+def lstm_step_macs(layer):
+    """Multiply-adds of one time step of a Keras LSTM: 4 gates x units x (inputs + units)."""
+    inputs = layer.cell.kernel.shape[0]
+    return 4 * layer.cell.units * (inputs + layer.cell.units)
 
 
 def conv_interactions(model):
@@ -94,7 +128,7 @@ def clip_size(name, frames=None, size=None):
     family = models.family_of(name)
     if family.fixed_input:
         shape = family.input_shape(frames, size)
-        return shape[0], shape[1]
+        return shape[0], shape[1] or size or 224
     return frames or 64, size or 224
 
 
@@ -192,7 +226,32 @@ def print_table(rows, curve, frames, size):
         print(f"{point['transition']:<16}" + "".join(f"{point[name]:>18.2f}" for name in HEAVY_MODELS))
 
 
+def quo_vadis_table():
+    """One row per architecture of "Quo Vadis" Table 1: ours (summed over its networks) next to
+    the paper's parameters, and its multiply-adds per training clip."""
+    rows = []
+    for title, (paper_params, networks, clip) in tqdm(QUO_VADIS.items(), unit="model", file=sys.stderr, leave=False):
+        reports = [report(name, frames, size, **options)[0] for name, frames, size, options in networks]
+        params = sum(r["params"] for r in reports)
+        rows.append({"architecture": title, "models": [r["model"] for r in reports], "clip": clip,
+                     "inputs": [r["input"] for r in reports], "params": params, "paper_params": paper_params,
+                     "params_ratio": params / paper_params, "gmacs": sum(r["gmacs"] for r in reports)})
+    return rows
+
+
+def print_quo_vadis(rows):
+    print("'Quo Vadis, Action Recognition?' Table 1 architectures, 400 classes; GMACs per training clip")
+    print(f"{'architecture':<18} {'model':<14} {'params':>12} {'paper':>6} {'ratio':>6} {'GMACs':>8}  clip")
+    for row in rows:
+        print(f"{row['architecture']:<18} {'+'.join(dict.fromkeys(row['models'])):<14} {row['params']:>12,} "
+              f"{row['paper_params'] / 1e6:>5.0f}M {row['params_ratio']:>6.3f} {row['gmacs']:>8.2f}  {row['clip']}")
+
+
 def command(values):
+    if values.quo_vadis:
+        rows = quo_vadis_table()
+        print_quo_vadis(rows)
+        return {"architectures": rows}
     if values.table:
         frames, size = values.frames or 64, values.size or 224
         rows, curve = family_table(frames, size)

@@ -44,9 +44,11 @@ class ViewConfig:
 class EvalConfig:
     """What to evaluate (`model`: a run folder, SavedModel or `.weights.h5`; `checkpoint` of a run:
     best, latest or a path), on which data (default: the run's data and validation split), with
-    which views, and where the report goes (default: `MODEL_DIR/eval/SPLIT/VIEWS`)."""
+    which views, and where the report goes (default: `MODEL_DIR/eval/SPLIT/VIEWS`).
+    `flow_data_dir`: the flow half of an RGB + flow model's input (default: the run's)."""
     model: str
     data_dir: str = None
+    flow_data_dir: str = None
     dataset: str = None
     split: str = None
     checkpoint: str = "best"
@@ -63,7 +65,8 @@ def load(config):
 
 
 def data_of(config, loaded):
-    """`(data_dir, split, info)`: the data to evaluate on, checked against the model's classes."""
+    """`(data_dir, split, info)`: the data to evaluate on, checked against the model's classes and
+    channels (`info["flow_data_dir"]`: the flow data paired with it, for RGB + flow models)."""
     trained = loaded.config.data
     data_dir = config.data_dir or trained.data_dir
     if data_dir is None:
@@ -74,7 +77,12 @@ def data_of(config, loaded):
         raise EvalError(f"{data_dir}: holds {info['dataset']!r}, not {dataset!r}")
     split = config.split or (trained.validation_split if trained.dataset == dataset and trained.validation_split
                              else datasets.get(dataset).validation_split)
-    info = records.load_info(data_dir, split)
+    info = dict(records.load_info(data_dir, split))
+    if loaded.preprocessing.channels == 5:
+        info["flow_data_dir"] = config.flow_data_dir or trained.flow_data_dir
+        if info["flow_data_dir"] is None:
+            raise EvalError(f"{config.model}: takes RGB and flow: give the flow data of the same videos "
+                            "(--flow_data_dir)")
     check_classes(loaded, info, data_dir)
     return data_dir, split, info
 
@@ -88,8 +96,8 @@ def check_classes(loaded, info, data_dir):
         index = next(i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b)
         raise EvalError(f"{data_dir}: its classes are not the model's (label {index}: {theirs[index]!r} in the data, "
                         f"{ours[index]!r} in {loaded.path})")
-    modality = info.get("modality", "rgb")
-    if (modality == "flow") != (loaded.preprocessing.channels == 2):
+    modality = "rgb+flow" if info.get("flow_data_dir") else info.get("modality", "rgb")
+    if pipeline.CHANNELS[modality] != loaded.preprocessing.channels:
         raise EvalError(f"{data_dir}: holds {modality} data; the model in {loaded.path} takes "
                         f"{loaded.preprocessing.channels} channels")
 
@@ -101,11 +109,14 @@ def pipeline_views(loaded, views, info):
     crop_size = views.crop_size or trained.crop_size
     stride = views.frame_stride or trained.frame_stride
     if fixed:
-        if (num_frames, crop_size, crop_size) != tuple(fixed) or views.eval_frames:
-            raise EvalError(f"{loaded.config.model.name} takes clips of {fixed[0]} frames of {fixed[1]}x{fixed[2]} "
-                            "pixels only (leave --num_frames, --crop_size and --eval_frames unset)")
+        if any(size not in (None, given) for size, given in zip(fixed, (num_frames, crop_size, crop_size))) or (
+                views.eval_frames):
+            clip = " x ".join(f"{size} {unit}" for size, unit in zip(fixed, ("frames", "pixels", "pixels")) if size)
+            raise EvalError(f"{loaded.config.model.name} takes clips of {clip} only (leave --num_frames"
+                            f"{', --crop_size' if fixed[1] else ''} and --eval_frames unset)")
     options = dict(num_frames=num_frames, frame_stride=stride, crop_size=crop_size, eval_frames=views.eval_frames,
-                   num_clips=views.num_clips, num_crops=views.num_crops, reverse_time=views.reverse_time)
+                   num_clips=views.num_clips, num_crops=views.num_crops, reverse_time=views.reverse_time,
+                   flow_data_dir=info.get("flow_data_dir"))
     if loaded.kind == "saved_model":
         # A SavedModel takes raw frames: every frame of the span (it keeps every stride-th) and
         # the stored frames' central square (it resizes and crops that itself).
@@ -125,20 +136,22 @@ def views_tag(loaded, views):
             + ("_reversed" if views.reverse_time else ""))
 
 
-def evaluate(loaded, data_dir, split, options, batch_size=1):
+def evaluate(loaded, data_dir, split, options, batch_size=1, outputs=False):
     """Runs the model over every video's views; returns (`[videos, views, classes]` logits,
-    labels `[videos]`, media ids)."""
+    labels `[videos]`, media ids). `outputs`: the model's own outputs instead of its prediction,
+    `[videos, views, K, classes]` for a head of K steps or streams (`LoadedModel.outputs`)."""
     dataset = pipeline.evaluation_dataset(data_dir, split, batch_size, with_media_id=True, **options)
-    outputs, labels, media_ids = [], [], []
+    results, labels, media_ids = [], [], []
     for views, label, media_id in dataset:
         shape = tf.shape(views)
         flat = tf.reshape(views, tf.concat([[-1], shape[2:]], 0))
-        outputs.append(tf.reshape(loaded.logits(flat), [shape[0], shape[1], -1]).numpy())
+        scores = loaded.outputs(flat) if outputs else loaded.logits(flat)
+        results.append(tf.reshape(scores, tf.concat([shape[:2], tf.shape(scores)[1:]], 0)).numpy())
         labels.append(label.numpy())
         media_ids.extend(m.decode() for m in media_id.numpy())
-    if not outputs:
+    if not results:
         raise EvalError(f"{data_dir}: split {split!r} has no videos")
-    return np.concatenate(outputs), np.concatenate(labels), media_ids
+    return np.concatenate(results), np.concatenate(labels), media_ids
 
 
 def default_output_dir(loaded, split, tag):

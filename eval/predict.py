@@ -15,7 +15,8 @@ With --json the last line is one JSON object with `predictions`, a list of {"lab
 "logit"}, best first, and `logits_norm`. `--two_stream` adds a flow model (--flow_saved_model,
 --flow_model_dir or --flow_weights), computes the video's flow (TV-L1 by default; slow on CPU:
 about 1 frame/s per core at 224 px) and reports `rgb_predictions`, `flow_predictions` and the
-joint `predictions`.
+joint `predictions`. A model of RGB + flow in one network (two_stream_2d, fused_3d) takes the
+video's frames and their flow (--flow_method, computed for the clip it sees only).
 """
 
 import os
@@ -61,16 +62,32 @@ def _ranked(logits, class_names, top_k):
     return [{"label": class_names[i], "probability": float(probabilities[i]), "logit": float(logits[i])} for i in best]
 
 
-def predict(loaded, video, top_k=5, max_frames=250):
+def predict(loaded, video, top_k=5, max_frames=250, flow_method="tvl1"):
     """Top-k predictions of `loaded` (a `train.loading.LoadedModel`) for the video file or frame
     folder `video`."""
 
-    frames, _ = decode.read_video(video, target_fps=FPS)
+    rgb_and_flow = loaded.preprocessing.channels == 5
+    frames, _ = decode.read_video(video, target_fps=FPS, short_side=loaded.preprocessing.short_side if rgb_and_flow
+                                  else None)
     frames = frames[:max_frames]
+    if rgb_and_flow:
+        frames = _with_flow(frames, loaded.preprocessing, flow_method)
     _check_channels(loaded, frames.shape[-1], video)
     logits = loaded.serve(frames[None])["logits"].numpy()[0]
     return {"video": str(video), "frames": len(frames), "logits_norm": float(np.linalg.norm(logits)),
             "predictions": _ranked(logits, loaded.class_names, top_k)}
+
+
+def _with_flow(frames, preprocessing, method):
+    """uint8 `[T', H, W, 5]`: the frames a fixed-length model sees (its centre clip's span) with
+    their flow as `data.prepare --modality=flow` stores it (computed on frames of the stored size)."""
+    if preprocessing.num_frames:
+        span = (preprocessing.num_frames - 1) * preprocessing.frame_stride + 1
+        start = max(round((len(frames) - span) / 2), 0)
+        frames = frames[start:start + span + 1]  # one frame more: the flow of the span's last frame
+        fields = flow.to_uint8(flow.flow_fields(frames, method, progress=True))
+        return np.concatenate([frames, fields], axis=-1)[:span]
+    return np.concatenate([frames, flow.to_uint8(flow.flow_fields(frames, method, progress=True))], axis=-1)
 
 
 def _check_channels(loaded, channels, video):
@@ -122,7 +139,8 @@ def define(values):
     flags.DEFINE_string("flow_saved_model", None, "Two-stream: the flow SavedModel.", **common)
     flags.DEFINE_string("flow_model_dir", None, "Two-stream: the flow run folder.", **common)
     flags.DEFINE_string("flow_weights", None, "Two-stream: the flow .weights.h5.", **common)
-    flags.DEFINE_enum("flow_method", "tvl1", list(flow.METHODS), "Two-stream: how flow is computed.", **common)
+    flags.DEFINE_enum("flow_method", "tvl1", list(flow.METHODS), "How flow is computed (--two_stream, and models of "
+                      "RGB + flow: two_stream_2d, fused_3d).", **common)
     flags.DEFINE_enum("fusion", "logits", ["logits", "probabilities"], "Two-stream: sum of logits or mean of "
                       "probabilities.", **common)
 
@@ -151,7 +169,7 @@ def command(values):
         result = predict_two_stream(loaded, flow_model, values.video, values.top_k, values.max_frames,
                                     values.flow_method, values.fusion)
     else:
-        result = predict(loaded, values.video, values.top_k, values.max_frames)
+        result = predict(loaded, values.video, values.top_k, values.max_frames, values.flow_method)
     for prediction in result["predictions"]:
         print(f"{prediction['probability']:.6f}  {prediction['logit']:9.4f}  {prediction['label']}")
     return result
