@@ -192,12 +192,22 @@ def _run_local(tasks, output_dir, options, workers, show_progress):
     return [results[task.split, task.index][0] for task in tasks], work
 
 
+def _beam_engine():
+    """`data.beam_prepare`, imported only for --engine=beam, or one line saying how to get Beam."""
+    try:
+        from data import beam_prepare
+    except ModuleNotFoundError as error:
+        if error.name != "apache_beam":
+            raise
+        raise PrepareError("--engine=beam needs Apache Beam: pip install apache-beam==2.77.0") from None
+    return beam_prepare
+
+
 def _run_beam(tasks, output_dir, options, workers, beam_args, shard_timeout, video_timeout):
-    """The Beam engine (`data.beam_prepare`, imported only here): the same return values as
+    """The Beam engine (`data.beam_prepare`, imported only for it): the same return values as
     `_run_local`, the work done from the pipeline's counters; raises when a shard could not be
     written (it is in the dead letter file)."""
-    from data import beam_prepare
-
+    beam_prepare = _beam_engine()
     work = beam_prepare.run(tasks, output_dir, options, workers, beam_args, shard_timeout, video_timeout)
     statistics = [shards.complete_stats(task, output_dir) for task in tasks]
     missing = [task for task, stats in zip(tasks, statistics) if stats is None]
@@ -288,6 +298,12 @@ def prepare(dataset, output_dir, source_dir=None, splits=None, split_index=1, wo
     start = time.perf_counter()
     _check_options(fps, short_side, jpeg_quality, examples_per_shard, workers, modality, flow_method, engine,
                    beam_args, shard_timeout, video_timeout)
+    if engine == "beam":
+        _beam_engine()  # before anything is written
+    remote = [str(path) for path in (output_dir, source_dir) if path is not None and "://" in str(path)]
+    if remote:  # pathlib would turn gs://b into a local folder gs:/b
+        raise PrepareError(f"{remote[0]}: remote paths (gs://, hdfs://) are not supported yet; use a local folder or "
+                           "one mounted at the same place on every machine")
     output_dir = pathlib.Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise PrepareError(f"{output_dir}: --output_dir is a file, not a folder")
