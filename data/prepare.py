@@ -4,12 +4,18 @@ TFRecords of JPEG frames, the only input `data.pipeline` reads.
   python -m data.prepare --dataset=kinetics400 --source_dir=/data/kinetics --output_dir=datasets/k400
   python -m data.prepare --dataset=ucf101 --split_index=1 --source_dir=... --output_dir=...
   python -m data.prepare --dataset=synthetic --output_dir=datasets/synthetic
+  python -m data.prepare --dataset=kinetics700 --source_dir=... --output_dir=... --engine=beam \
+      [-- BEAM PIPELINE OPTIONS, e.g. --runner=FlinkRunner --flink_master=HOST:8081]
 
 Frames are resampled to --fps (default 25; Something-Something keeps its native 12 fps) and
 resized so their short side is --short_side (default 256, bilinear; synthetic keeps its 72
 pixels). Parallel over --workers processes with a progress bar. Safe to interrupt: shards are
 renamed into place when complete and the same command resumes, skipping finished shards; the
-dataset is marked complete (dataset_info.json) only at the end. Missing, empty, corrupt or
+dataset is marked complete (dataset_info.json) only at the end. --engine=beam writes the same
+shards (byte for byte) with an Apache Beam pipeline instead of local processes, on the runner its
+options after `--` name (default: the DirectRunner with --workers processes; see
+data/beam_prepare.py); bad videos, and videos whose decoder crashes or hangs, are also listed in
+output_dir/dead_letter.jsonl. Missing, empty, corrupt or
 frameless videos and bad annotation rows are reported and skipped; the last line of output is a
 JSON summary (`written`, `skipped`, ...) and output_dir/skipped.json lists the skipped files.
 
@@ -37,6 +43,8 @@ from flags import cli
 __doc__ += datasets.layouts()
 
 PROGRAM = "data.prepare"
+ARGUMENTS = "[-- BEAM_PIPELINE_OPTIONS...]"
+ENGINES = ("local", "beam")
 
 SHARD_ORDER_SEED = 0
 
@@ -170,6 +178,46 @@ def _run_tasks(tasks, output_dir, options, workers, show_progress):
         bar.close()
 
 
+def _run_local(tasks, output_dir, options, workers, show_progress):
+    """The local engine: returns each task's statistics (in the order of `tasks`) and the work
+    done `{shards_written, shards_reused, videos, frames, busy_seconds}` (videos and frames of
+    the shards written now; busy_seconds: their summed writing time over all workers)."""
+    results = {(task.split, task.index): (stats, reused)
+               for task, stats, reused in _run_tasks(tasks, output_dir, options, workers, show_progress)}
+    fresh = [stats for stats, reused in results.values() if not reused]
+    work = {"shards_written": len(fresh), "shards_reused": len(results) - len(fresh),
+            "videos": sum(stats["written"] + len(stats["skipped"]) for stats in fresh),
+            "frames": sum(video["frames"] for stats in fresh for video in stats["videos"]),
+            "busy_seconds": sum(stats["seconds"] for stats in fresh)}
+    return [results[task.split, task.index][0] for task in tasks], work
+
+
+def _beam_engine():
+    """`data.beam_prepare`, imported only for --engine=beam, or one line saying how to get Beam."""
+    try:
+        from data import beam_prepare
+    except ModuleNotFoundError as error:
+        if error.name != "apache_beam":
+            raise
+        raise PrepareError("--engine=beam needs Apache Beam: pip install apache-beam==2.77.0") from None
+    return beam_prepare
+
+
+def _run_beam(tasks, output_dir, options, workers, beam_args, shard_timeout, video_timeout):
+    """The Beam engine (`data.beam_prepare`, imported only for it): the same return values as
+    `_run_local`, the work done from the pipeline's counters; raises when a shard could not be
+    written (it is in the dead letter file)."""
+    beam_prepare = _beam_engine()
+    work = beam_prepare.run(tasks, output_dir, options, workers, beam_args, shard_timeout, video_timeout)
+    statistics = [shards.complete_stats(task, output_dir) for task in tasks]
+    missing = [task for task, stats in zip(tasks, statistics) if stats is None]
+    if missing:
+        raise PrepareError(f"{output_dir}: {len(missing)} of {len(tasks)} shards could not be written (first: "
+                           f"{records.shard_name(missing[0].split, missing[0].index, missing[0].count)}; the reasons "
+                           f"are in {beam_prepare.DEAD_LETTER_FILE}); rerun the same command to finish them")
+    return statistics, work
+
+
 def _remove_stale_shards(output_dir, plan):
     """Deletes shard files of the planned splits that the plan no longer names (another count)."""
     for split, tasks in plan.items():
@@ -210,7 +258,13 @@ def _write_info(output_dir, source, plan, options, config, previous):
     return info
 
 
-def _check_options(fps, short_side, jpeg_quality, examples_per_shard, workers, modality, flow_method):
+def _check_options(fps, short_side, jpeg_quality, examples_per_shard, workers, modality, flow_method, engine,
+                   beam_args, shard_timeout, video_timeout):
+    if beam_args and engine != "beam":
+        raise cli.UsageError(f"arguments after -- are Beam pipeline options, for --engine=beam only: {' '.join(beam_args)}")
+    not_options = [arg for arg in beam_args if not arg.startswith("--")]
+    if not_options:
+        raise cli.UsageError(f"Beam pipeline options start with --, got {' '.join(not_options)}")
     problems = [f"{name} must be {rule}, got {value}" for name, value, ok, rule in (
         ("fps", fps, fps is None or fps >= 0, ">= 0 (0: the native rate)"),
         ("short_side", short_side, short_side is None or short_side >= 0, ">= 0 (0: the native size)"),
@@ -218,21 +272,38 @@ def _check_options(fps, short_side, jpeg_quality, examples_per_shard, workers, m
         ("examples_per_shard", examples_per_shard, examples_per_shard >= 1, ">= 1"),
         ("workers", workers, workers >= 1, ">= 1"),
         ("modality", modality, modality in ("rgb", "flow"), "rgb or flow"),
-        ("flow_method", flow_method, flow_method in flow.METHODS, " or ".join(flow.METHODS))) if not ok]
+        ("flow_method", flow_method, flow_method in flow.METHODS, " or ".join(flow.METHODS)),
+        ("engine", engine, engine in ENGINES, " or ".join(ENGINES)),
+        ("shard_timeout", shard_timeout, shard_timeout > 0, "> 0 seconds"),
+        ("video_timeout", video_timeout, video_timeout > 0, "> 0 seconds")) if not ok]
     if problems:
         raise PrepareError("; ".join(problems))
 
 
 def prepare(dataset, output_dir, source_dir=None, splits=None, split_index=1, workers=1, fps=None,
             short_side=None, jpeg_quality=95, examples_per_shard=64, synthetic_seed=0,
-            synthetic_per_class=None, show_progress=False, modality="rgb", flow_method="tvl1"):
+            synthetic_per_class=None, show_progress=False, modality="rgb", flow_method="tvl1", engine="local",
+            beam_args=(), shard_timeout=3600.0, video_timeout=600.0):
     """Prepares (or finishes preparing) a dataset; returns the summary dict printed as JSON.
+
+    `engine`: "local" (`workers` processes) or "beam" (`data.beam_prepare`: a Beam pipeline run
+    with the pipeline options `beam_args`; by default the DirectRunner with `workers` processes).
+    Both write the same shards. With Beam, a shard whose writing crashes or takes more than
+    `shard_timeout` seconds is retried video by video, and the videos whose decoding crashes or
+    takes more than `video_timeout` seconds are skipped.
 
     Raises (one line each) for bad options, a missing source, an output folder that is a file,
     another process preparing into it, other options than it was prepared with, a split without
-    any usable video, and a failed write (full disk)."""
+    any usable video, a failed write (full disk) and, with Beam, a shard that could not be written."""
     start = time.perf_counter()
-    _check_options(fps, short_side, jpeg_quality, examples_per_shard, workers, modality, flow_method)
+    _check_options(fps, short_side, jpeg_quality, examples_per_shard, workers, modality, flow_method, engine,
+                   beam_args, shard_timeout, video_timeout)
+    if engine == "beam":
+        _beam_engine()  # before anything is written
+    remote = [str(path) for path in (output_dir, source_dir) if path is not None and "://" in str(path)]
+    if remote:  # pathlib would turn gs://b into a local folder gs:/b
+        raise PrepareError(f"{remote[0]}: remote paths (gs://, hdfs://) are not supported yet; use a local folder or "
+                           "one mounted at the same place on every machine")
     output_dir = pathlib.Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise PrepareError(f"{output_dir}: --output_dir is a file, not a folder")
@@ -252,41 +323,47 @@ def prepare(dataset, output_dir, source_dir=None, splits=None, split_index=1, wo
         previous = json.loads(info_path.read_text()) if info_path.exists() else None
         info_path.unlink(missing_ok=True)  # while shards change, the folder is not a complete dataset
         plan = plan_shards(source, examples_per_shard)
-        results = _run_tasks([task for split_tasks in plan.values() for task in split_tasks], output_dir, options,
-                             workers, show_progress)
+        tasks = [task for split_tasks in plan.values() for task in split_tasks]
+        if engine == "beam":
+            statistics, work = _run_beam(tasks, output_dir, options, workers, beam_args, shard_timeout, video_timeout)
+        else:
+            statistics, work = _run_local(tasks, output_dir, options, workers, show_progress)
         _remove_stale_shards(output_dir, plan)
         skipped = _merge_skipped(output_dir, plan, list(source.skipped) + duplicates + [
-            entry for _, stats, _ in results for entry in stats["skipped"]])
-        written = {split: sum(stats["written"] for task, stats, _ in results if task.split == split) for split in plan}
+            entry for stats in statistics for entry in stats["skipped"]])
+        written = {split: sum(stats["written"] for task, stats in zip(tasks, statistics) if task.split == split)
+                   for split in plan}
         empty = [split for split, count in written.items() if count == 0]
         if empty:  # not a usable dataset: never marked complete
             raise sources.SourceError(f"{output_dir}: split {empty[0]!r} has no usable video "
                                       f"({sum(1 for e in skipped if e.get('split') in (empty[0], None))} skipped; "
                                       f"see {records.SKIPPED_FILE})")
         info = _write_info(output_dir, source, plan, options, config, previous)
-    fresh = [stats for _, stats, reused in results if not reused]
-    busy_seconds = sum(stats["seconds"] for stats in fresh)
-    fresh_videos = sum(stats["written"] + len(stats["skipped"]) for stats in fresh)
-    fresh_frames = sum(video["frames"] for stats in fresh for video in stats["videos"])
-    return {"dataset": dataset, "output_dir": str(output_dir),
+    busy_seconds = work["busy_seconds"]
+    return {"dataset": dataset, "output_dir": str(output_dir), "engine": engine,
             "written": sum(split["num_examples"] for split in info["splits"].values() if split),
             "splits": {split: info["splits"][split]["num_examples"] for split in plan},
             "skipped": [entry for entry in skipped if entry.get("split") is None or entry["split"] in plan],
-            "num_classes": len(source.class_names), "shards_written": len(fresh),
-            "shards_reused": len(results) - len(fresh), "workers": workers, "seconds": time.perf_counter() - start,
-            "videos_per_s_per_worker": fresh_videos / busy_seconds if busy_seconds else None,
-            "frames_per_s_per_worker": fresh_frames / busy_seconds if busy_seconds else None}
+            "num_classes": len(source.class_names), "shards_written": work["shards_written"],
+            "shards_reused": work["shards_reused"], "workers": workers, "seconds": time.perf_counter() - start,
+            "videos_per_s_per_worker": work["videos"] / busy_seconds if busy_seconds else None,
+            "frames_per_s_per_worker": work["frames"] / busy_seconds if busy_seconds else None,
+            **{key: work[key] for key in ("counters", "dead_letter") if key in work}}
 
 
-def command(values):
+def command(values, beam_args):
     if values.dataset is None or values.output_dir is None:
         raise cli.UsageError("--dataset and --output_dir are required")
     summary = prepare(values.dataset, values.output_dir, values.source_dir, values.splits, values.split_index,
                       values.workers, values.fps, values.short_side, values.jpeg_quality, values.examples_per_shard,
                       values.synthetic_seed, values.synthetic_per_class, show_progress=values.progress,
-                      modality=values.modality, flow_method=values.flow_method)
+                      modality=values.modality, flow_method=values.flow_method, engine=values.engine,
+                      beam_args=tuple(beam_args), shard_timeout=values.shard_timeout,
+                      video_timeout=values.video_timeout)
     for entry in summary["skipped"]:
         print(f"skipped {entry['path']}: {entry['reason']}", file=sys.stderr)
+    if "counters" in summary:
+        print("Beam counters: " + ", ".join(f"{name} {value}" for name, value in summary["counters"].items()))
     print(f"{summary['written']} videos in {summary['output_dir']} ({len(summary['skipped'])} skipped, "
           f"{summary['shards_written']} shards written, {summary['shards_reused']} already complete)")
     return summary
@@ -301,7 +378,16 @@ def define(values):
     flags.DEFINE_list("splits", None, "Splits to prepare, named as the dataset's files name them "
                       "(default: the dataset's train and validation/test splits).", **common)
     flags.DEFINE_integer("split_index", 1, "UCF-101 / HMDB-51 official split 1, 2 or 3.", **common)
-    flags.DEFINE_integer("workers", os.cpu_count(), "Worker processes.", lower_bound=1, **common)
+    flags.DEFINE_integer("workers", os.cpu_count(), "Worker processes (with --engine=beam: the DirectRunner's "
+                         "--direct_num_workers, unless the Beam options set it).", lower_bound=1, **common)
+    flags.DEFINE_enum("engine", "local", list(ENGINES), "local: --workers processes on this machine; beam: an "
+                      "Apache Beam pipeline (pip install apache-beam) on the runner named by the Beam options "
+                      "after -- (default: the DirectRunner in multi-processing mode).", **common)
+    flags.DEFINE_float("shard_timeout", 3600, "--engine=beam: seconds a shard may take before it counts as hung; "
+                       "a shard that crashes or hangs is retried video by video.", lower_bound=1e-3, **common)
+    flags.DEFINE_float("video_timeout", 600, "--engine=beam: seconds one video of such a shard may take to "
+                       "decode and encode; one that takes longer, or crashes its decoder, is skipped.",
+                       lower_bound=1e-3, **common)
     flags.DEFINE_float("fps", None, "Resample to this frame rate; 0 keeps the native rate "
                        "(default 25, Something-Something: native).", lower_bound=0, **common)
     flags.DEFINE_integer("short_side", None, "Resize frames to this short side; 0 keeps the size "
@@ -320,4 +406,4 @@ def define(values):
 
 
 if __name__ == "__main__":
-    cli.main(PROGRAM, __doc__, define, command)
+    cli.main(PROGRAM, __doc__, define, command, ARGUMENTS)

@@ -8,6 +8,7 @@ Model Garden video code. A prepared dataset is a folder:
     dataset_info.json                  written last: its presence marks the dataset complete
     prepare_config.json                the options it was prepared with
     skipped.json                       the manifest of skipped videos and annotation rows
+    beam_plan.jsonl, dead_letter.jsonl --engine=beam only: the shard plan, the skipped videos
     {split}/{split}-{i:05d}-of-{n:05d}.tfrecord        (+ .json: that shard's statistics)
 """
 

@@ -1,5 +1,6 @@
 """Writing one shard: decode (or render) each video, resample and resize it, JPEG-encode its
-frames and write the SequenceExamples. Runs in the worker processes of `data.prepare`.
+frames and write the SequenceExamples. Runs in the worker processes of `data.prepare`'s engines
+(local processes, or Beam workers: `data.beam_prepare`).
 
 A shard is written to a temporary name and renamed when complete, then its statistics file,
 which also holds the shard's manifest (each video's id, label and source file size and time): a
@@ -81,7 +82,7 @@ def manifest(task):
     return rows
 
 
-def _encoded(video, options):
+def encode_video(video, options):
     """The JPEG frames of one video (flow: x and y side by side in greyscale), its frame count,
     height, width and fps; VideoError when it cannot be used."""
     frames, fps = load_frames(video, options)
@@ -92,30 +93,43 @@ def _encoded(video, options):
     return [_jpeg(frame, options.jpeg_quality) for frame in stored], frames.shape[:3], fps
 
 
-def write_shard(task, output_dir, options, progress=None):
+def complete_stats(task, output_dir):
+    """The statistics of `task`'s shard if it is in place and was made of the videos the plan now
+    gives it (same manifest), else None."""
+    final = shard_path(output_dir, task)
+    stats_path = final.with_suffix(".json")
+    if final.exists() and stats_path.exists():
+        stats = json.loads(stats_path.read_text())
+        if stats.get("manifest") == manifest(task):
+            return stats
+    return None
+
+
+def write_shard(task, output_dir, options, progress=None, excluded=None):
     """Writes `task`'s shard unless it exists with the same manifest. Returns `(statistics,
     reused)`; the statistics (examples written, videos skipped with reasons, per-video frame
     counts and sizes, seconds, the manifest) are also kept beside the shard as `.json`. A failed
-    write (full disk) is a `files.WriteError` naming the shard."""
+    write (full disk) is a `files.WriteError` naming the shard. `excluded`: {video path: reason}
+    of videos skipped without being read (ones whose decoder crashed or hung)."""
     import tensorflow as tf
 
+    stats = complete_stats(task, output_dir)
+    if stats is not None:
+        if progress is not None:
+            progress.put(len(task.videos))
+        return stats, True
     final = shard_path(output_dir, task)
-    stats_path = final.with_suffix(".json")
-    rows = manifest(task)
-    if final.exists() and stats_path.exists():
-        stats = json.loads(stats_path.read_text())
-        if stats.get("manifest") == rows:
-            if progress is not None:
-                progress.put(len(task.videos))
-            return stats, True
-    stats = {"written": 0, "skipped": [], "videos": [], "manifest": rows}
+    excluded = excluded or {}
+    stats = {"written": 0, "skipped": [], "videos": [], "manifest": manifest(task)}
     start = time.perf_counter()
     with files.atomic(final) as temporary:
         try:
             with tf.io.TFRecordWriter(str(temporary)) as writer:
                 for video, label_index in task.videos:
                     try:
-                        jpegs, (frames, height, width), fps = _encoded(video, options)
+                        if str(video.path) in excluded:
+                            raise decode.VideoError(video.path, excluded[str(video.path)])
+                        jpegs, (frames, height, width), fps = encode_video(video, options)
                     except decode.VideoError as error:
                         stats["skipped"].append({"path": error.path, "reason": error.reason, "split": task.split})
                     else:
@@ -130,5 +144,5 @@ def write_shard(task, output_dir, options, progress=None):
             raise files.WriteError(f"{final}: could not be written ({files.reason(error.message)}); rerun the same "
                                    "command to resume") from None
     stats["seconds"] = time.perf_counter() - start
-    files.write_json(stats_path, stats)  # after the shard: a shard without matching statistics is redone
+    files.write_json(final.with_suffix(".json"), stats)  # after the shard: a shard without matching statistics is redone
     return stats, False

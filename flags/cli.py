@@ -41,7 +41,7 @@ def describe(error):
     if isinstance(error, KeyboardInterrupt):
         return "interrupted"
     module = type(error).__module__.split(".")[0]
-    if module in PROJECT_PACKAGES:
+    if module in PROJECT_PACKAGES or module == "__main__":  # `python -m data.prepare` defines its classes in __main__
         return str(error).strip() or type(error).__name__
     return _file_error(error)
 

@@ -26,7 +26,8 @@ sys.path.insert(0, {root!r})
 {setup}
 from flags import cli
 module = __import__({module!r}, fromlist=["command"])
-sys.exit(cli.run(module.PROGRAM, module.__doc__, module.define, module.command, [{module!r}, *sys.argv[1:]]))
+sys.exit(cli.run(module.PROGRAM, module.__doc__, module.define, module.command, [{module!r}, *sys.argv[1:]],
+                 getattr(module, "ARGUMENTS", None)))
 """
 
 
