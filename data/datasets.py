@@ -28,6 +28,8 @@ class DatasetSpec:
       official_splits: how many official train/test splits there are (`--split_index`); 0: one.
       eval_frames: the paper's full-length evaluation clip (frames), where it has one.
       layout: the folder layout `data.prepare --source_dir` expects.
+      task: "classification" (a label per video) or "detection" (also per-frame boxes, each with
+        a class and a track: the region lists of `data.records`).
     """
     name: str
     splits: tuple
@@ -38,6 +40,7 @@ class DatasetSpec:
     official_splits: int = 0
     eval_frames: int = None
     layout: str = ""
+    task: str = "classification"
 
     @property
     def train_split(self):
@@ -84,6 +87,16 @@ DATASETS = {spec.name: spec for spec in (
         "    testTrainMulti_7030_splits/{class}_test_split{k}.txt  (`video.avi 1` train, `2` test, `0` unused)")),
     DatasetSpec("synthetic", ("train", "validation"), "demo", short_side=None,
                 layout="nothing: the videos are rendered (data/synthetic.py) at 72 pixels, 25 fps."),
+    # Detection: native rate (boxes are per frame) and size (320x240 for both).
+    DatasetSpec("jhmdb", ("train", "test"), "finetune", fps=None, short_side=None, official_splits=3,
+                task="detection", layout=(
+                    "Frames/{class}/{video}/00001.png ...   (30 fps, ACT-detector's layout)\n"
+                    "    JHMDB-GT.pkl   ground truth: labels, gttubes, nframes, train_videos, test_videos, resolution")),
+    DatasetSpec("ucf101_24", ("train", "test"), "finetune", fps=None, short_side=None, task="detection", layout=(
+        "rgb-images/{Class}/{video}/00001.jpg ...   (25 fps, ACT-detector's layout)\n"
+        "    UCF101v2-GT.pkl   ground truth (Singh et al.'s corrected boxes), keys as JHMDB-GT.pkl")),
+    DatasetSpec("synthetic_detection", ("train", "validation"), "demo", fps=None, short_side=None, task="detection",
+                layout="nothing: the videos are rendered (data/synthetic_detection.py) at 96x128 pixels, 25 fps."),
 )}
 
 

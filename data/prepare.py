@@ -4,6 +4,8 @@ TFRecords of JPEG frames, the only input `data.pipeline` reads.
   python -m data.prepare --dataset=kinetics400 --source_dir=/data/kinetics --output_dir=datasets/k400
   python -m data.prepare --dataset=ucf101 --split_index=1 --source_dir=... --output_dir=...
   python -m data.prepare --dataset=synthetic --output_dir=datasets/synthetic
+  python -m data.prepare --dataset=jhmdb --split_index=1 --source_dir=/data/JHMDB --output_dir=datasets/jhmdb1
+  python -m data.prepare --dataset=synthetic_detection --output_dir=datasets/synthetic_detection
   python -m data.prepare --dataset=kinetics700 --source_dir=... --output_dir=... --engine=beam \
       [-- BEAM PIPELINE OPTIONS, e.g. --runner=FlinkRunner --flink_master=HOST:8081]
 
@@ -18,6 +20,9 @@ data/beam_prepare.py); bad videos, and videos whose decoder crashes or hangs, ar
 output_dir/dead_letter.jsonl. Missing, empty, corrupt or
 frameless videos and bad annotation rows are reported and skipped; the last line of output is a
 JSON summary (`written`, `skipped`, ...) and output_dir/skipped.json lists the skipped files.
+Detection datasets (jhmdb, ucf101_24, synthetic_detection) keep their native rate and size
+(boxes are per frame), store each frame's boxes beside it (data/records.py) and are marked
+"task": "detection" in dataset_info.json; a frame folder with missing frames is skipped.
 
 Expected source layouts (under --source_dir):
 """
@@ -250,7 +255,8 @@ def _write_info(output_dir, source, plan, options, config, previous):
         short_sides += [min(video["height"], video["width"]) for s in stats for video in s["videos"]]
     # Frames kept at their native size: the median short side stands for them (serving resizes to it).
     short_side = options.short_side or (int(statistics.median(short_sides)) if short_sides else info.get("short_side"))
-    info.update(dataset=source.name, format="mediasequence-tfrecord", class_names=source.class_names,
+    info.update(dataset=source.name, task=datasets.get(source.name).task, format="mediasequence-tfrecord",
+                class_names=source.class_names,
                 num_classes=len(source.class_names), fps=options.target_fps, short_side=short_side,
                 native_size=options.short_side is None, native_fps=options.native_fps, modality=options.modality,
                 config=config)
@@ -298,6 +304,9 @@ def prepare(dataset, output_dir, source_dir=None, splits=None, split_index=1, wo
     start = time.perf_counter()
     _check_options(fps, short_side, jpeg_quality, examples_per_shard, workers, modality, flow_method, engine,
                    beam_args, shard_timeout, video_timeout)
+    if datasets.get(dataset).task == "detection" and (fps or engine == "beam"):
+        raise PrepareError(f"{dataset} is a detection dataset: its frames keep their native rate (boxes are per frame; "
+                           "no --fps) and it is prepared with --engine=local")
     if engine == "beam":
         _beam_engine()  # before anything is written
     remote = [str(path) for path in (output_dir, source_dir) if path is not None and "://" in str(path)]
@@ -314,8 +323,8 @@ def prepare(dataset, output_dir, source_dir=None, splits=None, split_index=1, wo
               "split_index": split_index, "fps": options.target_fps, "short_side": options.short_side,
               "jpeg_quality": jpeg_quality, "examples_per_shard": examples_per_shard, "modality": modality,
               "flow_method": flow_method if modality == "flow" else None,
-              "synthetic_seed": synthetic_seed if dataset == "synthetic" else None,
-              "synthetic_per_class": synthetic_per_class if dataset == "synthetic" else None}
+              "synthetic_seed": synthetic_seed if dataset in sources.RENDERED else None,
+              "synthetic_per_class": synthetic_per_class if dataset in sources.RENDERED else None}
     with files.lock(output_dir, "--output_dir"):
         _check_config(output_dir, config)
         files.remove_partials(output_dir)
@@ -400,7 +409,8 @@ def define(values):
                       "224 px) or farneback (~100x faster, less accurate).", **common)
     flags.DEFINE_integer("examples_per_shard", 64, "Videos per TFRecord shard.", lower_bound=1, **common)
     flags.DEFINE_integer("synthetic_seed", 0, "Seed of the synthetic dataset.", **common)
-    flags.DEFINE_integer("synthetic_per_class", None, "Synthetic videos per class (default: train 48, validation 12).",
+    flags.DEFINE_integer("synthetic_per_class", None, "Synthetic videos per class (default: train 48, validation 12; "
+                         "synthetic_detection: 24, 8).",
                          lower_bound=1, **common)
     flags.DEFINE_bool("progress", True, "Show a progress bar on stderr.", **common)
 

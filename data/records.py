@@ -3,7 +3,11 @@
 One example per video. Context: `clip/media_id`, `clip/label/index`, `clip/label/string`,
 `image/format`, `image/height`, `image/width`, `image/frame_rate`; feature list `image/encoded`:
 one JPEG per frame. These are the keys of MediaPipe's MediaSequence, read by DMVR and the TF
-Model Garden video code. A prepared dataset is a folder:
+Model Garden video code. Detection datasets (`task: detection` in dataset_info.json) add, per
+frame, MediaSequence's region lists: `region/bbox/{ymin,xmin,ymax,xmax}` (float, normalised to
+[0, 1], one entry per box, empty for a frame without boxes), `region/label/index` and
+`region/track/index` (int64 per box: the box's class and which tube/actor it belongs to) and
+`region/is_annotated` (int64 0 or 1: whether the frame was annotated at all). A prepared dataset is a folder:
 
     dataset_info.json                  written last: its presence marks the dataset complete
     prepare_config.json                the options it was prepared with
@@ -23,6 +27,14 @@ IMAGE_HEIGHT = "image/height"
 IMAGE_WIDTH = "image/width"
 FRAME_RATE = "image/frame_rate"
 IMAGE_ENCODED = "image/encoded"
+BBOX_YMIN = "region/bbox/ymin"
+BBOX_XMIN = "region/bbox/xmin"
+BBOX_YMAX = "region/bbox/ymax"
+BBOX_XMAX = "region/bbox/xmax"
+BBOX_KEYS = (BBOX_YMIN, BBOX_XMIN, BBOX_YMAX, BBOX_XMAX)  # the [y1, x1, y2, x2] order of models.detection_ops
+REGION_LABEL_INDEX = "region/label/index"
+REGION_TRACK_INDEX = "region/track/index"
+REGION_IS_ANNOTATED = "region/is_annotated"
 
 INFO_FILE = "dataset_info.json"
 CONFIG_FILE = "prepare_config.json"
@@ -37,8 +49,13 @@ def shard_name(split, index, count):
     return f"{split}/{split}-{index:05d}-of-{count:05d}.tfrecord"
 
 
-def encode_example(jpeg_frames, label_index, label_name, media_id, height, width, fps):
-    """A serialised SequenceExample for one video whose frames are already JPEG bytes."""
+def encode_example(jpeg_frames, label_index, label_name, media_id, height, width, fps, regions=None):
+    """A serialised SequenceExample for one video whose frames are already JPEG bytes.
+
+    `regions` (detection datasets): one entry per frame, `(annotated, boxes)`: whether the frame
+    was annotated, and its boxes as `(y1, x1, y2, x2, label index, track index)` rows
+    (coordinates normalised to [0, 1]).
+    """
     import tensorflow as tf
 
     def bytes_feature(values):
@@ -53,10 +70,33 @@ def encode_example(jpeg_frames, label_index, label_name, media_id, height, width
         IMAGE_HEIGHT: int_feature(height), IMAGE_WIDTH: int_feature(width),
         FRAME_RATE: tf.train.Feature(float_list=tf.train.FloatList(value=[fps])),
     })
-    frames = tf.train.FeatureList(feature=[bytes_feature([jpeg]) for jpeg in jpeg_frames])
-    example = tf.train.SequenceExample(context=context,
-                                       feature_lists=tf.train.FeatureLists(feature_list={IMAGE_ENCODED: frames}))
+    lists = {IMAGE_ENCODED: tf.train.FeatureList(feature=[bytes_feature([jpeg]) for jpeg in jpeg_frames])}
+    if regions is not None:
+        if len(regions) != len(jpeg_frames):
+            raise ValueError(f"{media_id}: {len(regions)} frames of regions for {len(jpeg_frames)} frames")
+        lists.update(region_feature_lists(regions))
+    example = tf.train.SequenceExample(context=context, feature_lists=tf.train.FeatureLists(feature_list=lists))
     return example.SerializeToString(deterministic=True)  # map order fixed: resumed runs are byte-identical
+
+
+def region_feature_lists(regions):
+    """The region feature lists `{key: tf.train.FeatureList}` of `regions` (see `encode_example`)."""
+    import tensorflow as tf
+
+    def floats(values):
+        return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+
+    def ints(values):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+    columns = {key: [] for key in (*BBOX_KEYS, REGION_LABEL_INDEX, REGION_TRACK_INDEX, REGION_IS_ANNOTATED)}
+    for annotated, boxes in regions:
+        for column, key in enumerate(BBOX_KEYS):
+            columns[key].append(floats([float(box[column]) for box in boxes]))
+        columns[REGION_LABEL_INDEX].append(ints([int(box[4]) for box in boxes]))
+        columns[REGION_TRACK_INDEX].append(ints([int(box[5]) for box in boxes]))
+        columns[REGION_IS_ANNOTATED].append(ints([int(bool(annotated))]))
+    return {key: tf.train.FeatureList(feature=features) for key, features in columns.items()}
 
 
 def load_info(data_dir, split=None):

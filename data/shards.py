@@ -9,6 +9,7 @@ videos the plan now gives it (an annotation file or a video that changed is prep
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 import pathlib
@@ -17,7 +18,7 @@ import time
 import cv2
 import numpy as np
 
-from data import decode, files, flow, records, synthetic
+from data import decode, files, flow, records, synthetic, synthetic_detection
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,17 +44,35 @@ def shard_path(output_dir, task):
 
 
 def load_frames(video, options):
-    """uint8 RGB frames `[T, H, W, 3]` and their fps for one `sources.Video`."""
+    """uint8 RGB frames `[T, H, W, 3]`, their fps and, for a detection video, its tubes
+    (`sources.Video.tubes`; None otherwise) for one `sources.Video`."""
     if video.seed is not None:
-        frames = synthetic.render(video.label, list(video.seed))
+        if video.detection:
+            frames, tubes = synthetic_detection.render(video.label, list(video.seed))
+        else:
+            frames, tubes = synthetic.render(video.label, list(video.seed)), None
         fps = options.native_fps
         if options.target_fps and abs(options.target_fps - fps) > 1e-3:
             frames = frames[decode.resample_indices(len(frames), fps, options.target_fps)]
             fps = options.target_fps
         if options.short_side:
             frames = np.stack([decode.resize_short_side(f, options.short_side) for f in frames])
-        return frames, fps
-    return decode.read_video(video.path, options.target_fps, options.short_side, options.native_fps)
+        return frames, fps, tubes
+    frames, fps = decode.read_video(video.path, options.target_fps, options.short_side, options.native_fps)
+    if video.detection and len(frames) != video.num_frames:
+        raise decode.VideoError(video.path, f"holds {len(frames)} frame images, the annotations describe "
+                                f"{video.num_frames} (missing or extra frames)")
+    return frames, fps, video.tubes
+
+
+def frame_regions(tubes, num_frames):
+    """Per frame `(annotated, boxes)` for `records.encode_example` from tubes (`sources.Video.tubes`).
+    Every frame of an annotated video counts as annotated: a frame outside every tube has no actor."""
+    regions = [(True, []) for _ in range(num_frames)]
+    for label_index, track, rows in tubes:
+        for frame, y1, x1, y2, x2 in rows:
+            regions[int(frame)][1].append((y1, x1, y2, x2, label_index, track))
+    return regions
 
 
 def _jpeg(frame, quality):
@@ -78,19 +97,23 @@ def manifest(task):
                 source = [str(video.path), status.st_size, status.st_mtime_ns]
             except OSError:
                 source = [str(video.path), None, None]
+        if video.tubes is not None:  # changed annotations redo the shard
+            source.append(hashlib.sha256(repr(video.tubes).encode()).hexdigest()[:16])
         rows.append([video.media_id, label_index, video.label, source])
     return rows
 
 
 def encode_video(video, options):
     """The JPEG frames of one video (flow: x and y side by side in greyscale), its frame count,
-    height, width and fps; VideoError when it cannot be used."""
-    frames, fps = load_frames(video, options)
+    height, width, fps and per-frame regions (`frame_regions`; None for classification videos);
+    VideoError when it cannot be used."""
+    frames, fps, tubes = load_frames(video, options)
     stored = frames
     if options.modality == "flow":
         fields = flow.to_uint8(flow.flow_fields(frames, options.flow_method))  # [T, H, W, 2]
         stored = np.concatenate([fields[..., 0], fields[..., 1]], axis=2)  # [T, H, 2W]
-    return [_jpeg(frame, options.jpeg_quality) for frame in stored], frames.shape[:3], fps
+    regions = None if tubes is None else frame_regions(tubes, len(frames))
+    return [_jpeg(frame, options.jpeg_quality) for frame in stored], frames.shape[:3], fps, regions
 
 
 def complete_stats(task, output_dir):
@@ -129,12 +152,12 @@ def write_shard(task, output_dir, options, progress=None, excluded=None):
                     try:
                         if str(video.path) in excluded:
                             raise decode.VideoError(video.path, excluded[str(video.path)])
-                        jpegs, (frames, height, width), fps = encode_video(video, options)
+                        jpegs, (frames, height, width), fps, regions = encode_video(video, options)
                     except decode.VideoError as error:
                         stats["skipped"].append({"path": error.path, "reason": error.reason, "split": task.split})
                     else:
                         writer.write(records.encode_example(jpegs, label_index, video.label, video.media_id,
-                                                            height, width, fps))
+                                                            height, width, fps, regions))
                         stats["written"] += 1
                         stats["videos"].append({"media_id": video.media_id, "frames": int(frames),
                                                 "height": int(height), "width": int(width), "fps": fps})

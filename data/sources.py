@@ -11,9 +11,10 @@ import dataclasses
 import json
 import os
 import pathlib
+import pickle
 import re
 
-from data import datasets, synthetic
+from data import datasets, synthetic, synthetic_detection
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi")
 SOMETHING_SOMETHING_FPS = 12.0
@@ -26,11 +27,19 @@ class SourceError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Video:
-    """One video to prepare. `path`: a file or frame folder (None for rendered videos)."""
+    """One video to prepare. `path`: a file or frame folder (None for rendered videos).
+
+    Detection datasets (`detection`): `tubes` holds the ground truth, `((label index, track index,
+    ((frame, y1, x1, y2, x2), ...)), ...)` with frames 0-based and boxes normalised, and
+    `num_frames` the frame count the annotations describe (rendered videos get both from the
+    renderer)."""
     media_id: str
     label: str
     path: pathlib.Path = None
     seed: tuple = None  # rendered videos only
+    detection: bool = False
+    tubes: tuple = None
+    num_frames: int = None
 
 
 @dataclasses.dataclass
@@ -241,6 +250,95 @@ def synthetic_source(splits, seed=0, per_class=None):
     return Source("synthetic", list(synthetic.CLASSES), videos, [], native_fps=synthetic.FPS)
 
 
+def synthetic_detection_source(splits, seed=0, per_class=None):
+    videos = {split: [Video(media_id, label, seed=tuple(video_seed), detection=True)
+                      for media_id, label, video_seed in synthetic_detection.examples(split, seed, per_class)]
+              for split in splits}
+    return Source("synthetic_detection", list(synthetic_detection.CLASSES), videos, [],
+                  native_fps=synthetic_detection.FPS)
+
+
+RENDERED = {"synthetic": (synthetic, synthetic_source), "synthetic_detection": (synthetic_detection,
+                                                                                synthetic_detection_source)}
+
+
+# --- JHMDB and UCF101-24 (detection: frame folders and the ACT-detector ground-truth pickles) -----
+
+GT_KEYS = ("labels", "gttubes", "nframes", "train_videos", "test_videos", "resolution")
+JHMDB_FPS = 30.0
+UCF101_24_FPS = 25.0
+
+
+def load_ground_truth(path):
+    """The dict of an ACT-detector ground-truth pickle (`JHMDB-GT.pkl`, `UCF101v2-GT.pkl`: written
+    by Python 2, read with encoding latin1); SourceError when missing, unreadable or incomplete."""
+    try:
+        with open(_require(path, "ground-truth pickle"), "rb") as handle:
+            gt = pickle.load(handle, encoding="latin1")
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as error:
+        raise SourceError(f"{path}: not a readable ground-truth pickle ({type(error).__name__}: {error})") from None
+    missing = [key for key in GT_KEYS if not isinstance(gt, dict) or key not in gt]
+    if missing:
+        raise SourceError(f"{path}: ground-truth pickle lacks {', '.join(missing)}")
+    return gt
+
+
+def _tubes(gt, video, origin):
+    """`(label index, tubes, num_frames)` of `video` from the pickle's `gttubes` (pixel boxes
+    `[n, 5]`: 1-based frame, x1, y1, x2, y2, corners inclusive as ACT-detector counts them) as
+    `Video.tubes` (0-based frames, normalised `[y1, x1, y2, x2]` with `y2 = (y2 + 1) / height`);
+    or a reason string when the annotation cannot be used."""
+    tubes_by_label = gt["gttubes"].get(video)
+    num_frames = gt["nframes"].get(video)
+    resolution = gt["resolution"].get(video)
+    if not tubes_by_label:
+        return f"{origin}: no ground-truth tubes for this video"
+    if not num_frames or resolution is None:
+        return f"{origin}: no frame count or resolution for this video"
+    height, width = (float(v) for v in resolution)
+    tubes, track = [], 0
+    for label in sorted(tubes_by_label):
+        if not 0 <= int(label) < len(gt["labels"]):
+            return f"{origin}: tube label {label} is not a class index"
+        for array in tubes_by_label[label]:
+            rows = []
+            for frame, x1, y1, x2, y2 in (tuple(float(v) for v in row) for row in array):
+                if not 1 <= frame <= num_frames or x2 < x1 or y2 < y1:
+                    return f"{origin}: bad tube row (frame {frame:g} of {num_frames}, box {x1:g} {y1:g} {x2:g} {y2:g})"
+                rows.append((int(frame) - 1, *(min(max(v, 0.0), 1.0) for v in (
+                    y1 / height, x1 / width, (y2 + 1) / height, (x2 + 1) / width))))
+            tubes.append((int(label), track, tuple(rows)))
+            track += 1
+    return tubes[0][0], tuple(tubes), int(num_frames)
+
+
+def detection_frames(name, root, splits, split_index, pickle_name, frames_dir, fps):
+    """A frame-folder detection dataset: `root/frames_dir/{class}/{video}/00001.{png,jpg}` and the
+    ground-truth pickle `root/pickle_name`; official split `split_index` (1-based) of its
+    `train_videos` / `test_videos` lists."""
+    pickle_path = root / pickle_name
+    gt = load_ground_truth(pickle_path)
+    class_names = [str(label) for label in gt["labels"]]
+    frames_root = _require(root / frames_dir, "frame folder")
+    lists = {"train": gt["train_videos"], "test": gt["test_videos"]}
+    if len(lists["train"]) < split_index or len(lists["test"]) < split_index:
+        raise SourceError(f"{pickle_path}: has {min(len(lists['train']), len(lists['test']))} official splits, "
+                          f"not --split_index={split_index}")
+    skipped, videos = [], {}
+    for split in splits:
+        videos[split] = []
+        for video in lists[split][split_index - 1]:
+            video = str(video)
+            parsed = _tubes(gt, video, f"{pickle_path}: {video}")
+            if isinstance(parsed, str):
+                skipped.append({"path": video, "reason": parsed, "split": split})
+            elif (path := _inside(frames_root, video, skipped, pickle_path)) is not None:
+                label_index, tubes, num_frames = parsed
+                videos[split].append(Video(video, class_names[label_index], path, detection=True, tubes=tubes,
+                                           num_frames=num_frames))
+    return Source(name, class_names, videos, skipped, native_fps=fps)
+
+
 READERS = {
     "kinetics400": lambda root, splits, _: kinetics(root, splits, "kinetics400"),
     "kinetics600": lambda root, splits, _: kinetics(root, splits, "kinetics600"),
@@ -250,6 +348,9 @@ READERS = {
     "something_something_v2": lambda root, splits, _: something_something_v2(root, splits),
     "ucf101": ucf101,
     "hmdb51": hmdb51,
+    "jhmdb": lambda root, splits, k: detection_frames("jhmdb", root, splits, k, "JHMDB-GT.pkl", "Frames", JHMDB_FPS),
+    "ucf101_24": lambda root, splits, k: detection_frames("ucf101_24", root, splits, k, "UCF101v2-GT.pkl",
+                                                          "rgb-images", UCF101_24_FPS),
 }
 
 
@@ -260,11 +361,15 @@ def load_source(dataset, source_dir, splits=None, split_index=1, synthetic_seed=
     """
     spec = datasets.get(dataset)
     splits = tuple(splits or spec.splits)
-    if dataset == "synthetic":
-        unknown = set(splits) - set(synthetic.SPLITS)
+    unknown = set(splits) - set(spec.splits)
+    if dataset in RENDERED:
+        module, source = RENDERED[dataset]
+        unknown = set(splits) - set(module.SPLITS)
         if unknown:
-            raise ValueError(f"splits: synthetic has splits {', '.join(synthetic.SPLITS)}, not {', '.join(sorted(unknown))}")
-        return synthetic_source(splits, synthetic_seed, synthetic_per_class)
+            raise ValueError(f"splits: {dataset} has splits {', '.join(module.SPLITS)}, not {', '.join(sorted(unknown))}")
+        return source(splits, synthetic_seed, synthetic_per_class)
+    if spec.task == "detection" and unknown:
+        raise ValueError(f"splits: {dataset} has splits {', '.join(spec.splits)}, not {', '.join(sorted(unknown))}")
     root = pathlib.Path(source_dir) if source_dir else None
     if root is None or not root.is_dir():
         raise SourceError(f"{source_dir}: source directory not found")

@@ -29,10 +29,10 @@ SPLITS = {"train": 48, "validation": 12}  # videos per class
 _SPLIT_IDS = {"train": 0, "validation": 1}
 
 
-def _background(rng):
-    """A smooth random texture with a random tint: `[SIZE, SIZE, 3]` float in [0, 255]."""
-    noise = rng.uniform(0, 1, (SIZE // 8, SIZE // 8, 3)).astype("float32")
-    texture = cv2.resize(noise, (SIZE, SIZE), interpolation=cv2.INTER_CUBIC)
+def _background(rng, height=SIZE, width=SIZE):
+    """A smooth random texture with a random tint: `[height, width, 3]` float in [0, 255]."""
+    noise = rng.uniform(0, 1, (height // 8, width // 8, 3)).astype("float32")
+    texture = cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
     tint = rng.uniform(40, 140, 3)
     return np.clip(tint + 60 * (texture - 0.5), 0, 255)
 
