@@ -84,6 +84,9 @@ def prepared_dataset(config, may_prepare=True):
     info = records.load_info(data.data_dir)
     if info["dataset"] != data.dataset:
         raise records.DatasetError(f"{data.data_dir}: holds {info['dataset']!r}, not --dataset={data.dataset}")
+    if info.get("task", "classification") != "classification":
+        raise records.DatasetError(f"{data.data_dir}: holds the {info['task']} dataset {info['dataset']!r}; the "
+                                   "classification models cannot train on it")
     if datasets.get(data.dataset).official_splits and info["config"].get("split_index") != data.split_index:
         raise records.DatasetError(f"{data.data_dir}: holds official split {info['config'].get('split_index')}, not "
                                    f"--split_index={data.split_index}")
