@@ -58,12 +58,13 @@ def parse_example(serialized):
 
 def _detection_records(data_dir, split, training, input_context, seed):
     """`(info, dataset of serialized examples)`; DatasetError for a dataset without boxes."""
-    info, modality, dataset = pipeline._records(data_dir, split, training, input_context, seed)
+    info = records.load_info(data_dir, split)
     if info.get("task") != "detection":
         raise records.DatasetError(f"{data_dir}: holds the classification dataset {info['dataset']!r}, not a "
                                    "detection dataset (jhmdb, ucf101_24, synthetic_detection)")
-    if modality != "rgb":
-        raise records.DatasetError(f"{data_dir}: holds {modality} frames; the detection pipelines read RGB")
+    if info.get("modality", "rgb") != "rgb":
+        raise records.DatasetError(f"{data_dir}: holds {info['modality']} frames; the detection pipelines read RGB")
+    _, _, dataset = pipeline._records(data_dir, split, training, input_context, seed)
     return info, dataset.map(lambda serialized: serialized)  # elements are 1-tuples
 
 
@@ -164,11 +165,11 @@ def roi_targets(gt_boxes, gt_mask, gt_labels, num_rois, positive_fraction, seed)
 
 def rpn_targets(anchors, gt_boxes, gt_mask, seed):
     """RPN targets for one clip: rpn_logits `[A]` int32 (1 foreground, 0 background, -1 ignored or
-    not sampled; 256 sampled with at most half foreground) and rpn_deltas `[A, 5]` (RPN_WEIGHTS
+    not sampled; 256 sampled (all, with fewer anchors) with at most half foreground) and rpn_deltas `[A, 5]` (RPN_WEIGHTS
     deltas, then the weight: 1.0 for foreground)."""
     labels, matched = detection_ops.match_boxes(anchors[None], gt_boxes[None], gt_mask[None], RPN_FOREGROUND_IOU,
                                                 RPN_BACKGROUND_IOU, low_quality_matches=True)
-    indices, valid = sample(labels[0], RPN_SAMPLES, RPN_POSITIVE_FRACTION, seed)
+    indices, valid = sample(labels[0], min(RPN_SAMPLES, anchors.shape[0]), RPN_POSITIVE_FRACTION, seed)
     chosen = tf.boolean_mask(indices, valid)
     logits = tf.tensor_scatter_nd_update(-tf.ones_like(labels[0]), chosen[:, None], tf.gather(labels[0], chosen))
     foreground = logits == 1
