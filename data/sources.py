@@ -2,7 +2,9 @@
 
 The layout each dataset needs under `--source_dir` is in its spec (`data.datasets`).
 
-Label indices always follow the sorted class names. A row that is malformed, names an unknown
+Label indices always follow the sorted class names, except for the detection datasets read from
+ACT-detector's ground-truth pickles, whose indices are the pickle's (its `labels` list, already
+sorted for JHMDB and UCF101-24), so boxes keep the label indices the pickle's tubes use. A row that is malformed, names an unknown
 class, or points outside `--source_dir` is skipped with its reason; such paths are never read.
 """
 
@@ -258,8 +260,7 @@ def synthetic_detection_source(splits, seed=0, per_class=None):
                   native_fps=synthetic_detection.FPS)
 
 
-RENDERED = {"synthetic": (synthetic, synthetic_source), "synthetic_detection": (synthetic_detection,
-                                                                                synthetic_detection_source)}
+RENDERED = {"synthetic": synthetic_source, "synthetic_detection": synthetic_detection_source}
 
 
 # --- JHMDB and UCF101-24 (detection: frame folders and the ACT-detector ground-truth pickles) -----
@@ -362,14 +363,10 @@ def load_source(dataset, source_dir, splits=None, split_index=1, synthetic_seed=
     spec = datasets.get(dataset)
     splits = tuple(splits or spec.splits)
     unknown = set(splits) - set(spec.splits)
-    if dataset in RENDERED:
-        module, source = RENDERED[dataset]
-        unknown = set(splits) - set(module.SPLITS)
-        if unknown:
-            raise ValueError(f"splits: {dataset} has splits {', '.join(module.SPLITS)}, not {', '.join(sorted(unknown))}")
-        return source(splits, synthetic_seed, synthetic_per_class)
-    if spec.task == "detection" and unknown:
+    if (dataset in RENDERED or spec.task == "detection") and unknown:  # their splits are fixed
         raise ValueError(f"splits: {dataset} has splits {', '.join(spec.splits)}, not {', '.join(sorted(unknown))}")
+    if dataset in RENDERED:
+        return RENDERED[dataset](splits, synthetic_seed, synthetic_per_class)
     root = pathlib.Path(source_dir) if source_dir else None
     if root is None or not root.is_dir():
         raise SourceError(f"{source_dir}: source directory not found")
