@@ -316,8 +316,8 @@ def test_classification_datasets_are_refused(tmp_path):
 
 
 def test_classification_trainer_refuses_detection_data(synthetic_detection_dir, tmp_path):
-    from train import trainer
     from tests.conftest import tiny_config
+    from train import trainer
     config = tiny_config("i3d", synthetic_detection_dir, tmp_path / "run", dataset="synthetic_detection")
     with pytest.raises(records.DatasetError, match="holds the detection dataset 'synthetic_detection'"):
         trainer.prepared_dataset(config, may_prepare=False)
