@@ -398,9 +398,9 @@ def define(values):
                        "decode and encode; one that takes longer, or crashes its decoder, is skipped.",
                        lower_bound=1e-3, **common)
     flags.DEFINE_float("fps", None, "Resample to this frame rate; 0 keeps the native rate "
-                       "(default 25, Something-Something: native).", lower_bound=0, **common)
+                       "(default 25; Something-Something and detection datasets: native).", lower_bound=0, **common)
     flags.DEFINE_integer("short_side", None, "Resize frames to this short side; 0 keeps the size "
-                         "(default 256, synthetic: 0).", lower_bound=0, **common)
+                         "(default 256; synthetic and detection datasets: 0).", lower_bound=0, **common)
     flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality of the stored frames.", lower_bound=1, upper_bound=100,
                          **common)
     flags.DEFINE_enum("modality", "rgb", ["rgb", "flow"], "rgb frames, or optical flow (x and y, clipped to "
