@@ -567,19 +567,22 @@ class Snippets(keras.layers.Layer):
         self.channels = tuple(channels)
         self.frame = frame
 
-    def _length(self, inputs):
-        return self.snippet_frames or inputs.shape[1]
+    def build(self, input_shape):
+        # The snippet count, static where the model's clip length is: a clip whose frame size is
+        # unknown when traced (evaluation views) must not leave it unknown for the layers after.
+        frames = input_shape[1]
+        self.count = -1 if frames is None else frames // (self.snippet_frames or frames)
 
     def call(self, inputs):
-        length = self._length(inputs)
+        length = self.snippet_frames or inputs.shape[1]
         start, stop = self.channels
         x = inputs[..., start:stop]
         shape = ops.shape(x)
-        snippets = ops.reshape(x, (shape[0], -1, length, shape[2], shape[3], stop - start))
+        snippets = ops.reshape(x, (shape[0], self.count, length, shape[2], shape[3], stop - start))
         if self.frame is not None:
             return snippets[:, :, self.frame]
         stacked = ops.transpose(snippets, (0, 1, 3, 4, 2, 5))
-        return ops.reshape(stacked, (shape[0], -1, shape[2], shape[3], length * (stop - start)))
+        return ops.reshape(stacked, (shape[0], self.count, shape[2], shape[3], length * (stop - start)))
 
     def compute_output_shape(self, input_shape):
         length = self.snippet_frames or input_shape[1]
@@ -590,3 +593,19 @@ class Snippets(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "snippet_frames": self.snippet_frames, "channels": self.channels,
                 "frame": self.frame}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TimeDistributed(keras.layers.TimeDistributed):
+    """Keras's `TimeDistributed` (`layer` applied to each step of `[batch, T, ...]`), also where T
+    is unknown when traced (a SavedModel's clips of any length): there Keras 3.15 loops over the
+    batch size instead of T; here the steps are folded into the batch, `[batch * T, ...]`, which
+    gives the same result in inference (batch norm uses its moving statistics). With T known, as
+    in training, Keras's loop over the steps runs unchanged."""
+
+    def call(self, inputs, training=None, mask=None):
+        if inputs.shape[1] is not None:
+            return super().call(inputs, training=training, mask=mask)
+        shape = ops.shape(inputs)
+        outputs = self.layer(ops.reshape(inputs, (-1, *shape[2:])), training=training)
+        return ops.reshape(outputs, (shape[0], shape[1], *ops.shape(outputs)[1:]))

@@ -54,7 +54,7 @@ def build_convnet_lstm(name="convnet_lstm", num_classes=400, input_shape=(None, 
     """`[batch, T, H, W, input_channels]` -> per-step logits `[batch, T, num_classes]`."""
     inputs = keras.Input((*input_shape, input_channels), name="frames")
     frames = _image_backbone("rgb", input_channels, depth_multiplier, batch_norm_momentum, pooled=True)
-    x = keras.layers.TimeDistributed(frames, name="inception_v1")(inputs)  # [batch, T, 1024]
+    x = layers.TimeDistributed(frames, name="inception_v1")(inputs)  # [batch, T, 1024]
     x = keras.layers.BatchNormalization(momentum=batch_norm_momentum, epsilon=layers.BATCH_NORM_EPSILON,
                                         name="feature_batch_norm")(x)
     x = keras.layers.LSTM(lstm_units, return_sequences=True, name="lstm")(x)
@@ -98,7 +98,7 @@ def build_fused_3d(name="fused_3d", num_classes=400, input_shape=(50, None, None
     inputs = keras.Input((*input_shape, input_channels), name="frames")
     rgb = layers.Snippets(snippet_frames, (0, 3), frame=0, name="rgb_frames")(inputs)  # [batch, P, H, W, 3]
     flow = layers.Snippets(snippet_frames, (3, 5), name="flow_stacks")(inputs)  # [batch, P, H, W, 2s]
-    maps = [keras.layers.TimeDistributed(_image_backbone(stream, channels, depth_multiplier, batch_norm_momentum),
+    maps = [layers.TimeDistributed(_image_backbone(stream, channels, depth_multiplier, batch_norm_momentum),
                                          name=f"{stream}_maps")(clip)
             for stream, channels, clip in (("rgb", 3, rgb), ("flow", 2 * snippet_frames, flow))]
     x = keras.layers.Concatenate(name="fusion_input")(maps)  # [batch, P, H/32, W/32, 2048]

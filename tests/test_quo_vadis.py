@@ -57,6 +57,18 @@ def test_forward_shapes_at_small_sizes():
         models.build("fused_3d", input_shape=(4, None, None), snippet_frames=3, **SMALL)
 
 
+@pytest.mark.parametrize("name, options, shape, signature", [
+    ("convnet_lstm", {}, (3, 2, 32, 32, 3), (None, None, None, None, 3)),
+    ("fused_3d", {"snippet_frames": 2, "input_shape": (4, None, None)}, (3, 4, 64, 64, 5), (None, 4, None, None, 5))])
+def test_frame_by_frame_models_serve_clips_whose_sizes_are_unknown_when_traced(name, options, shape, signature):
+    """As a SavedModel's signature or an evaluation view traces them: the steps or snippets of a
+    batch of 3 clips, not the first 3 steps, go through the 2D network."""
+    model = models.build(name, **{**SMALL, **options})
+    clips = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
+    traced = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec(signature, tf.float32)])
+    np.testing.assert_allclose(traced(clips).numpy(), model(clips, training=False).numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_snippets_take_a_frame_or_stack_the_flow_frame_by_frame():
     clips = np.arange(2 * 6 * 1 * 1 * 5, dtype=np.float32).reshape(2, 6, 1, 1, 5)
     middle = layers.Snippets(None, (0, 3), frame=3)(clips)
