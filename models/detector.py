@@ -173,9 +173,9 @@ class Detections(keras.layers.Layer):
     the background dropped, `[.., C]`. With `refine` (proposals from the RPN), each box moves by
     its deltas (`BOX_HEAD_WEIGHTS`), is clipped, and the boxes whose best class score is above
     `score_threshold` go through class-agnostic NMS at `iou_threshold` by that score, the best
-    `max_detections` kept. Without (given boxes), the boxes and the mask pass through unchanged.
+    `max_detections` kept. Without (given boxes), the valid boxes and the mask pass through.
     Outputs `(boxes [batch, D, 4], scores [batch, D, C], valid [batch, D] bool)`; D is
-    `max_detections`, or N without `refine`.
+    `max_detections`, or N without `refine`. Invalid rows are zeros.
     """
 
     def __init__(self, refine=True, max_detections=100, score_threshold=0.05, iou_threshold=0.5, **kwargs):
@@ -189,7 +189,8 @@ class Detections(keras.layers.Layer):
         scores = ops.softmax(ops.cast(class_logits, "float32"), axis=-1)[..., 1:]
         mask = ops.cast(mask, "bool")
         if not self.refine:
-            return ops.cast(boxes, "float32"), ops.where(mask[..., None], scores, 0.0), mask
+            return (ops.where(mask[..., None], ops.cast(boxes, "float32"), 0.0), ops.where(mask[..., None], scores, 0.0),
+                    mask)
         refined = detection_ops.clip_boxes(detection_ops.decode_boxes(
             ops.cast(box_deltas, "float32"), ops.cast(boxes, "float32"), detection_ops.BOX_HEAD_WEIGHTS))
         best = ops.max(scores, axis=-1)
@@ -331,10 +332,14 @@ def _check(backbone, proposals, image_size, input_shape, num_rois, num_classes, 
     return image_size, input_shape[0]
 
 
-def detection_model(training_model, pre_nms_proposals=None, num_proposals=None, rpn_nms_threshold=None,
-                    max_detections=None, score_threshold=None, nms_threshold=None):
-    """The inference model on `training_model`'s layers (shared weights): None arguments take the
-    family defaults of `training_model.name` (`models.registry.resolve_options`).
+def detection_model(training_model, **options):
+    """The inference model on `training_model`'s layers (shared weights).
+
+    `options`: options of the detector family, e.g. every option the training model was built
+    with; the inference ones (`pre_nms_proposals`, `num_proposals`, `rpn_nms_threshold`,
+    `max_detections`, `score_threshold`, `nms_threshold`) apply, the family's defaults for
+    `training_model.name` where not given; the others (which shaped the training model) are
+    ignored. The proposal mode is the training model's.
 
     With an RPN (the training model outputs `rpn_logits`): inputs `{"clips"}`; proposals
     (`Proposals`: NMS at `rpn_nms_threshold` of the `pre_nms_proposals` best down to
@@ -346,10 +351,7 @@ def detection_model(training_model, pre_nms_proposals=None, num_proposals=None, 
     Outputs `{"boxes": [batch, D, 4], "scores": [batch, D, C] (softmax, background dropped),
     "valid": bool [batch, D]}`; invalid rows are zeros.
     """
-    given = dict(pre_nms_proposals=pre_nms_proposals, num_proposals=num_proposals,
-                 rpn_nms_threshold=rpn_nms_threshold, max_detections=max_detections,
-                 score_threshold=score_threshold, nms_threshold=nms_threshold)
-    options = registry.resolve_options(training_model.name, given)
+    options = registry.resolve_options(training_model.name, options)
     layer = training_model.get_layer
     clips_spec = training_model.input["clips"]
     clips = keras.Input(clips_spec.shape[1:], name="clips")
