@@ -104,6 +104,17 @@ def test_training_model_outputs(name, proposals):
     assert gated == (name == "s3dg_detector")
 
 
+def test_rpn_sees_only_the_keyframe(rpn_model):
+    inputs = batch()
+    want = np.asarray(rpn_model(inputs)["rpn_logits"])
+    others = dict(inputs, clips=inputs["clips"].copy())
+    others["clips"][:, [t for t in range(FRAMES) if t != FRAMES // 2]] *= -1
+    np.testing.assert_allclose(rpn_model(others)["rpn_logits"], want, rtol=1e-5, atol=1e-4)
+    keyframe = dict(inputs, clips=inputs["clips"].copy())
+    keyframe["clips"][:, FRAMES // 2] *= -1
+    assert not np.allclose(rpn_model(keyframe)["rpn_logits"], want, atol=1e-3)
+
+
 def test_options_are_checked():
     with pytest.raises(ValueError, match="multiples of 16"):
         models.build("s3dg_detector", num_classes=3, image_size=(70, 80))
