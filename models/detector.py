@@ -189,8 +189,8 @@ class Detections(keras.layers.Layer):
         scores = ops.softmax(ops.cast(class_logits, "float32"), axis=-1)[..., 1:]
         mask = ops.cast(mask, "bool")
         if not self.refine:
-            return (ops.where(mask[..., None], ops.cast(boxes, "float32"), 0.0), ops.where(mask[..., None], scores, 0.0),
-                    mask)
+            rows = mask[..., None]
+            return ops.where(rows, ops.cast(boxes, "float32"), 0.0), ops.where(rows, scores, 0.0), mask
         refined = detection_ops.clip_boxes(detection_ops.decode_boxes(
             ops.cast(box_deltas, "float32"), ops.cast(boxes, "float32"), detection_ops.BOX_HEAD_WEIGHTS))
         best = ops.max(scores, axis=-1)

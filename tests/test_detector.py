@@ -96,6 +96,10 @@ def test_training_model_outputs(name, proposals):
         assert outputs["rpn_logits"].shape == (2, len(ANCHORS)) and outputs["rpn_deltas"].shape == (2, len(ANCHORS), 4)
         assert len(ANCHORS) == (HEIGHT // 16) * (WIDTH // 16) * 4
         np.testing.assert_allclose(model.get_layer("rpn_logits").anchors(), ANCHORS)
+        # Rows are [cell row, cell column, anchor] as generate_anchors orders them.
+        head = keras.Model(model.input, model.get_layer("rpn_box").output)(batch())
+        deltas = np.asarray(outputs["rpn_deltas"]).reshape(2, HEIGHT // 16, WIDTH // 16, 4, 4)
+        np.testing.assert_allclose(deltas[:, 2, 3, 1], np.asarray(head)[:, 2, 3, 4:8], rtol=1e-5, atol=1e-6)
     else:
         assert set(outputs) == {"class_logits", "box_deltas"} and "resnet50_conv4" not in layer_names
     # The blocks keep the classifier's names; the backbone is the member's (S3D-G gates, I2D is 2D).
@@ -157,7 +161,8 @@ def test_losses_match_numpy():
     bce = -(anchor_labels * np.log(probabilities) + (1 - anchor_labels) * np.log(1 - probabilities))
     expected["rpn_logits"] = bce[anchor_labels >= 0].mean()
     rpn_box = want["rpn_deltas"]
-    expected["rpn_deltas"] = (smooth_l1(rpn_deltas - rpn_box[..., :4], 1 / 9).sum(-1) * rpn_box[..., 4]).sum() / (2 * 256)
+    rpn_smooth_l1 = smooth_l1(rpn_deltas - rpn_box[..., :4], 1 / 9).sum(-1)
+    expected["rpn_deltas"] = (rpn_smooth_l1 * rpn_box[..., 4]).sum() / (2 * 256)
 
     predictions = {"class_logits": logits, "box_deltas": deltas, "rpn_logits": rpn_logits, "rpn_deltas": rpn_deltas}
     for key, loss in objectives.losses(rpn=True).items():
