@@ -55,13 +55,17 @@ def targets(seed=0, batch_size=2):
 
 
 def spread_scores(model, seed=1):
-    """Larger random class and objectness weights than the initialisation's, so scores differ
-    clearly and NMS orders do not hinge on rounding (as in a trained model)."""
+    """Class and objectness weights that give logits of standard deviation about 2 on `batch()`
+    (at initialisation the pooled RoI features are tiny and the scores all but equal), so scores
+    differ clearly and NMS orders do not hinge on rounding, as in a trained model."""
     rng = np.random.default_rng(seed)
-    for name in ("class_logits", "rpn_objectness"):
+    names = {"class_logits": "dropout", "rpn_objectness": "rpn_conv"}
+    for name, before in names.items():
         if name in [layer.name for layer in model.layers]:
+            features = np.asarray(keras.Model(model.input, model.get_layer(before).output)(batch()))
             kernel = model.get_layer(name).kernel
-            kernel.assign(rng.normal(0, 1.0, kernel.shape).astype(np.float32))
+            scale = 2.0 / (np.sqrt(features.shape[-1]) * np.sqrt(np.mean(features ** 2)))
+            kernel.assign(rng.normal(0, scale, kernel.shape).astype(np.float32))
 
 
 @pytest.fixture(scope="module")
