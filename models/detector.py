@@ -45,6 +45,8 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 GAUSSIAN = keras.initializers.RandomNormal(stddev=0.01)
 BOX_GAUSSIAN = keras.initializers.RandomNormal(stddev=0.001)
 PROPOSAL_MODES = ("rpn", "given")
+INFERENCE_OPTIONS = ("pre_nms_proposals", "num_proposals", "rpn_nms_threshold", "max_detections",
+                     "score_threshold", "nms_threshold")
 
 
 def _sizes(value, name, kind=int):
@@ -259,11 +261,10 @@ def build_detector(name="s3dg_detector", num_classes=21, input_shape=(None, None
     A the anchors of `detection_ops.generate_anchors(image_size, 16, anchor_scales,
     anchor_ratios)` in its order.
     """
-    image_size, frames = _check(backbone, proposals, image_size, input_shape, num_rois, num_classes,
-                                dict(pre_nms_proposals=pre_nms_proposals, num_proposals=num_proposals,
-                                     max_detections=max_detections),
-                                dict(rpn_nms_threshold=rpn_nms_threshold, score_threshold=score_threshold,
-                                     nms_threshold=nms_threshold))
+    image_size, frames = _check(backbone, proposals, image_size, input_shape, num_rois, num_classes)
+    _check_inference(dict(pre_nms_proposals=pre_nms_proposals, num_proposals=num_proposals,
+                          rpn_nms_threshold=rpn_nms_threshold, max_detections=max_detections,
+                          score_threshold=score_threshold, nms_threshold=nms_threshold))
     scales, ratios = _sizes(anchor_scales, "anchor_scales", float), _sizes(anchor_ratios, "anchor_ratios", float)
     clips = keras.Input((frames, *image_size, 3), name="clips")
     rois = keras.Input((num_rois, 4), name="rois")
@@ -308,7 +309,7 @@ def build_detector(name="s3dg_detector", num_classes=21, input_shape=(None, None
     return keras.Model(inputs, outputs, name=name)
 
 
-def _check(backbone, proposals, image_size, input_shape, num_rois, num_classes, counts, thresholds):
+def _check(backbone, proposals, image_size, input_shape, num_rois, num_classes):
     """Validates the builder's arguments; returns `(image_size, frames)`."""
     if backbone not in inception.VARIANTS:
         raise ValueError(f"backbone must be an Inception-3D member, got {backbone!r}")
@@ -323,13 +324,20 @@ def _check(backbone, proposals, image_size, input_shape, num_rois, num_classes, 
                          f"{input_shape!r}")
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1 (the background class is added), got {num_classes}")
-    for key, value in dict(counts, num_rois=num_rois).items():
-        if int(value) != value or value < 1:
-            raise ValueError(f"{key} must be a positive integer, got {value!r}")
-    for key, value in thresholds.items():
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{key} must be in [0, 1], got {value!r}")
+    if int(num_rois) != num_rois or num_rois < 1:
+        raise ValueError(f"num_rois must be a positive integer, got {num_rois!r}")
     return image_size, input_shape[0]
+
+
+def _check_inference(options):
+    """Validates the inference options (`INFERENCE_OPTIONS`) of `options`."""
+    for key in INFERENCE_OPTIONS:
+        value = options[key]
+        if key.endswith("threshold"):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{key} must be in [0, 1], got {value!r}")
+        elif int(value) != value or value < 1:
+            raise ValueError(f"{key} must be a positive integer, got {value!r}")
 
 
 def detection_model(training_model, **options):
@@ -352,6 +360,7 @@ def detection_model(training_model, **options):
     "valid": bool [batch, D]}`; invalid rows are zeros.
     """
     options = registry.resolve_options(training_model.name, options)
+    _check_inference(options)
     layer = training_model.get_layer
     clips_spec = training_model.input["clips"]
     clips = keras.Input(clips_spec.shape[1:], name="clips")

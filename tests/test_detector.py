@@ -130,6 +130,8 @@ def test_options_are_checked():
         models.build("s3dg_detector", num_classes=3, input_shape=(4, 64, 64), image_size=(64, 80))
     with pytest.raises(ValueError, match="proposals must be one of"):
         models.build("s3dg_detector", num_classes=3, proposals="selective_search")
+    with pytest.raises(ValueError, match="nms_threshold must be in"):
+        detector.detection_model(build(), nms_threshold=1.5)
     # Tuple options given as command-line text.
     model = models.build("i3d_detector", num_classes=3, input_shape=(FRAMES, None, None), image_size="64,80",
                          anchor_scales="32", anchor_ratios="1", num_rois=2, depth_multiplier=0.25)
