@@ -300,7 +300,7 @@ for proposals in ("rpn", "given"):
     model = t.build(proposals=proposals)
     model.load_weights(f"{sys.argv[1]}/{proposals}.weights.h5")
     inputs = {"clips": t.batch()["clips"]} if proposals == "rpn" else t.given_inputs()
-    for key, value in detector.detection_model(model, **t.OPTIONS)(inputs).items():
+    for key, value in detector.detection_model(model, **t.OPTIONS).predict_on_batch(inputs).items():  # jitted
         result[f"{proposals}/{key}"] = np.asarray(value)
     for key, value in model(t.batch()).items():
         result[f"{proposals}/train/{key}"] = np.asarray(value)
