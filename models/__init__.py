@@ -2,16 +2,17 @@
 
 The families (`models.registry`): Inception-3D (i3d, i2d, s3d, s3dg, fast_s3d and the bottom-/
 top-heavy I3D and S3D), ResNet3D / CSN / R(2+1)D (r3d_*, ir_csn_*, ip_csn_*, r2plus1d_*, mc3_18),
-C3D and the other Quo Vadis baselines (convnet_lstm, two_stream_2d, fused_3d).
+C3D and the other Quo Vadis baselines (convnet_lstm, two_stream_2d, fused_3d), and the action
+detectors (i3d_detector, s3dg_detector, i2d_detector; `models.detector`: dict inputs and outputs).
 Importing this package registers every family and every custom layer, so a saved `.keras` model
 reloads with `keras.saving.load_model(path)` after `import models`.
 """
 
 import keras
 
-from models import c3d, inception, quo_vadis, registry, resnet3d
+from models import c3d, detector, inception, quo_vadis, registry, resnet3d
 
-registry.register(inception.FAMILY, resnet3d.FAMILY, c3d.FAMILY, *quo_vadis.FAMILIES)
+registry.register(inception.FAMILY, resnet3d.FAMILY, c3d.FAMILY, *quo_vadis.FAMILIES, detector.FAMILY)
 available = registry.available
 build = registry.build
 family_of = registry.family_of

@@ -39,6 +39,8 @@ class Family:
         classes]`, a classifier at every time step (the prediction is the last step's);
         "stream_average" `[batch, streams, classes]`, one classifier per stream (the prediction
         averages their softmax scores). Training applies the cross-entropy to every step or stream.
+        "detection": a detector (`models.detector`) with dict inputs and outputs; the
+        classification commands (train, evaluate, serve) do not apply to it.
       streams: "rgb" (or flow: 2 channels instead of 3), or "rgb+flow": clips of 5 channels,
         RGB then the x and y flow of a flow dataset of the same videos.
       from_2d: "module:function" that initialises a member from a 2D Inception-v1 (ImageNet, TF-slim

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import models
-from models import inception, resnet3d
+from models import detector, inception, quo_vadis, resnet3d
 
 # End-point shapes [T, H, W, C] for a 64x224x224 clip (../shared/reference/architectures.md).
 FULL_SIZE_END_POINTS = {
@@ -137,7 +137,8 @@ def test_bad_arguments_raise_a_value_error_naming_the_argument(call, argument):
 
 
 def test_available_lists_the_families():
-    assert models.available() == sorted([*inception.VARIANTS, *resnet3d.MODELS, "c3d"])
+    assert models.available() == sorted([*inception.VARIANTS, *resnet3d.MODELS, "c3d", *detector.FAMILY.members,
+                                         *(name for family in quo_vadis.FAMILIES for name in family.members)])
     assert {"i3d", "i2d", "s3d", "s3dg", "fast_s3d", "bottom_heavy_i3d", "top_heavy_i3d",
             "bottom_heavy_s3d", "top_heavy_s3d"} <= set(models.available())
 
