@@ -88,14 +88,14 @@ DATASETS = {spec.name: spec for spec in (
     DatasetSpec("synthetic", ("train", "validation"), "demo", short_side=None,
                 layout="nothing: the videos are rendered (data/synthetic.py) at 72 pixels, 25 fps."),
     # Detection: native rate (boxes are per frame) and size (320x240 for both).
-    DatasetSpec("jhmdb", ("train", "test"), "finetune", fps=None, short_side=None, official_splits=3,
+    DatasetSpec("jhmdb", ("train", "test"), "detection", fps=None, short_side=None, official_splits=3,
                 task="detection", layout=(
                     "Frames/{class}/{video}/00001.png ...   (30 fps, ACT-detector's layout)\n"
                     "    JHMDB-GT.pkl   ground truth: labels, gttubes, nframes, train_videos, test_videos, resolution")),
-    DatasetSpec("ucf101_24", ("train", "test"), "finetune", fps=None, short_side=None, task="detection", layout=(
+    DatasetSpec("ucf101_24", ("train", "test"), "detection", fps=None, short_side=None, task="detection", layout=(
         "rgb-images/{Class}/{video}/00001.jpg ...   (25 fps, ACT-detector's layout)\n"
         "    UCF101v2-GT.pkl   ground truth (Singh et al.'s corrected boxes), keys as JHMDB-GT.pkl")),
-    DatasetSpec("synthetic_detection", ("train", "validation"), "demo", fps=None, short_side=None, task="detection",
+    DatasetSpec("synthetic_detection", ("train", "validation"), "demo_detection", fps=None, short_side=None, task="detection",
                 layout="nothing: the videos are rendered (data/synthetic_detection.py) at 96x128 pixels, 25 fps."),
 )}
 

@@ -8,7 +8,8 @@ written by `data.prepare` (jhmdb, ucf101_24, synthetic_detection: the region lis
               [, "rpn_logits": int32 [B, A], "rpn_deltas": float32 [B, A, 5]]}
   evaluation_dataset(data_dir, split, batch_size, ...)  -> (features, metadata), one element per
     annotated keyframe: features {"clips", "boxes" [B, M, 4], "box_mask" [B, M]},
-    metadata {"media_id" [B], "frame" [B], "labels" [B, M], "tracks" [B, M]}
+    metadata {"media_id" [B], "frame" [B], "size" [B, 2] (stored height, width), "labels" [B, M],
+    "tracks" [B, M]}
   ground_truth_tubes(data_dir, split)                   -> {media_id: {label: {track: [n, 5]}}}
 
 A clip is `num_frames` frames every `frame_stride` frames centred on its keyframe (at index
@@ -38,12 +39,15 @@ RANDOM_SIZE = (0.05, 0.6)  # height and width range of the random candidate RoIs
 def parse_example(serialized):
     """One detection example: a dict of `jpegs` `[N]` (JPEG bytes per frame), `boxes` ragged
     `[N, None, 4]` float32, `labels` and `tracks` ragged `[N, None]` int32, `annotated` `[N]` bool,
-    `media_id` (string) and `label` (the video's class, int32)."""
+    `media_id` (string), `label` (the video's class, int32) and `size` `[2]` int32 (height, width
+    of the stored frames, pixels)."""
     ints = tf.io.RaggedFeature(tf.int64)
     context, sequence = tf.io.parse_single_sequence_example(
         serialized,
         context_features={records.LABEL_INDEX: tf.io.FixedLenFeature([], tf.int64),
-                          records.MEDIA_ID: tf.io.FixedLenFeature([], tf.string)},
+                          records.MEDIA_ID: tf.io.FixedLenFeature([], tf.string),
+                          records.IMAGE_HEIGHT: tf.io.FixedLenFeature([], tf.int64),
+                          records.IMAGE_WIDTH: tf.io.FixedLenFeature([], tf.int64)},
         sequence_features={records.IMAGE_ENCODED: tf.io.FixedLenSequenceFeature([], tf.string),
                            **{key: tf.io.RaggedFeature(tf.float32) for key in records.BBOX_KEYS},
                            records.REGION_LABEL_INDEX: ints, records.REGION_TRACK_INDEX: ints,
@@ -53,7 +57,8 @@ def parse_example(serialized):
             "labels": tf.cast(sequence[records.REGION_LABEL_INDEX], tf.int32),
             "tracks": tf.cast(sequence[records.REGION_TRACK_INDEX], tf.int32),
             "annotated": sequence[records.REGION_IS_ANNOTATED] > 0,
-            "media_id": context[records.MEDIA_ID], "label": tf.cast(context[records.LABEL_INDEX], tf.int32)}
+            "media_id": context[records.MEDIA_ID], "label": tf.cast(context[records.LABEL_INDEX], tf.int32),
+            "size": tf.cast(tf.stack([context[records.IMAGE_HEIGHT], context[records.IMAGE_WIDTH]]), tf.int32)}
 
 
 def _detection_records(data_dir, split, training, input_context, seed):
@@ -263,7 +268,8 @@ def evaluation_dataset(data_dir, split, batch_size, num_frames=20, frame_stride=
                 boxes, mask, labels, tracks = keyframe_boxes(example, keyframe, max_boxes)
             features = {"clips": clip(example["jpegs"], keyframe, num_frames, frame_stride, image_size),
                         "boxes": boxes, "box_mask": mask}
-            metadata = {"media_id": example["media_id"], "frame": keyframe, "labels": labels, "tracks": tracks}
+            metadata = {"media_id": example["media_id"], "frame": keyframe, "size": example["size"], "labels": labels,
+                        "tracks": tracks}
             return features, metadata
 
         return tf.data.Dataset.from_tensor_slices(frames).map(element, num_parallel_calls=tf.data.AUTOTUNE,

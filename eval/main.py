@@ -18,6 +18,11 @@ results.json (written last: a folder without it is incomplete), predictions.csv,
 confusion_matrix.png, and TensorBoard scalars with the trainer's validation tags (`epoch_top1`,
 `epoch_top5`, `epoch_loss`) at the trainer's epoch index. With --json the last line is one JSON
 object with top1, top5, video_top1, video_top5, mean_class_accuracy and num_videos.
+
+A detector's run folder (`--model=s3dg_detector` ...; `eval/detection.py`) gets frame-mAP at IoU 0.5
+per class and mean in both definitions in use (ACT's, as JHMDB / UCF101-24 papers quote it, and
+PASCAL VOC all-point), over every annotated frame of the split, and detections.png:
+  python -m eval.main --model_dir=runs/s3dg_detector_synthetic_detection
 """
 
 import os
@@ -25,7 +30,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from flags import cli, eval_flags  # noqa: E402
-from eval import evaluate  # noqa: E402
+from eval import detection, evaluate  # noqa: E402
 
 PROGRAM = "eval.main"
 define = eval_flags.define
@@ -39,6 +44,13 @@ def command(values):
             print(f"{stream:5s}: " + ", ".join(f"{key} {results[stream][key]:.4f}" for key in evaluate.REPORTED))
     else:
         configs = eval_flags.eval_configs(values)
+        detector = detection.load(configs[0].model, configs[0].checkpoint) if len(configs) == 1 else None
+        if detector is not None:
+            results = detection.run(configs[0], *detector)
+            print(f"frame-mAP@{results['iou_threshold']}: ACT {results['frame_map_act']:.4f}, VOC "
+                  f"{results['frame_map_voc']:.4f} ({results['frames']} frames of {results['videos']} videos); "
+                  f"{results['output_dir']}")
+            return results
         if values.watch:
             if len(configs) != 1 or not values.model_dir:
                 raise cli.UsageError("--watch takes one --model_dir")

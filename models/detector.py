@@ -8,9 +8,11 @@ Two stages, all in `keras.ops` (TensorFlow and JAX alike), fixed shapes througho
   head scoring and regressing `len(anchor_scales) * len(anchor_ratios)` anchors per cell
   (`detection_ops.generate_anchors`). With `proposals="given"` the boxes come from outside (ground
   truth or a person detector, as AVA-style detection does) and there is no RPN.
-- Classification: the T frames through the Inception-3D backbone up to `Mixed_4f` (the last
-  stride-16 block, 832 channels x depth), `RoIAlign3D` (7x7, sampling 2) of every box at the same
-  place in every time step, the backbone's own `Mixed_5b` and `Mixed_5c` blocks on each RoI,
+- Classification: the T frames through the Inception-3D backbone up to `Mixed_4e` (stride 16,
+  528 channels x depth: the paper's end point), `RoIAlign3D` (7x7, sampling 2) of every box at the
+  same place in every time step, the backbone's own `Mixed_4f`, `Mixed_5b` and `Mixed_5c` blocks on
+  each RoI (the classifier's remaining blocks; its stride-2 MaxPool3d_5a is left out, the RoIs are
+  already 7x7),
   a global average pool over time and space, and two dense layers: `class_logits` (classes + 1,
   index 0 = background; softmax) and the class-agnostic `box_deltas` (Faster R-CNN deltas with
   `detection_ops.BOX_HEAD_WEIGHTS`).
@@ -34,8 +36,8 @@ from keras import ops
 from models import detection_ops, inception, layers, registry
 
 STRIDE = 16
-FEATURE_END_POINT = "Mixed_4f"  # the last stride-16 block: Mixed_5b takes its 832 channels
-HEAD_BLOCKS = ("Mixed_5b", "Mixed_5c")
+FEATURE_END_POINT = "Mixed_4e"  # the paper's: stride 16, 528 channels
+HEAD_BLOCKS = ("Mixed_4f", "Mixed_5b", "Mixed_5c")  # the classifier's blocks after it, on each RoI
 RESNET_END_POINT = "conv4_block6_out"
 RPN_CHANNELS = 512
 ROI_SIZE = 7
@@ -56,6 +58,12 @@ def _sizes(value, name, kind=int):
     if not values or min(values) <= 0:
         raise ValueError(f"{name} must be positive numbers, got {value!r}")
     return values
+
+
+def parsed_options(options):
+    """`options` with the tuple options as tuples (a command line gives them as text "320,400")."""
+    kinds = {"image_size": int, "anchor_scales": float, "anchor_ratios": float}
+    return {key: _sizes(value, key, kinds[key]) if key in kinds else value for key, value in options.items()}
 
 
 @keras.saving.register_keras_serializable(package=layers.PACKAGE)
@@ -223,9 +231,9 @@ def _rpn(layer, clips):
 
 
 def _second_stage(layer, features, rois, roi_mask):
-    """Backbone features `[batch, T', H/16, W/16, 832]` and RoIs `[batch, R, 4]`, mask `[batch, R]`
+    """Backbone features `[batch, T', H/16, W/16, 528]` and RoIs `[batch, R, 4]`, mask `[batch, R]`
     -> `(class_logits [batch, R, C + 1], box_deltas [batch, R, 4])`."""
-    x = layer("roi_align")(features, rois, roi_mask)  # [batch, R, T', 7, 7, 832]
+    x = layer("roi_align")(features, rois, roi_mask)  # [batch, R, T', 7, 7, 528]
     x = layer("fold_rois")(x)
     for block in HEAD_BLOCKS:
         x = layer(block)(x)
@@ -384,7 +392,7 @@ def detection_model(training_model, **options):
 
 def from_classifier(detector, classifier):
     """Copies a classifier of the detector's backbone member (e.g. a Kinetics S3D-G) into the
-    detector by variable path: the backbone up to `Mixed_4f` and the `Mixed_5b` / `Mixed_5c` head
+    detector by variable path: the backbone up to `Mixed_4e` and the `Mixed_4f`, `Mixed_5b` and `Mixed_5c` head
     blocks. Returns the number of variables copied; ValueError if any of those detector variables
     has no counterpart of the same shape (another member or depth multiplier)."""
     sources = {variable.path: variable for variable in classifier.weights}

@@ -215,13 +215,13 @@ def test_classifier_weights_transfer(tmp_path):
     reloaded.load_weights(path)
     model = build()
     copied = detector.from_classifier(model, reloaded)
-    shared = model.get_layer("inception_features").weights + model.get_layer("Mixed_5b").weights + \
-        model.get_layer("Mixed_5c").weights
+    shared = model.get_layer("inception_features").weights + [
+        variable for block in ("Mixed_4f", "Mixed_5b", "Mixed_5c") for variable in model.get_layer(block).weights]
     assert copied == len(shared) > 100
     sources = {variable.path: variable.numpy() for variable in classifier.weights}
     for variable in shared:
         np.testing.assert_array_equal(variable.numpy(), sources[variable.path], err_msg=variable.path)
-    # The detector's features are the classifier's, Mixed_4f.
+    # The detector's features are the classifier's, Mixed_4e.
     clips = batch()["clips"]
     features = keras.Model(classifier.input, classifier.get_layer(detector.FEATURE_END_POINT).output)
     np.testing.assert_allclose(model.get_layer("inception_features")(clips), features(clips), rtol=1e-4, atol=1e-5)

@@ -68,26 +68,33 @@ class RunState(keras.callbacks.Callback):
 
 
 class BestWeights(keras.callbacks.Callback):
-    """Keeps the weights of `network` (the bare model) with the best `val_top1` so far in
-    `best.weights.h5`, atomically and with the run's config, the step and the value; a resumed run
-    continues from the best value on disk."""
+    """Keeps the weights of `network` (the bare model) with the best `monitor` figure so far (the
+    classifiers' `val_top1`; higher is better) in `best.weights.h5`, atomically and with the run's
+    config, the step and the value; a resumed run continues from the best value on disk."""
 
-    def __init__(self, model_dir, network, config):
+    def __init__(self, model_dir, network, config, monitor="val_top1"):
         super().__init__()
         self.path = pathlib.Path(model_dir) / runs.BEST
         self.network = network
         self.config = config
+        self.monitor = monitor
         self.best = -math.inf
 
     def on_train_begin(self, logs=None):
         if self.path.exists():
-            self.best = runs.read_metadata(self.path)[1].get("val_top1", -math.inf)
+            self.best = runs.read_metadata(self.path)[1].get(self.monitor, -math.inf)
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get("val_top1")
+        value = (logs or {}).get(self.monitor)
         if value is not None and float(value) > self.best:
             self.best = float(value)
-            runs.save_weights(self.network, self.path, self.config, step=_step(self.model), val_top1=self.best)
+            runs.save_weights(self.network, self.path, self.config, step=_step(self.model),
+                              **{self.monitor: self.best})
+
+
+# What a validation line shows, of what is logged (classifiers: top-1/top-5; detectors: RoI accuracy).
+VALIDATION_LINE = {"val_top1": "top-1", "val_top5": "top-5", "val_class_logits_roi_accuracy": "RoI accuracy",
+                   "val_loss": "loss"}
 
 
 class Progress(keras.callbacks.Callback):
@@ -121,9 +128,9 @@ class Progress(keras.callbacks.Callback):
         if logs is None:
             return
         logs["clips_per_second"] = self._batches * self.global_batch_size / (time.perf_counter() - self._start)
-        if "val_top1" in logs:
-            line = (f"step {_step(self.model)}: validation top-1 {float(logs['val_top1']):.4f}, top-5 "
-                    f"{float(logs['val_top5']):.4f}, loss {float(logs['val_loss']):.4f}")
+        if "val_loss" in logs:
+            line = f"step {_step(self.model)}: validation " + ", ".join(
+                f"{name} {float(logs[key]):.4f}" for key, name in VALIDATION_LINE.items() if key in logs)
             (self._bar.write if self._bar is not None else print)(line)
 
     def on_train_end(self, logs=None):

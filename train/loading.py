@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 
 import models
-from train import runs, serving
+from train import detection, runs, serving
 from train.config import ClipConfig, ConfigError, DataConfig, ExperimentConfig, ModelConfig
 
 
@@ -99,7 +99,8 @@ def _load_weights(network, path, trainer_state):
     and the optimizer, whose slots are not needed here."""
     target = network
     if trainer_state:
-        target = serving.inference_model(network)
+        target = (detection.trainer_model(network, (0.5,), (0.5,)) if detection.is_detector(network.name)
+                  else serving.inference_model(network))
         target.compile(optimizer=keras.optimizers.SGD())
         target.optimizer.build(target.trainable_variables)
     try:
@@ -108,8 +109,8 @@ def _load_weights(network, path, trainer_state):
             target.load_weights(str(path))
     except (ValueError, OSError, KeyError) as error:
         first = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
-        raise ModelSourceError(f"{path}: does not fit {network.name} with {network.output_shape[-1]} classes "
-                               f"({first})") from None
+        classes = "" if isinstance(network.output, dict) else f" with {network.output_shape[-1]} classes"
+        raise ModelSourceError(f"{path}: does not fit {network.name}{classes} ({first})") from None
 
 
 def _run(model_dir, checkpoint):

@@ -15,7 +15,14 @@ SavedModel (export/) and summary.json. A rerun with other model, data or clip se
 Training uses all visible GPUs (MirroredStrategy); with a TF_CONFIG naming several workers, the
 same command runs on each machine under MultiWorkerMirroredStrategy (train/loop.py); the chief
 writes MODEL_DIR, which every worker must be able to read. The last line of output is a JSON
-object with step, val_top1, val_top5, val_loss and export_dir.
+object with step, val_top1, val_top5 (a detector: val_roi_accuracy), val_loss and export_dir.
+
+Detectors (`--model=s3dg_detector`, i3d_detector, i2d_detector; models/detector.py) train on a
+detection dataset the same way:
+  python -m train.main --model=s3dg_detector --dataset=synthetic_detection             # demo_detection recipe
+  python -m train.main --model=s3dg_detector --dataset=jhmdb --data_dir=datasets/jhmdb1 \
+      --init_checkpoint=runs/s3dg_kinetics400       # the Kinetics classifier starts the backbone and RoI head
+and `python -m eval.main --model_dir=...` reports their frame-mAP.
 """
 
 import json
@@ -38,8 +45,10 @@ def command(values):
         print(json.dumps(config.replace(model=dict(options=options)).to_dict(), indent=1))
         return
     summary = trainer.run(config)
-    print(f"step {summary['step']}: validation top-1 {summary['val_top1']:.3f}, top-5 {summary['val_top5']:.3f}"
-          + (f"; SavedModel in {summary['export_dir']}" if summary["export_dir"] else ""))
+    figures = (f"validation RoI accuracy {summary['val_roi_accuracy']:.3f}" if "val_roi_accuracy" in summary else
+               f"validation top-1 {summary['val_top1']:.3f}, top-5 {summary['val_top5']:.3f}")
+    print(f"step {summary['step']}: {figures}" + (f"; SavedModel in {summary['export_dir']}" if summary["export_dir"]
+                                                  else ""))
     return summary
 
 

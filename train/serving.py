@@ -102,15 +102,21 @@ def serving_function(model, class_names, preprocessing, head="logits"):
 def export(model, config, export_dir):
     """Writes the SavedModel of `model` with the serving signature of `config` (an
     `ExperimentConfig` with the model, the class names and the preprocessing) and the config
-    beside it, to a temporary folder renamed into place: `export_dir` is whole or absent."""
-    export_dir = pathlib.Path(export_dir)
-    temporary = export_dir.with_name(export_dir.name + ".partial")
-    shutil.rmtree(temporary, ignore_errors=True)
+    beside it (`save_module`)."""
     # A plain module with the variables and the signature: half the time of Keras' ExportArchive,
     # which also walks and traces every layer (3.3 s vs 6.2 s for a small ir-CSN-50).
     module = tf.Module()
     module.model_variables = list(model.variables)
     module.serve = serving_function(model, config.data.class_names, Preprocessing.of(config), head_of(config))
+    return save_module(module, config, export_dir)
+
+
+def save_module(module, config, export_dir):
+    """Saves `module` (its `serve` tf.function is the signature `serving_default`) with `config`
+    beside it, to a temporary folder renamed into place: `export_dir` is whole or absent."""
+    export_dir = pathlib.Path(export_dir)
+    temporary = export_dir.with_name(export_dir.name + ".partial")
+    shutil.rmtree(temporary, ignore_errors=True)
     try:
         tf.saved_model.save(module, str(temporary), signatures={"serving_default": module.serve.get_concrete_function()})
         config.save(temporary / CONFIG_FILE)

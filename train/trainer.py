@@ -24,8 +24,11 @@ import tensorflow as tf
 import models
 from data import datasets, files, pairs, pipeline, prepare, records
 from train import callbacks as run_callbacks
-from train import finetune, loading, loop, objectives, runs, serving
+from models import detector
+from train import detection, finetune, loading, loop, objectives, runs, serving
 from train.config import ConfigError
+
+BUILT_IN = ("synthetic", "synthetic_detection")  # rendered by data.prepare, prepared when absent
 
 # Keras warns about what is by design here: the pipeline shuffles (fit's shuffle does not apply to
 # a dataset), validation runs every few checkpoint epochs (val_top1 is absent in between), and the
@@ -57,7 +60,7 @@ def check(config):
         raise ConfigError(f"split_index must be 1 to {spec.official_splits} for {spec.name}")
     if not spec.official_splits and config.data.split_index != 1:
         raise ConfigError(f"split_index: {spec.name} has one official split")
-    if config.data.data_dir is None and config.data.dataset != "synthetic":
+    if config.data.data_dir is None and config.data.dataset not in BUILT_IN:
         raise ConfigError(f"data_dir: --dataset={config.data.dataset} needs --data_dir (a folder written by "
                           "data.prepare)")
 
@@ -67,26 +70,29 @@ def with_defaults(config):
     the run folder, and the dataset's splits."""
     spec = datasets.get(config.data.dataset)
     return config.replace(
-        data=dict(data_dir=config.data.data_dir or os.path.join("datasets", "synthetic"),
+        data=dict(data_dir=config.data.data_dir or os.path.join("datasets", config.data.dataset),
                   train_split=config.data.train_split or spec.train_split,
                   validation_split=config.data.validation_split or spec.validation_split),
         run=dict(model_dir=config.run.model_dir or os.path.join("runs", f"{config.model.name}_{config.data.dataset}")))
 
 
 def prepared_dataset(config, may_prepare=True):
-    """The `dataset_info.json` of the run's data: the synthetic dataset is prepared when absent;
-    any other must have been prepared for this dataset, split index and splits."""
+    """The `dataset_info.json` of the run's data: a built-in dataset is prepared when absent; any
+    other must have been prepared for this dataset, split index and splits, and hold the task
+    (classification or detection) of the model."""
     data = config.data
-    if may_prepare and data.dataset == "synthetic" and not (pathlib.Path(data.data_dir) / records.INFO_FILE).exists():
-        print(f"preparing the synthetic dataset in {data.data_dir}")
-        summary = prepare.prepare("synthetic", data.data_dir, workers=os.cpu_count())
-        print(f"prepared {summary['written']} synthetic videos in {data.data_dir}")
+    if may_prepare and data.dataset in BUILT_IN and not (pathlib.Path(data.data_dir) / records.INFO_FILE).exists():
+        print(f"preparing the {data.dataset} dataset in {data.data_dir}")
+        summary = prepare.prepare(data.dataset, data.data_dir, workers=os.cpu_count())
+        print(f"prepared {summary['written']} {data.dataset} videos in {data.data_dir}")
     info = records.load_info(data.data_dir)
     if info["dataset"] != data.dataset:
         raise records.DatasetError(f"{data.data_dir}: holds {info['dataset']!r}, not --dataset={data.dataset}")
-    if info.get("task", "classification") != "classification":
-        raise records.DatasetError(f"{data.data_dir}: holds the {info['task']} dataset {info['dataset']!r}; the "
-                                   "classification models cannot train on it")
+    task, wanted = info.get("task", "classification"), "detection" if detection.is_detector(config.model.name) else \
+        "classification"
+    if task != wanted:
+        raise records.DatasetError(f"{data.data_dir}: holds the {task} dataset {info['dataset']!r}; {config.model.name} "
+                                   f"is a {wanted} model")
     if datasets.get(data.dataset).official_splits and info["config"].get("split_index") != data.split_index:
         raise records.DatasetError(f"{data.data_dir}: holds official split {info['config'].get('split_index')}, not "
                                    f"--split_index={data.split_index}")
@@ -102,6 +108,8 @@ def resolve(config, info):
     the model is built for. Checks that model and data fit."""
     model, clip, data = config.model, config.clip, config.data
     family = models.family_of(model.name)
+    if family.head == "detection":
+        return _resolve_detector(config, info)
     modality = info.get("modality", "rgb")
     if data.flow_data_dir is not None:
         if family.streams != "rgb+flow":
@@ -133,6 +141,21 @@ def resolve(config, info):
     return config.replace(model=dict(options=options, num_classes=num_classes, input_shape=input_shape),
                           data=dict(class_names=tuple(info["class_names"]), short_side=info["short_side"],
                                     modality=modality))
+
+
+def _resolve_detector(config, info):
+    """`resolve` for a detector: its options, the class count and the clip it is built for
+    (`num_frames` frames of `image_size`)."""
+    model, data = config.model, config.data
+    if data.flow_data_dir is not None:
+        raise ConfigError(f"flow_data_dir: {model.name} takes RGB clips")
+    options = detector.parsed_options(models.registry.resolve_options(model.name, model.options))
+    num_classes = info["num_classes"]
+    if model.num_classes not in (None, num_classes):
+        raise ConfigError(f"num_classes: the model has {model.num_classes} classes, {data.data_dir} {num_classes}")
+    return config.replace(model=dict(options=options, num_classes=num_classes,
+                                     input_shape=(config.clip.num_frames, *options["image_size"])),
+                          data=dict(class_names=tuple(info["class_names"]), short_side=info["short_side"]))
 
 
 def make_strategy(name):
@@ -169,28 +192,55 @@ def build(config, strategy, global_batch_size):
     """`(model, trainer)`: the model, initialised and frozen as configured, and the compiled
     trainer around it (uint8 clips in, normalised on the device)."""
     spec, schedule = config.model, config.schedule
+    is_detector = detection.is_detector(spec.name)
     with strategy.scope():
         model = models.build(spec.name, num_classes=spec.num_classes, input_shape=spec.input_shape, **spec.options)
         if config.run.init_checkpoint:
-            source = loading.load(config.run.init_checkpoint, model=spec.name, options=spec.options)
-            kept = finetune.initialise(model, source.variables(), config.run.init_checkpoint)
-            print(f"initialised from {config.run.init_checkpoint}" + (" with a new classifier" if kept else ""))
+            _initialise(model, config, is_detector)
         if config.run.freeze_until:
             finetune.freeze_until(model, config.run.freeze_until)
-        trainer = serving.inference_model(model, spec.mean, spec.std)
         rate, decay = learning_rate_schedule(schedule, global_batch_size), schedule.weight_decay or None
         optimizer = (keras.optimizers.Adam(rate, weight_decay=decay) if schedule.optimizer == "adam" else
                      keras.optimizers.SGD(rate, momentum=schedule.momentum, weight_decay=decay))
-        head = models.family_of(spec.name).head
-        trainer.compile(optimizer=optimizer, loss=objectives.CrossEntropy(head, schedule.label_smoothing),
-                        metrics=objectives.metrics(head),
-                        jit_compile=config.run.jit_compile, run_eagerly=config.run.run_eagerly)
+        if is_detector:
+            trainer = detection.trainer_model(model, spec.mean, spec.std)
+            detection.compile_trainer(trainer, optimizer, config)
+        else:
+            trainer = serving.inference_model(model, spec.mean, spec.std)
+            head = models.family_of(spec.name).head
+            trainer.compile(optimizer=optimizer, loss=objectives.CrossEntropy(head, schedule.label_smoothing),
+                            metrics=objectives.metrics(head),
+                            jit_compile=config.run.jit_compile, run_eagerly=config.run.run_eagerly)
         trainer.optimizer.build(trainer.trainable_variables)
     return model, trainer
 
 
+def _initialise(model, config, is_detector):
+    """Starts `model` from `--init_checkpoint`: a checkpoint of the same family (a new classifier
+    where the classes differ) or, for a detector, a classifier of its backbone (its blocks up to
+    Mixed_5c, `detector.from_classifier`)."""
+    path = config.run.init_checkpoint
+    if is_detector:
+        source = loading.load(path)
+        if not detection.is_detector(source.config.model.name):
+            try:
+                count = detector.from_classifier(model, source.model)
+            except ValueError as error:
+                raise ConfigError(f"init_checkpoint: {path}: {error}") from None
+            print(f"initialised the backbone and RoI head ({count} variables) from the classifier {path}")
+            return
+    else:
+        source = loading.load(path, model=config.model.name, options=config.model.options)
+    kept = finetune.initialise(model, source.variables(), path)
+    print(f"initialised from {path}" + (" with a new classifier" if kept else ""))
+
+
 def input_datasets(config, strategy, global_batch_size):
-    """Distributed training and validation datasets: uint8 clips and one-hot labels."""
+    """`(train, validation, validation_steps)`: distributed datasets of uint8 clips and one-hot
+    labels (None: validation runs to the end of its finite dataset), or a detector's
+    (`train.detection.input_datasets`)."""
+    if detection.is_detector(config.model.name):
+        return detection.input_datasets(config, strategy, global_batch_size)
     data, clip = config.data, config.clip
     num_classes = config.model.num_classes
     one_hot = lambda clips, labels: (clips, tf.one_hot(labels, num_classes))  # noqa: E731
@@ -203,21 +253,25 @@ def input_datasets(config, strategy, global_batch_size):
     train = strategy.distribute_datasets_from_function(lambda context: train_fn(context).map(one_hot))
     validation = strategy.distribute_datasets_from_function(
         lambda context: validation_fn(context).map(lambda views, labels: one_hot(views[:, 0], labels)))
-    return train, validation
+    return train, validation, None
 
 
 def chief_callbacks(config, model, progress):
     model_dir = pathlib.Path(config.run.model_dir)
-    sample_clips, _ = next(iter(pipeline.training_dataset(
-        config.data.data_dir, config.data.train_split, 3, config.clip.num_frames, config.clip.crop_size,
-        config.clip.frame_stride, flow_data_dir=config.data.flow_data_dir)))
+    if detection.is_detector(config.model.name):
+        sample_clips, monitor = detection.sample_clips(config), detection.MONITOR
+    else:
+        sample_clips, _ = next(iter(pipeline.training_dataset(
+            config.data.data_dir, config.data.train_split, 3, config.clip.num_frames, config.clip.crop_size,
+            config.clip.frame_stride, flow_data_dir=config.data.flow_data_dir)))
+        sample_clips, monitor = sample_clips.numpy(), "val_top1"
     return [
         run_callbacks.StopOnNonFiniteLoss(),
         progress,
         run_callbacks.RunState(model_dir, config.schedule.checkpoint_every),
-        run_callbacks.BestWeights(model_dir, model, config),
+        run_callbacks.BestWeights(model_dir, model, config, monitor),
         keras.callbacks.TensorBoard(str(model_dir), update_freq="epoch", write_graph=False),
-        run_callbacks.InputClipImages(str(model_dir / "train"), sample_clips.numpy()),
+        run_callbacks.InputClipImages(str(model_dir / "train"), sample_clips),
     ]
 
 
@@ -232,6 +286,8 @@ def run(config, show_progress=True):
     strategy = make_strategy(config.run.strategy)  # before any op: multi-worker collectives are set up at start
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     chief = loop.is_chief(strategy)
+    if multi_worker and detection.is_detector(config.model.name):
+        raise ConfigError(f"strategy: {config.model.name} trains on one machine (any strategy but multi_worker)")
     info = prepared_dataset(config, may_prepare=not multi_worker)
     config = resolve(config, info)
     model_dir = pathlib.Path(config.run.model_dir)
@@ -252,13 +308,15 @@ def _train(config, strategy, multi_worker, chief, show_progress):
         keras.mixed_precision.set_global_policy(f"mixed_{config.run.mixed_precision}")
     keras.utils.set_random_seed(config.run.seed)
     global_batch_size = schedule.batch_size * strategy.num_replicas_in_sync
+    is_detector = detection.is_detector(config.model.name)
+    frame = "x".join(map(str, detection.image_size(config) if is_detector else (config.clip.crop_size,) * 2))
     print(f"{config.model.name} on {config.data.dataset} ({len(config.data.class_names)} classes), recipe "
-          f"{schedule.recipe}: {config.clip.num_frames}x{config.clip.crop_size}x{config.clip.crop_size} clips, "
+          f"{schedule.recipe}: {config.clip.num_frames}x{frame} clips, "
           f"global batch {global_batch_size} on {strategy.num_replicas_in_sync} replica(s), "
           f"learning rate {schedule.learning_rate} at {schedule.reference_batch_size}, {schedule.train_steps} steps; "
           f"{model_dir}")
     model, trainer = build(config, strategy, global_batch_size)
-    train_data, validation_data = input_datasets(config, strategy, global_batch_size)
+    train_data, validation_data, validation_steps = input_datasets(config, strategy, global_batch_size)
     progress = run_callbacks.Progress(global_batch_size, schedule.train_steps, show_progress)
     if chief:
         callbacks = chief_callbacks(config, model, progress)
@@ -267,7 +325,7 @@ def _train(config, strategy, multi_worker, chief, show_progress):
                      run_callbacks.RunState(model_dir, schedule.checkpoint_every, write=False, announce=None)]
     fit_args = dict(steps_per_epoch=schedule.checkpoint_every, epochs=schedule.train_steps // schedule.checkpoint_every,
                     validation_data=validation_data, validation_freq=schedule.eval_every // schedule.checkpoint_every,
-                    callbacks=callbacks)
+                    validation_steps=validation_steps, callbacks=callbacks)
     if multi_worker:
         head = models.family_of(config.model.name).head
         runner = loop.DistributedLoop(strategy, trainer, objectives.CrossEntropy(head, schedule.label_smoothing,
@@ -276,7 +334,7 @@ def _train(config, strategy, multi_worker, chief, show_progress):
         fit, evaluate = runner.fit, runner.evaluate
     else:
         fit = functools.partial(trainer.fit, verbose=0)
-        evaluate = functools.partial(trainer.evaluate, verbose=0, return_dict=True)
+        evaluate = functools.partial(trainer.evaluate, verbose=0, return_dict=True, steps=validation_steps)
     start = time.perf_counter()
     try:
         fit(train_data, **fit_args)
@@ -287,16 +345,20 @@ def _train(config, strategy, multi_worker, chief, show_progress):
     train_seconds = time.perf_counter() - start
     results = evaluate(validation_data)
     step = int(trainer.optimizer.iterations.numpy())
-    summary = {"step": step, "val_top1": float(results["top1"]), "val_top5": float(results["top5"]),
-               "val_loss": float(results["loss"]), "model_dir": str(model_dir), "train_seconds": train_seconds,
-               "export_dir": None}
+    if is_detector:  # frame-mAP: python -m eval.main --model_dir=MODEL_DIR
+        figures = {"val_roi_accuracy": float(results["class_logits_roi_accuracy"])}
+    else:
+        figures = {"val_top1": float(results["top1"]), "val_top5": float(results["top5"])}
+    summary = {"step": step, **figures, "val_loss": float(results["loss"]), "model_dir": str(model_dir),
+               "train_seconds": train_seconds, "export_dir": None}
     if chief:
         if not (model_dir / runs.BEST).exists():  # no validation ran: the final weights are the best known
             runs.save_weights(model, model_dir / runs.BEST, config, step=step)
         if config.run.export:
             with files.atomic(model_dir / runs.KERAS) as temporary:
                 model.save(str(temporary))
-            summary["export_dir"] = serving.export(model, config, model_dir / runs.EXPORT)
+            summary["export_dir"] = (detection if is_detector else serving).export(model, config,
+                                                                                   model_dir / runs.EXPORT)
         files.write_json(model_dir / runs.SUMMARY, summary)
     return summary
 
