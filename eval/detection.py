@@ -152,3 +152,54 @@ def run(eval_config, loaded, inference):
                 drawing.save_png(drawing.grid(pictures), temporary)
         files.write_json(output_dir / "results.json", results)
     return results
+
+
+class DetectionError(ValueError):
+    """A detector that cannot do what was asked; the message says why."""
+
+
+def _clip_indices(keyframe, num_frames, frame_stride, length):
+    """The frame indices `[num_frames]` of the clip centred on `keyframe`, clamped to the video, as
+    the pipeline cuts them (`data.detection_pipeline.clip`)."""
+    return np.clip(keyframe + (np.arange(num_frames) - num_frames // 2) * frame_stride, 0, length - 1)
+
+
+def predict_video(loaded, inference, video, output, keyframe_stride=1, max_frames=300, min_score=0.3,
+                  batch_size=4):
+    """Detects the actions in `video` (a file or frame folder, at its native rate, as the detection
+    datasets store them): every `keyframe_stride`-th of its first `max_frames` frames is the
+    keyframe of a clip; writes those frames with the detections whose best class scores at least
+    `min_score` (box, class, score) as an animated GIF `output`. Returns {"video", "frames",
+    "output", "detections": [{"frame", "boxes": [{"box" [y1, x1, y2, x2] normalised, "label",
+    "score"}]}]}."""
+    from data import decode  # noqa: PLC0415 (OpenCV only where videos are read)
+    import tensorflow as tf  # noqa: PLC0415
+
+    if "boxes" in inference.input:
+        raise DetectionError(f"{loaded.path}: this detector scores given boxes (--proposals=given) and finds none "
+                             "itself; predict with a detector trained with --proposals=rpn")
+    frames, fps = decode.read_video(video)
+    frames = frames[:max_frames]
+    config = loaded.config
+    size = train_detection.image_size(config)
+    resized = tf.cast(tf.clip_by_value(tf.round(tf.image.resize(frames, size, method="bilinear")), 0, 255),
+                      tf.uint8).numpy()
+    detect = train_detection.detector_function(inference)
+    keyframes = list(range(0, len(frames), keyframe_stride))
+    drawn, detections = [], []
+    for start in range(0, len(keyframes), batch_size):
+        batch = keyframes[start:start + batch_size]
+        clips = np.stack([resized[_clip_indices(k, config.clip.num_frames, config.clip.frame_stride, len(frames))]
+                          for k in batch])
+        outputs = detect(clips)
+        for i, keyframe in enumerate(batch):
+            scores, valid = outputs["scores"][i], outputs["valid"][i]
+            shown = valid & (scores.max(-1) >= min_score)
+            best = scores.argmax(-1)
+            boxes = [{"box": [float(v) for v in outputs["boxes"][i, d]], "label": loaded.class_names[best[d]],
+                      "score": float(scores[d, best[d]])} for d in np.flatnonzero(shown)]
+            detections.append({"frame": keyframe, "boxes": boxes})
+            drawn.append(drawing.draw_boxes(frames[keyframe], [b["box"] for b in boxes],
+                                            [f"{b['label']} {b['score']:.2f}" for b in boxes]))
+    drawing.save_gif(drawn, output, fps / keyframe_stride)
+    return {"video": str(video), "frames": len(frames), "output": str(output), "detections": detections}

@@ -17,6 +17,10 @@ With --json the last line is one JSON object with `predictions`, a list of {"lab
 about 1 frame/s per core at 224 px) and reports `rgb_predictions`, `flow_predictions` and the
 joint `predictions`. A model of RGB + flow in one network (two_stream_2d, fused_3d) takes the
 video's frames and their flow (--flow_method, computed for the clip it sees only).
+
+A detector's run folder (trained with its RPN) draws its boxes and labels into a GIF, at the
+video's native rate, every --keyframe_stride-th frame the keyframe of its clip:
+  python -m eval.predict --model_dir=runs/s3dg_detector_synthetic_detection --video=clip.mp4 --output=boxes.gif
 """
 
 import os
@@ -29,7 +33,7 @@ import numpy as np  # noqa: E402
 import scipy.special  # noqa: E402
 
 from data import datasets, decode, flow  # noqa: E402
-from eval import metrics  # noqa: E402
+from eval import detection, metrics  # noqa: E402
 from flags import cli, model_flags  # noqa: E402
 from train import loading  # noqa: E402
 
@@ -143,6 +147,10 @@ def define(values):
                       "RGB + flow: two_stream_2d, fused_3d).", **common)
     flags.DEFINE_enum("fusion", "logits", ["logits", "probabilities"], "Two-stream: sum of logits or mean of "
                       "probabilities.", **common)
+    flags.DEFINE_string("output", None, "A detector (--model_dir of a detector run): the GIF its boxes and labels are "
+                        "drawn into [default: MODEL_DIR/predict/VIDEO.gif].", **common)
+    flags.DEFINE_integer("keyframe_stride", 1, "A detector: detect on every n-th frame.", lower_bound=1, **common)
+    flags.DEFINE_float("min_score", 0.3, "A detector: the best class score a drawn detection needs.", **common)
 
 
 def _load(values, saved_model, model_dir, weights, input_channels=None):
@@ -163,6 +171,14 @@ def _load(values, saved_model, model_dir, weights, input_channels=None):
 def command(values):
     if not values.video:
         raise cli.UsageError("--video is required")
+    detector = detection.load(values.model_dir, values.checkpoint) if values.model_dir else None
+    if detector is not None:
+        output = values.output or pathlib.Path(values.model_dir) / "predict" / f"{pathlib.Path(values.video).stem}.gif"
+        result = detection.predict_video(*detector, values.video, output, values.keyframe_stride, values.max_frames,
+                                         values.min_score)
+        found = sum(len(frame["boxes"]) for frame in result["detections"])
+        print(f"{found} detections in {len(result['detections'])} frames; {result['output']}")
+        return result
     loaded = _load(values, values.saved_model, values.model_dir, values.weights)
     if values.two_stream:
         flow_model = _load(values, values.flow_saved_model, values.flow_model_dir, values.flow_weights, 2)

@@ -86,8 +86,7 @@ class RoIAlign3D(keras.layers.Layer):
 
     def call(self, features, boxes, box_mask=None):
         features = ops.cast(features, self.compute_dtype)
-        batch, time, height, width, channels = ops.shape(features)
-        num_boxes = ops.shape(boxes)[1]
+        height, width = ops.shape(features)[2:4]
         valid = (ops.ones(ops.shape(boxes)[:2], "bool") if box_mask is None
                  else ops.cast(box_mask, "bool"))
         boxes = ops.where(valid[..., None], ops.cast(boxes, "float32"), 0.0)  # padding may hold NaN

@@ -54,6 +54,15 @@ def synthetic_flow_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def synthetic_detection_dir(tmp_path_factory):
+    """synthetic_detection with 1 video per class and split (8 each). Read it, never write into it."""
+    from data import prepare
+    out = tmp_path_factory.mktemp("synthetic_detection")
+    prepare.prepare("synthetic_detection", out, synthetic_per_class=1, examples_per_shard=4)
+    return out
+
+
+@pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, synthetic_dir):
     """One 4-step graph-mode i2d run through the `train.main` command on `synthetic_dir`, shared by
     the tests that read it (they may add reports under it, never change what the trainer wrote):

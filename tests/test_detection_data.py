@@ -126,14 +126,6 @@ def test_ucf101_24_tubes_and_frames_without_boxes(tmp_path):
         prepare.prepare("ucf101_24", tmp_path / "ucf2", root, split_index=2)
 
 
-@pytest.fixture(scope="module")
-def synthetic_detection_dir(tmp_path_factory):
-    """synthetic_detection with 1 video per class and split (8 each). Read it, never write into it."""
-    out = tmp_path_factory.mktemp("synthetic_detection")
-    prepare.prepare("synthetic_detection", out, synthetic_per_class=1, examples_per_shard=4)
-    return out
-
-
 def pixel_box(seed, label, track, tracks):
     """Per frame, the [y1, x1, y2, x2] pixel bounds (y2, x2 exclusive) of the pixels actor `track`
     changes: the video rendered with only it, against the video without actors; None if none."""

@@ -10,7 +10,6 @@ normalised `[y1, x1, y2, x2]`.
 import math
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 import models
@@ -144,7 +143,7 @@ def export(model, config, export_dir):
     @tf.function(input_signature=specs)
     def serve(frames, boxes=None, box_mask=None):
         shape = tf.shape(frames)
-        resized = tf.image.resize(tf.reshape(frames, tf.concat([[-1], shape[2:]], 0)), (height, width), antialias=True)
+        resized = tf.image.resize(tf.reshape(frames, tf.concat([[-1], shape[2:]], 0)), (height, width))  # as the pipeline
         clips = tf.reshape(tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8),
                            [shape[0], shape[1], height, width, 3])
         inputs = {"clips": clips} if not given else {"clips": clips, "boxes": boxes, "box_mask": box_mask}

@@ -79,6 +79,11 @@ _FIXED_PARTS = ("model", "data", "clip")
 _FIXED_DATA = ("dataset", "train_split", "validation_split", "split_index", "class_names", "modality")
 
 
+def _as_saved(value):
+    """`value` as config.json holds it (tuples become lists), so a loaded and a new config compare."""
+    return json.loads(json.dumps(value))
+
+
 def check_config(model_dir, config):
     """Refuses (RunError) to continue the run in `model_dir` with a config whose model, data or
     clips differ from those it was started with; returns the previous config (None: a new run).
@@ -94,7 +99,8 @@ def check_config(model_dir, config):
     for part in _FIXED_PARTS:
         old, new = vars(getattr(previous, part)), vars(getattr(config, part))
         keys = _FIXED_DATA if part == "data" else old.keys()
-        changes += [f"{part}.{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in keys if old.get(key) != new.get(key)]
+        changes += [f"{part}.{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in keys
+                    if _as_saved(old.get(key)) != _as_saved(new.get(key))]
     if changes:
         raise RunError(f"{model_dir}: holds a run with other settings ({'; '.join(changes[:4])}"
                        f"{'; ...' if len(changes) > 4 else ''}); continue it with the same settings or give another "

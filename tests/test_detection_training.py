@@ -1,0 +1,120 @@
+"""Detectors through the commands every model uses: train.main (train, resume, export), eval.main
+(frame-mAP, detections.png), eval.predict (boxes drawn into a GIF), on synthetic_detection at tiny
+sizes; the frame-mAP bookkeeping of `eval.detection` by hand."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from eval import detection
+from tests.conftest import FIXTURES, invoke, last_json, one_line_error
+from train import detection as train_detection
+from train import loading
+
+TINY_DETECTOR = ["--dataset=synthetic_detection", "--num_frames=4", "--frame_stride=1", "--batch_size=2",
+                 "--depth_multiplier=0.25", "--image_size=32,48", "--num_rois=4", "--anchor_scales=16,32",
+                 "--anchor_ratios=1.0", "--pre_nms_proposals=20", "--num_proposals=8", "--max_detections=8",
+                 "--checkpoint_every=1", "--eval_every=2"]
+
+
+def train(data_dir, model_dir, *flags):
+    return invoke("train.main", "--model=s3dg_detector", *TINY_DETECTOR, f"--data_dir={data_dir}",
+                  f"--model_dir={model_dir}", *flags)
+
+
+def test_boxes_given_detector_trains_resumes_evaluates_exports_and_refuses_to_predict(synthetic_detection_dir,
+                                                                                        tmp_path):
+    run = tmp_path / "given"
+    summary = last_json(train(synthetic_detection_dir, run, "--proposals=given", "--train_steps=2"))
+    assert summary["step"] == 2 and 0 <= summary["val_roi_accuracy"] <= 1 and "val_top1" not in summary
+    status, out, _ = train(synthetic_detection_dir, run, "--proposals=given", "--train_steps=4")
+    assert status == 0 and "resuming from step 2" in out and json.loads(out.splitlines()[-1])["step"] == 4
+
+    results = last_json(invoke("eval.main", f"--model_dir={run}", "--batch_size=8", "--json"))
+    assert results["frames"] == 8 * 40 and results["videos"] == 8 and results["proposals"] == "given"
+    assert 0 <= results["frame_map_act"] <= 1 and 0 <= results["frame_map_voc"] <= 1
+    with open(f"{results['output_dir']}/results.json") as file:
+        assert json.load(file)["frame_map_act"] == results["frame_map_act"]
+    names = loading.load(run).class_names
+    assert list(results["per_class"]) == names
+    assert Image.open(f"{results['output_dir']}/detections.png").size == (4 * 48, 2 * 32)  # 8 videos, 4 a row
+
+    # The SavedModel resizes frames of any size as the pipeline does and scores the given boxes.
+    loaded = loading.load(run)
+    inference = train_detection.inference_model(loaded.model, loaded.config)
+    frames = np.random.default_rng(0).integers(0, 256, (1, 4, 64, 96, 3), dtype=np.uint8)
+    boxes, mask = np.array([[[0.1, 0.2, 0.6, 0.7], [0, 0, 0, 0]]], np.float32), np.array([[True, False]])
+    served = tf.saved_model.load(str(run / "export")).signatures["serving_default"](
+        frames=tf.constant(frames), boxes=tf.constant(boxes), box_mask=tf.constant(mask))
+    clips = tf.cast(tf.clip_by_value(tf.round(tf.image.resize(frames[0], (32, 48))), 0, 255), tf.uint8)[None]
+    expected = train_detection.detector_function(inference)(clips, boxes, mask)
+    np.testing.assert_allclose(served["scores"].numpy(), expected["scores"], atol=1e-5)
+    np.testing.assert_array_equal(served["boxes"].numpy()[0, 0], boxes[0, 0])
+    assert served["valid"].numpy().tolist() == [[True, False]]
+    assert [name.decode() for name in served["class_names"].numpy()] == names
+
+    video = FIXTURES / "videos" / "short_32frames_340x256_30fps.mp4"
+    line = one_line_error(invoke("eval.predict", f"--model_dir={run}", f"--video={video}"), "eval.predict")
+    assert "scores given boxes" in line and "--proposals=rpn" in line
+
+
+@pytest.mark.skipif(not (FIXTURES / "videos").exists(), reason="needs ../shared/fixtures/videos")
+def test_rpn_detector_trains_evaluates_and_draws_its_boxes_into_a_gif(synthetic_detection_dir, tmp_path):
+    run = tmp_path / "rpn"
+    summary = last_json(train(synthetic_detection_dir, run, "--train_steps=2"))
+    assert summary["step"] == 2 and summary["export_dir"]
+    results = last_json(invoke("eval.main", f"--model_dir={run}", "--batch_size=8", "--json"))
+    assert results["proposals"] == "rpn" and results["frames"] == 320 and results["detections"] % 8 == 0
+
+    video = FIXTURES / "videos" / "short_32frames_340x256_30fps.mp4"
+    gif = tmp_path / "boxes.gif"
+    result = last_json(invoke("eval.predict", f"--model_dir={run}", f"--video={video}", f"--output={gif}",
+                              "--keyframe_stride=4", "--min_score=0", "--json"))
+    assert [frame["frame"] for frame in result["detections"]] == list(range(0, 32, 4))
+    assert all(len(frame["boxes"]) >= 1 for frame in result["detections"])  # min_score 0 draws every detection
+    box = np.array(result["detections"][0]["boxes"][0]["box"])
+    assert (box >= 0).all() and (box <= 1).all() and (box[2:] >= box[:2]).all()
+    image = Image.open(gif)
+    assert image.size == (340, 256) and image.n_frames == 8
+
+
+def test_a_classifier_refuses_detection_data_and_a_detector_classification_data(synthetic_detection_dir,
+                                                                                synthetic_dir, tmp_path):
+    line = one_line_error(invoke("train.main", "--model=s3dg", "--dataset=synthetic_detection",
+                                 f"--data_dir={synthetic_detection_dir}", f"--model_dir={tmp_path / 'a'}"),
+                          "train.main")
+    assert "holds the detection dataset 'synthetic_detection'; s3dg is a classification model" in line
+    line = one_line_error(invoke("train.main", "--model=i2d_detector", f"--data_dir={synthetic_dir}",
+                                 f"--model_dir={tmp_path / 'b'}"), "train.main")
+    assert "holds the classification dataset 'synthetic'; i2d_detector is a detection model" in line
+
+
+def outputs_of(boxes, scores):
+    boxes = np.asarray(boxes, np.float32)[None]
+    return {"boxes": boxes, "scores": np.asarray(scores, np.float32)[None], "valid": np.ones(boxes.shape[:2], bool)}
+
+
+def test_frame_map_bookkeeping_by_hand():
+    """Two frames of one 100x200 video, classes 0 and 1. In frame 0 the class-0 actor is found
+    exactly; in frame 1 the class-1 actor is missed (the detection is elsewhere) and scored above
+    the found one; the class-1 scores of the class-0 box are false positives for class 1."""
+    truth = np.array([[0.1, 0.1, 0.5, 0.5], [0.0, 0.0, 0.0, 0.0]], np.float32)
+    collector = detection.Collector()
+    collector.add([b"v"], [0], [(100, 200)], outputs_of([[0.1, 0.1, 0.5, 0.5]], [[0.9, 0.1]]), truth[None],
+                  np.array([[0, -1]]))
+    collector.add(["v"], [1], [(100, 200)], outputs_of([[0.6, 0.6, 0.9, 0.9]], [[0.2, 0.8]]),
+                  np.array([[[0.1, 0.1, 0.4, 0.4], [0, 0, 0, 0]]], np.float32), np.array([[1, -1]]))
+    detections, truth_rows = collector.rows()
+    # Pixels: x = 0.1 * 200, y = 0.1 * 100; one row per detected box and class.
+    np.testing.assert_allclose(detections[0], [0, 0, 0, 0.9, 20, 10, 100, 50])
+    assert len(detections) == 4
+    np.testing.assert_allclose(truth_rows, [[0, 0, 0, 20, 10, 100, 50], [0, 1, 1, 20, 10, 80, 40]], rtol=1e-6)
+    results = detection.report(collector, ["a", "b"])
+    # Class a: its one true box found by the best of its two detections (0.9, then 0.2 in frame 1).
+    assert results["per_class"]["a"] == {"act": 1.0, "voc": 1.0}
+    # Class b: no detection overlaps its box.
+    assert results["per_class"]["b"] == {"act": 0.0, "voc": 0.0}
+    assert results["frame_map_act"] == results["frame_map_voc"] == 0.5 and results["frames"] == 2
