@@ -51,7 +51,9 @@ def test_boxes_given_detector_trains_resumes_evaluates_exports_and_refuses_to_pr
         frames=tf.constant(frames), boxes=tf.constant(boxes), box_mask=tf.constant(mask))
     clips = tf.cast(tf.clip_by_value(tf.round(tf.image.resize(frames[0], (32, 48))), 0, 255), tf.uint8)[None]
     expected = train_detection.detector_function(inference)(clips, boxes, mask)
-    np.testing.assert_allclose(served["scores"].numpy(), expected["scores"], atol=1e-5)
+    # Loose: a few steps in, the RoI head's batch norm divides by tiny variances, which magnifies
+    # float rounding (1e-4 of a score across runs); a wrong resize or layout moves scores by more.
+    np.testing.assert_allclose(served["scores"].numpy(), expected["scores"], atol=2e-3)
     np.testing.assert_array_equal(served["boxes"].numpy()[0, 0], boxes[0, 0])
     assert served["valid"].numpy().tolist() == [[True, False]]
     assert [name.decode() for name in served["class_names"].numpy()] == names

@@ -112,7 +112,7 @@ def test_full_disk_during_preparation_is_one_line_and_a_rerun_resumes(tmp_path):
 def test_interrupted_preparation_reports_one_line_and_leaves_no_workers(tmp_path):
     """Ctrl-C: one line and exit status 130 (the workers ignore SIGINT, no tracebacks). kill -9 of
     the parent: its workers die with it (no orphans)."""
-    args = ["-m", "data.prepare", "--dataset=synthetic", "--synthetic_per_class=12", "--examples_per_shard=4",
+    args = ["-m", "data.prepare", "--dataset=synthetic", "--synthetic_per_class=40", "--examples_per_shard=4",
             "--workers=2", "--noprogress"]
     for sent in (signal.SIGINT, signal.SIGKILL):
         out = tmp_path / f"out_{sent.name}"

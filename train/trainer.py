@@ -325,7 +325,9 @@ def _train(config, strategy, multi_worker, chief, show_progress):
                      run_callbacks.RunState(model_dir, schedule.checkpoint_every, write=False, announce=None)]
     fit_args = dict(steps_per_epoch=schedule.checkpoint_every, epochs=schedule.train_steps // schedule.checkpoint_every,
                     validation_data=validation_data, validation_freq=schedule.eval_every // schedule.checkpoint_every,
-                    validation_steps=validation_steps, callbacks=callbacks)
+                    callbacks=callbacks)
+    if validation_steps is not None:  # a detector's validation data repeats (train.detection)
+        fit_args["validation_steps"] = validation_steps
     if multi_worker:
         head = models.family_of(config.model.name).head
         runner = loop.DistributedLoop(strategy, trainer, objectives.CrossEntropy(head, schedule.label_smoothing,
