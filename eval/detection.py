@@ -16,8 +16,9 @@ import pathlib
 import time
 
 import numpy as np
+import tensorflow as tf
 
-from data import detection_pipeline, files, records
+from data import decode, detection_pipeline, files, records
 from eval import detection_metrics, drawing
 from train import detection as train_detection
 from train import loading
@@ -103,6 +104,10 @@ def annotated_frame(frame, outputs, true_boxes, true_labels, class_names, min_sc
     return drawing.draw_boxes(frame, np.asarray(outputs["boxes"])[shown], captions, drawing.PREDICTED)
 
 
+class DetectionError(ValueError):
+    """A detector that cannot do what was asked; the message says why."""
+
+
 def load(source, checkpoint="best"):
     """`(loaded run, inference model)` of a detector's run folder; None where `source` is not a
     detector run (classifiers, SavedModels and weights files take the classification path)."""
@@ -110,6 +115,9 @@ def load(source, checkpoint="best"):
     if config is None or not train_detection.is_detector(config.model.name):
         return None
     loaded = loading.load(source, checkpoint)
+    if loaded.model is None:
+        raise DetectionError(f"{source}: a detector's SavedModel serves detections only; evaluate or predict with its "
+                             "run folder")
     return loaded, train_detection.inference_model(loaded.model, loaded.config)
 
 
@@ -154,10 +162,6 @@ def run(eval_config, loaded, inference):
     return results
 
 
-class DetectionError(ValueError):
-    """A detector that cannot do what was asked; the message says why."""
-
-
 def _clip_indices(keyframe, num_frames, frame_stride, length):
     """The frame indices `[num_frames]` of the clip centred on `keyframe`, clamped to the video, as
     the pipeline cuts them (`data.detection_pipeline.clip`)."""
@@ -172,9 +176,6 @@ def predict_video(loaded, inference, video, output, keyframe_stride=1, max_frame
     `min_score` (box, class, score) as an animated GIF `output`. Returns {"video", "frames",
     "output", "detections": [{"frame", "boxes": [{"box" [y1, x1, y2, x2] normalised, "label",
     "score"}]}]}."""
-    from data import decode  # noqa: PLC0415 (OpenCV only where videos are read)
-    import tensorflow as tf  # noqa: PLC0415
-
     if "boxes" in inference.input:
         raise DetectionError(f"{loaded.path}: this detector scores given boxes (--proposals=given) and finds none "
                              "itself; predict with a detector trained with --proposals=rpn")

@@ -61,6 +61,8 @@ def test_boxes_given_detector_trains_resumes_evaluates_exports_and_refuses_to_pr
     video = FIXTURES / "videos" / "short_32frames_340x256_30fps.mp4"
     line = one_line_error(invoke("eval.predict", f"--model_dir={run}", f"--video={video}"), "eval.predict")
     assert "scores given boxes" in line and "--proposals=rpn" in line
+    line = one_line_error(invoke("eval.main", f"--saved_model={run / 'export'}"), "eval.main")
+    assert "serves detections only" in line and "run folder" in line
 
 
 @pytest.mark.skipif(not (FIXTURES / "videos").exists(), reason="needs ../shared/fixtures/videos")

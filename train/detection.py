@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 
 import models
-from data import detection_pipeline, records
+from data import detection_pipeline, pipeline, records
 from models import detection_ops, detector, layers
 from train import detection_objectives, serving
 
@@ -71,21 +71,14 @@ def input_datasets(config, strategy, global_batch_size):
     """`(train, validation, validation_steps)`: distributed datasets of `(features, targets)`;
     validation samples one keyframe and its RoIs per validation video (fixed seed, no flip)."""
     common = _pipeline_options(config)
-    train_fn = _distributed(global_batch_size, split=config.data.train_split, flip=config.clip.flip,
-                            seed=config.run.seed, **common)
-    validation_fn = _distributed(global_batch_size, split=config.data.validation_split, flip=False, seed=0,
-                                 **common)
+    train_fn = pipeline.distributed(detection_pipeline.training_dataset, global_batch_size,
+                                    split=config.data.train_split, flip=config.clip.flip, seed=config.run.seed, **common)
+    validation_fn = pipeline.distributed(detection_pipeline.training_dataset, global_batch_size,
+                                         split=config.data.validation_split, flip=False, seed=0, **common)
     videos = records.load_info(config.data.data_dir, config.data.validation_split)["splits"][
         config.data.validation_split]["num_examples"]
     return (strategy.distribute_datasets_from_function(train_fn),
             strategy.distribute_datasets_from_function(validation_fn), max(1, math.ceil(videos / global_batch_size)))
-
-
-def _distributed(global_batch_size, **kwargs):
-    def make(input_context):
-        batch = input_context.get_per_replica_batch_size(global_batch_size)
-        return detection_pipeline.training_dataset(batch_size=batch, input_context=input_context, **kwargs)
-    return make
 
 
 def sample_clips(config, count=3):
