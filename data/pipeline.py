@@ -1,25 +1,31 @@
 """The tf.data input pipelines over a dataset written by `data.prepare`.
 
-  training_dataset(data_dir, split, batch_size, ...)    -> (clips [batch, T, crop, crop, C], labels [batch])
-  evaluation_dataset(data_dir, split, batch_size, ...)  -> (views [batch, V, T', crop', crop', C], labels [batch]
+  training_dataset(data_dir, split, batch_size, ...)    -> (clips [batch, T, crop, crop, C], targets [batch, classes])
+  evaluation_dataset(data_dir, split, batch_size, ...)  -> (views [batch, V, T', crop', crop', C], targets [batch, classes]
                                                             [, media ids [batch]])
 
 Clips and views are uint8 (0..255); the model's input layer normalises them on its device
-(`train.serving.inference_model`), which saves the host a pass over 4-byte values. C is 3 for
-RGB, 2 for a dataset prepared with `--modality=flow` (x, y flow stored in 8 bits), and 5 (RGB,
-then the x and y flow of the same frame) for an RGB dataset read with `flow_data_dir`, a flow
-dataset of the same videos (`data.pairs`).
-Frame indices are chosen before any JPEG is decoded, and only those frames are decoded
-(training decodes only the crop window of each).
+(`models.layers.Normalise`), which saves the host a pass over 4-byte values. C is 3 for RGB, 2
+for a dataset prepared with `--modality=flow` (x, y flow stored in 8 bits), and 5 (RGB, then the
+x and y flow of the same frame) for an RGB dataset read with `flow_data_dir`, a flow dataset of
+the same videos (`data.pairs`). Targets are float32 multi-hot vectors of the video's labels
+(`clip/label/index`, a list: one label for single-label datasets, any number for multi-label ones),
+so one pipeline serves every classification task; the task reads them as it needs (one-hot for
+single-label). Frame indices are chosen before any JPEG is decoded, and only those frames are
+decoded (training decodes only the crop window of each, where no resize is needed).
+
+How frames are resized, cropped and sampled in time follows the model's input protocol
+(`data.protocol`): `clip_options(protocol, info)` gives these functions' clip arguments.
 """
 
+import math
 import re
 
 import tensorflow as tf
 
-from data import pairs, records, views
+from data import pairs, protocol as protocols, records, views
 
-CHANNELS = {"rgb": 3, "flow": 2, "rgb+flow": 5}
+CHANNELS = protocols.CHANNELS
 
 # Words a horizontal flip turns into each other; a class naming one flips to its twin class.
 MIRROR_WORDS = (("left", "right"), ("clockwise", "counterclockwise"))
@@ -39,15 +45,20 @@ def flip_table(class_names):
 
 
 def parse_example(serialized, with_media_id=False):
-    """`(frames, label)`: the JPEG bytes of every frame `[N]` and the label index; with
-    `with_media_id`, `(frames, label, media_id)`."""
+    """`(frames, labels)`: the JPEG bytes of every frame `[N]` and the video's label indices
+    `[k]` int32 (k = 1 for single-label datasets); with `with_media_id`, `(frames, labels, media_id)`."""
     context, sequence = tf.io.parse_single_sequence_example(
         serialized,
-        context_features={records.LABEL_INDEX: tf.io.FixedLenFeature([], tf.int64),
+        context_features={records.LABEL_INDEX: tf.io.RaggedFeature(tf.int64),
                           records.MEDIA_ID: tf.io.FixedLenFeature([], tf.string, default_value="")},
         sequence_features={records.IMAGE_ENCODED: tf.io.FixedLenSequenceFeature([], tf.string)})
     parsed = (sequence[records.IMAGE_ENCODED], tf.cast(context[records.LABEL_INDEX], tf.int32))
     return parsed + (context[records.MEDIA_ID],) if with_media_id else parsed
+
+
+def multi_hot(labels, num_classes, dtype=tf.float32):
+    """`[num_classes]` with 1 at each label index of `labels` `[k]` (all zeros for k = 0)."""
+    return tf.reduce_max(tf.one_hot(labels, num_classes, dtype=dtype), axis=0) if num_classes else labels
 
 
 def _parse(examples, with_media_id=False):
@@ -55,11 +66,11 @@ def _parse(examples, with_media_id=False):
     the frames are `[N, 2]`, each frame's RGB and flow JPEG."""
     if len(examples) == 1:
         return parse_example(examples[0], with_media_id)
-    rgb, label, media_id = parse_example(examples[0], with_media_id=True)
+    rgb, labels, media_id = parse_example(examples[0], with_media_id=True)
     flow, _, flow_media_id = parse_example(examples[1], with_media_id=True)
     with tf.control_dependencies([tf.debugging.assert_equal(media_id, flow_media_id, message="RGB/flow pair")]):
         jpegs = tf.stack([rgb, flow], axis=1)
-    return (jpegs, label, media_id) if with_media_id else (jpegs, label)
+    return (jpegs, labels, media_id) if with_media_id else (jpegs, labels)
 
 
 def decode_frame(jpeg, modality="rgb"):
@@ -86,54 +97,60 @@ def _decode_crop(jpeg, window, modality):
                       tf.io.decode_and_crop_jpeg(jpeg, window + tf.stack([0, half, 0, 0]), channels=1)], axis=-1)
 
 
-def _choose_training_clip(jpegs, label, num_frames, stride, crop_size, short_side_range, flip, flip_labels,
+def _choose_training_clip(jpegs, labels, num_frames, stride, crop_size, resize, flip, flip_labels, num_classes,
                           modality="rgb"):
     """Chooses a training clip without decoding anything.
 
+    `resize`: `("keep", None)` crops the stored frames (resized up only where smaller than the
+    crop), `("short_side", S)` resizes their short side to S, `("jitter", (min, max))` to a random
+    short side in that range, `("exact", (height, width))` to exactly that size.
+
     Returns, each repeated per frame (`[T, ...]`) so frames can be decoded in parallel:
     the JPEG bytes, the size to resize to before cropping (`[0, 0]`: none), the crop window
-    `[y, x, crop, crop]`, whether to flip, and the (possibly mirrored) label.
+    `[y, x, crop, crop]`, whether to flip, and the (possibly mirrored) multi-hot targets uint8
+    `[classes]`.
     """
     video_frames = tf.shape(jpegs)[0]
-    span = (num_frames - 1) * stride + 1
-    start = tf.random.uniform([], 0, tf.maximum(video_frames - span, 0) + 1, tf.int32)
+    start = tf.random.uniform([], 0, tf.maximum(video_frames - views.span(num_frames, stride), 0) + 1, tf.int32)
     selected = tf.gather(jpegs, views.clip_indices(video_frames, num_frames, stride, start=start)[0])
     shape = tf.io.extract_jpeg_shape(selected[0, 0] if modality == "rgb+flow" else selected[0])
     height, width = shape[0], shape[1] // 2 if modality == "flow" else shape[1]
-    short_side = tf.minimum(height, width)
-    if short_side_range is None:
-        target = tf.maximum(short_side, crop_size)  # only frames smaller than the crop are resized
+    stored = tf.stack([height, width])
+    rule, value = resize
+    if rule == "exact":
+        size = tf.constant(value, tf.int32)
     else:
-        target = tf.maximum(tf.random.uniform([], short_side_range[0], short_side_range[1] + 1, tf.int32), crop_size)
-    resize = tf.not_equal(target, short_side)
-    scale = tf.cast(target, tf.float32) / tf.cast(short_side, tf.float32)
-    size = tf.where(resize, tf.cast(tf.round(tf.cast(tf.stack([height, width]), tf.float32) * scale), tf.int32),
-                    tf.stack([height, width]))
+        target = {"keep": lambda: tf.minimum(height, width),
+                  "short_side": lambda: tf.constant(value, tf.int32),
+                  "jitter": lambda: tf.random.uniform([], value[0], value[1] + 1, tf.int32)}[rule]()
+        size = views.short_side_size(height, width, tf.maximum(target, crop_size))
     size = tf.maximum(size, crop_size)
+    do_resize = tf.reduce_any(tf.not_equal(size, stored))
     y = tf.random.uniform([], 0, size[0] - crop_size + 1, tf.int32)
     x = tf.random.uniform([], 0, size[1] - crop_size + 1, tf.int32)
     window = tf.stack([y, x, crop_size, crop_size])
     do_flip = tf.constant(False)
     if flip:
-        twin = tf.gather(flip_labels, label)
-        do_flip = tf.logical_and(tf.random.uniform([]) < 0.5, twin >= 0)
-        label = tf.where(do_flip, twin, label)
-    resize_to = tf.where(resize, size, tf.zeros([2], tf.int32))
+        twins = tf.gather(flip_labels, labels)
+        do_flip = tf.logical_and(tf.random.uniform([]) < 0.5, tf.reduce_all(twins >= 0))
+        labels = tf.where(do_flip, twins, labels)
+    resize_to = tf.where(do_resize, size, tf.zeros([2], tf.int32))
 
     def per_frame(value):
         return tf.tile(value[None], tf.concat([[num_frames], tf.ones_like(tf.shape(value))], 0))
 
-    return selected, per_frame(resize_to), per_frame(window), per_frame(do_flip), per_frame(label)
+    return (selected, per_frame(resize_to), per_frame(window), per_frame(do_flip),
+            per_frame(multi_hot(labels, num_classes, tf.uint8)))
 
 
-def _decode_training_frame(jpeg, resize_to, window, do_flip, label, may_resize=True, modality="rgb"):
+def _decode_training_frame(jpeg, resize_to, window, do_flip, label, may_resize=True, modality="rgb",
+                           antialias=False):
     """One frame of a training clip: decoded (only the crop window where no resize is needed),
     cropped and flipped; uint8 `[crop, crop, channels]`. `may_resize=False` (frames stored at least
     as large as the crop, no scale jitter) leaves out the resize branch, which costs ~5% of the rate.
     A flipped flow frame also negates its x component (255 - x in the 8-bit storage)."""
     def resized_crop():
-        frame = tf.image.resize(decode_frame(jpeg, modality)[None], resize_to, method="bilinear")[0]
-        frame = tf.cast(tf.clip_by_value(tf.round(frame), 0, 255), tf.uint8)
+        frame = views.resize(decode_frame(jpeg, modality)[None], resize_to, antialias)[0]
         return tf.image.crop_to_bounding_box(frame, window[0], window[1], window[2], window[3])
 
     flow_x = {"rgb": None, "flow": 0, "rgb+flow": 3}[modality]
@@ -191,85 +208,135 @@ def _finish(dataset, deterministic):
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
+def _resize_rule(info, crop_size, short_side=None, resize_to=None, short_side_range=None):
+    """How training resizes stored frames before cropping (see `_choose_training_clip`)."""
+    if resize_to is not None:
+        return "exact", tuple(int(v) for v in resize_to)
+    if short_side_range is not None:
+        return "jitter", tuple(int(v) for v in short_side_range)
+    if short_side is not None and short_side != info.get("short_side"):
+        return "short_side", int(short_side)
+    return "keep", None
+
+
+def clip_options(protocol, info):
+    """The clip arguments of `training_dataset` / `evaluation_dataset` that give clips as an input
+    protocol (`data.protocol.InputProtocol`) says, for a prepared dataset's `info`: its clip
+    length (None: the caller's), crop, frame stride (from its frame rate and the stored one) and
+    resize rule."""
+    stored_fps = info.get("fps") or info.get("native_fps")
+    options = dict(crop_size=protocol.crop_size, frame_stride=protocol.frame_stride(stored_fps),
+                   short_side=protocol.short_side, resize_to=protocol.resize_to, antialias=protocol.antialias)
+    if protocol.num_frames:
+        options["num_frames"] = protocol.num_frames
+    return options
+
+
 def training_dataset(data_dir, split, batch_size, num_frames=64, crop_size=224, frame_stride=1, flip=True,
-                     short_side_range=None, input_context=None, seed=None, shuffle_buffer=64, flow_data_dir=None):
+                     short_side_range=None, short_side=None, resize_to=None, antialias=False, input_context=None,
+                     seed=None, shuffle_buffer=64, flow_data_dir=None):
     """Random training clips, repeated forever: uint8 `[batch, num_frames, crop, crop, C]` and
-    labels `[batch]`.
+    multi-hot targets float32 `[batch, classes]`.
 
     Args:
       batch_size: clips per batch (per replica).
-      num_frames, frame_stride: clip length in frames, and the step between them; the start is
-        uniform over the video (clips loop past the end of short videos).
+      num_frames, frame_stride: clip length in frames, and the step between them in stored frames
+        (fractional for a frame rate that does not divide the stored one); the start is uniform
+        over the video (clips loop past the end of short videos).
       crop_size: a random square crop in pixels (frames smaller than it are resized up).
       flip: random horizontal flip; classes naming a direction switch to their mirrored twin, or
         are not flipped without one (`flip_table`).
-      short_side_range: (min, max) short side to resize to before cropping (CSN-style scale
-        jitter); None crops the stored frames directly. Not for flow (it would change magnitudes).
+      short_side, resize_to: the input protocol's resize before cropping: the short side to this,
+        or exactly to (height, width); neither crops the stored frames directly. `antialias`
+        filters when shrinking.
+      short_side_range: (min, max) short side to resize to instead (CSN-style scale jitter). Not
+        for flow (it would change magnitudes).
       input_context: a `tf.distribute.InputContext`; each input pipeline reads its share of files.
       flow_data_dir: a flow dataset of the same videos: clips of RGB + flow (5 channels).
     """
     info, modality, dataset = _records(data_dir, split, True, input_context, seed, flow_data_dir)
     if modality != "rgb" and short_side_range is not None:
         raise ValueError("short_side_jitter: scale jitter would change flow magnitudes; not supported for flow")
+    num_classes = len(info["class_names"])
     dataset = dataset.shuffle(shuffle_buffer, seed=seed).repeat()
     flip_labels = tf.constant(flip_table(info["class_names"]), tf.int32)
+    resize = _resize_rule(info, crop_size, short_side, resize_to, short_side_range)
     dataset = dataset.map(
-        lambda *examples: _choose_training_clip(*_parse(examples), num_frames, frame_stride, crop_size,
-                                                short_side_range, flip, flip_labels, modality),
+        lambda *examples: _choose_training_clip(*_parse(examples), num_frames, frame_stride, crop_size, resize, flip,
+                                                flip_labels, num_classes, modality),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     # Frames are decoded one by one in parallel (in order, so each clip stays contiguous) and
     # regrouped into clips by a single batch of batch_size * num_frames frames.
     stored_short_side = info.get("short_side")
-    may_resize = short_side_range is not None or not (stored_short_side and stored_short_side >= crop_size)
-    dataset = dataset.unbatch().map(lambda *frame: _decode_training_frame(*frame, may_resize=may_resize, modality=modality),
-                                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    may_resize = resize[0] != "keep" or not (stored_short_side and stored_short_side >= crop_size)
+    dataset = dataset.unbatch().map(
+        lambda *frame: _decode_training_frame(*frame, may_resize=may_resize, modality=modality, antialias=antialias),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.batch(batch_size * num_frames, drop_remainder=True)
-    dataset = dataset.map(lambda frames, labels: (
-        tf.reshape(frames, [batch_size, num_frames, crop_size, crop_size, CHANNELS[modality]]), labels[::num_frames]))
+    dataset = dataset.map(lambda frames, targets: (
+        tf.reshape(frames, [batch_size, num_frames, crop_size, crop_size, CHANNELS[modality]]),
+        tf.cast(targets[::num_frames], tf.float32)))
     return _finish(dataset, deterministic=False)
 
 
-def _video_views(jpegs, num_frames, stride, eval_frames, num_clips, num_crops, crop_size, reverse_time, modality):
+def _video_views(jpegs, num_frames, stride, eval_frames, num_clips, num_crops, crop_size, resize, antialias,
+                 reverse_time, modality):
     """`[num_clips * num_crops, T, crop, crop, C]` uint8 views of one video (clip-major)."""
     video_frames = tf.shape(jpegs)[0]
     if eval_frames:  # one clip from the first frame over eval_frames stored frames, looped or cut
-        indices = views.clip_indices(video_frames, -(-eval_frames // stride), stride, start=0)
+        indices = views.clip_indices(video_frames, math.ceil(eval_frames / stride - 1e-6), stride, start=0)
     else:
         indices = views.clip_indices(video_frames, num_frames, stride, num_clips)
     clips, length = tf.shape(indices)[0], tf.shape(indices)[1]
     frames = tf.map_fn(lambda jpeg: decode_frame(jpeg, modality), tf.gather(jpegs, tf.reshape(indices, [-1])),
                        fn_output_signature=tf.TensorSpec([None, None, CHANNELS[modality]], tf.uint8))
-    crops = views.spatial_crops(views.at_least(frames, crop_size), crop_size, num_crops)  # [crops, clips * T, ...]
+    rule, value = resize
+    if rule == "exact":
+        frames = views.resize(frames, value, antialias)
+    elif rule == "short_side":
+        frames = views.resize_short_side(frames, value, antialias)
+    if crop_size is None:  # whole frames: [1, clips * T, H, W, C]
+        crops = frames[None]
+    else:
+        crops = views.spatial_crops(views.at_least(frames, crop_size), crop_size, num_crops)  # [crops, clips * T, ...]
     crops = tf.reshape(crops, tf.concat([[num_crops, clips, length], tf.shape(crops)[2:]], 0))
     clip_major = tf.reshape(tf.transpose(crops, [1, 0, 2, 3, 4, 5]), tf.concat([[-1, length], tf.shape(crops)[3:]], 0))
     return tf.reverse(clip_major, axis=[1]) if reverse_time else clip_major
 
 
 def evaluation_dataset(data_dir, split, batch_size, num_frames=64, crop_size=224, frame_stride=1, eval_frames=None,
-                       num_clips=1, num_crops=1, reverse_time=False, input_context=None, with_media_id=False,
-                       flow_data_dir=None):
+                       num_clips=1, num_crops=1, reverse_time=False, short_side=None, resize_to=None, antialias=False,
+                       input_context=None, with_media_id=False, flow_data_dir=None):
     """Every video of the split once, in order, as its evaluation views: uint8
     `[batch, views, T, crop, crop, C]` (`views = num_clips * num_crops`, so video-level accuracy
-    averages over them), labels `[batch]` and, `with_media_id`, each video's `clip/media_id`.
+    averages over them), multi-hot targets float32 `[batch, classes]` and, `with_media_id`, each
+    video's `clip/media_id`.
 
     Args:
       batch_size: videos per batch.
-      num_frames, frame_stride: clip length in frames, and the step between them.
-      crop_size: square crop in pixels (a smaller short side is resized up to it first).
+      num_frames, frame_stride: clip length in frames, and the step between them in stored frames
+        (fractional for a frame rate that does not divide the stored one).
+      crop_size: square crop in pixels (a smaller short side is resized up to it first); None: whole
+        frames (num_crops 1), for a model that resizes and crops them itself (a SavedModel).
       eval_frames: one clip over the first `eval_frames` stored frames (looped or cut; 250 for
         Kinetics, 64 for Something-Something), every `frame_stride`-th; overrides num_clips.
       num_clips: clips spaced uniformly over the video (1: the centre clip).
       num_crops: 1 (centre) or 3 (along the long side) crops per clip.
       reverse_time: play each view backwards (a reversed flow clip keeps its flow vectors).
+      short_side, resize_to, antialias: the input protocol's resize before cropping (as in
+        `training_dataset`); neither crops the stored frames.
       flow_data_dir: a flow dataset of the same videos: views of RGB + flow (5 channels).
     """
-    _, modality, dataset = _records(data_dir, split, False, input_context, None, flow_data_dir)
+    info, modality, dataset = _records(data_dir, split, False, input_context, None, flow_data_dir)
+    num_classes = len(info["class_names"])
+    resize = _resize_rule(info, crop_size, short_side, resize_to)
 
     def video(*examples):
-        jpegs, label, media_id = _parse(examples, with_media_id=True)
-        clips = _video_views(jpegs, num_frames, frame_stride, eval_frames, num_clips, num_crops, crop_size,
-                             reverse_time, modality)
-        return (clips, label, media_id) if with_media_id else (clips, label)
+        jpegs, labels, media_id = _parse(examples, with_media_id=True)
+        clips = _video_views(jpegs, num_frames, frame_stride, eval_frames, num_clips, num_crops, crop_size, resize,
+                             antialias, reverse_time, modality)
+        targets = multi_hot(labels, num_classes)
+        return (clips, targets, media_id) if with_media_id else (clips, targets)
 
     return _finish(dataset.map(video, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size), deterministic=True)
 

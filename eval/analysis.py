@@ -27,14 +27,15 @@ import scipy.special  # noqa: E402
 
 import models  # noqa: E402
 from data import files, pipeline, synthetic  # noqa: E402
-from eval import analytic, evaluate, metrics  # noqa: E402
+from eval import analytic, evaluate  # noqa: E402
 from flags import cli  # noqa: E402
 from train import loading  # noqa: E402
+from train.tasks import classification  # noqa: E402
 
 PROGRAM = "eval.analysis"
 ARGUMENTS = "ANALYSIS"
 ANALYSES = ("time_reversal", "speed_accuracy", "weight_stats", "tsne")
-plt = metrics.plt
+plt = classification.plt
 
 
 def write_table(output_dir, name, rows):
@@ -59,8 +60,7 @@ def _video_probabilities(model_dir, checkpoint, reverse_time, num_clips, batch_s
                                  views=evaluate.ViewConfig(num_clips=num_clips, reverse_time=reverse_time))
     loaded = evaluate.load(config)
     data_dir, split, info = evaluate.data_of(config, loaded)
-    logits, labels, _ = evaluate.evaluate(loaded, data_dir, split, evaluate.pipeline_views(loaded, config.views, info),
-                                          batch_size)
+    logits, labels, _ = evaluate.classify(loaded, data_dir, split, config.views, info, batch_size)
     return scipy.special.softmax(logits, axis=-1).mean(axis=1), labels, loaded
 
 
@@ -177,16 +177,16 @@ def tsne(model_dir, checkpoint="best", end_points=None, batch_size=1):
         extractor = models.features(loaded.model, end_points)
     except ValueError as error:
         raise evaluate.EvalError(str(error)) from None
-    options = evaluate.pipeline_views(loaded, config.views, info)
+    options = evaluate.classifier(loaded).pipeline_views(loaded, config.views, info)
     dataset = pipeline.evaluation_dataset(data_dir, split, batch_size, **options)
     pooled = {point: [] for point in end_points}
     labels = []
-    normalise = models.layers.Normalise(loaded.config.model.mean, loaded.config.model.std)
-    for views, label in dataset:
+    normalise = models.layers.Normalise(loaded.protocol.mean, loaded.protocol.std)
+    for views, targets in dataset:
         outputs = extractor(normalise(views[:, 0]), training=False)
         for point in end_points:
             pooled[point].append(np.asarray(outputs[point]).mean(axis=(1, 2, 3)))
-        labels.append(label.numpy())
+        labels.append(targets.numpy().argmax(-1))
     labels = np.concatenate(labels)
     figure, all_axes = plt.subplots(1, len(end_points), figsize=(4.5 * len(end_points), 4.5))
     rows = []

@@ -260,11 +260,11 @@ def command(values):
     name, num_classes, options = values.model, values.num_classes, model_flags.given_options(values)
     frames, size = values.frames, values.size
     if values.weights:
-        recorded = loading.read_config(values.weights)
+        recorded = loading.recorded(values.weights)
         if recorded is None:
             raise cli.UsageError(f"--weights={values.weights}: records no model (not written by this project)")
         name, num_classes, options = recorded.model.name, recorded.model.num_classes, recorded.model.options
-        frames, size = frames or recorded.clip.num_frames, size or recorded.clip.crop_size
+        frames, size = frames or recorded.protocol.num_frames, size or recorded.protocol.crop_size
     try:
         result, model = report(name, frames, size, num_classes, **options)
     except ValueError as error:

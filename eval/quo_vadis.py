@@ -25,8 +25,9 @@ import numpy as np  # noqa: E402
 import scipy.special  # noqa: E402
 
 from data import files  # noqa: E402
-from eval import analysis, evaluate, metrics  # noqa: E402
+from eval import analysis, evaluate  # noqa: E402
 from flags import cli  # noqa: E402
+from train.tasks import classification  # noqa: E402
 
 PROGRAM = "eval.quo_vadis"
 ARCHITECTURES = ("ConvNet+LSTM", "Two-Stream", "3D-Fused", "Two-Stream I3D")
@@ -40,8 +41,7 @@ def _run_outputs(run_dir, num_clips):
     config = evaluate.EvalConfig(model=str(run_dir), views=evaluate.ViewConfig(num_clips=num_clips))
     loaded = evaluate.load(config)
     data_dir, split, info = evaluate.data_of(config, loaded)
-    outputs, labels, media_ids = evaluate.evaluate(loaded, data_dir, split,
-                                                   evaluate.pipeline_views(loaded, config.views, info), outputs=True)
+    outputs, labels, media_ids = evaluate.classify(loaded, data_dir, split, config.views, info, outputs=True)
     return outputs, labels, media_ids, loaded.class_names
 
 
@@ -72,7 +72,7 @@ def scores(runs_dir, num_clips=5, two_stream_clips=25):
     if (runs_dir / "i3d_rgb").exists() and (runs_dir / "i3d_flow").exists():
         rgb, flow = load("i3d_rgb", num_clips), load("i3d_flow", num_clips)
         found.update({("Two-Stream I3D", "RGB"): softmax(rgb), ("Two-Stream I3D", "Flow"): softmax(flow),
-                      ("Two-Stream I3D", "RGB+Flow"): softmax(metrics.fuse(rgb, flow, "logits"))})
+                      ("Two-Stream I3D", "RGB+Flow"): softmax(evaluate.fuse(rgb, flow, "logits"))})
     if not found:
         raise evaluate.EvalError(f"{runs_dir}: holds none of convnet_lstm, two_stream_2d, fused_3d, i3d_rgb + i3d_flow")
     labels, _, names = reference
@@ -81,7 +81,7 @@ def scores(runs_dir, num_clips=5, two_stream_clips=25):
 
 def score_metrics(view_probabilities, labels, class_names):
     """clip_top1, video_top1 and (where the classes have time-reversed twins) twin_top1."""
-    summary = metrics.summarise(view_probabilities, labels)
+    summary = classification.summarise(view_probabilities, labels)
     on_twins = analysis.twin_indices(list(class_names))[labels] >= 0
     predictions = view_probabilities.mean(axis=1).argmax(axis=-1)
     twin = float((predictions == labels)[on_twins].mean()) if on_twins.any() else None

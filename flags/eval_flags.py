@@ -16,8 +16,9 @@ def define(values):
                       flag_values=values)
     flags.DEFINE_string("saved_model", None, "A SavedModel exported by train.main (instead of --model_dir).",
                         flag_values=values)
-    flags.DEFINE_string("weights", None, "A self-describing .weights.h5 (train.main's best.weights.h5, the converters' "
-                        "outputs; instead of --model_dir), with --data_dir.", flag_values=values)
+    flags.DEFINE_string("weights", None, "A self-describing .weights.h5 or .keras file (a run's best.weights.h5 or "
+                        "model.keras, the converters' outputs; instead of --model_dir), with --data_dir.",
+                        flag_values=values)
     flags.DEFINE_string("checkpoint", "best", "With --model_dir: best, latest, or a .weights.h5 path.",
                         flag_values=values)
     flags.DEFINE_enum("dataset", None, list(datasets.DATASETS), "Dataset of --data_dir [default: the run's].",
@@ -31,11 +32,12 @@ def define(values):
     flags.DEFINE_integer("eval_frames", None, "One clip over this many frames from the first, looped or cut (250 for "
                          "Kinetics, 64 for Something-Something); overrides --num_clips.", lower_bound=1,
                          flag_values=values)
-    flags.DEFINE_integer("num_frames", None, "Frames per clip [default: the run's training clip].", lower_bound=1,
+    flags.DEFINE_integer("num_frames", None, "Frames per clip [default: the model's input protocol].", lower_bound=1,
                          flag_values=values)
-    flags.DEFINE_integer("frame_stride", None, "Step between frames [default: the run's].", lower_bound=1,
+    flags.DEFINE_float("frame_stride", None, "Step between frames, in stored frames [default: the model's frame rate "
+                       "on the data's].", lower_bound=0.01, flag_values=values)
+    flags.DEFINE_integer("crop_size", None, "Crop size [default: the model's input protocol].", lower_bound=1,
                          flag_values=values)
-    flags.DEFINE_integer("crop_size", None, "Crop size [default: the run's].", lower_bound=1, flag_values=values)
     flags.DEFINE_bool("reverse_time", False, "Play every clip backwards.", flag_values=values)
     flags.DEFINE_integer("batch_size", 1, "Videos per batch.", lower_bound=1, flag_values=values)
     flags.DEFINE_string("output_dir", None, "Report folder [default: MODEL_DIR/eval/SPLIT/VIEWS, VIEWS naming the "

@@ -44,8 +44,9 @@ def define(values, recipes=None, model_default="s3dg"):
                 continue
             seen[name] = option
             text = f"{option.help} [default: {_family_defaults(name)}"
-            prescribed = {recipe_name: recipe.model_options[name] for recipe_name, recipe in (recipes or {}).items()
-                          if name in recipe.model_options}
+            prescribed = {recipe_name: {**recipe.where_available, **recipe.model_options}[name]
+                          for recipe_name, recipe in (recipes or {}).items()
+                          if name in recipe.model_options or name in recipe.where_available}
             if prescribed:
                 text += "; recipes: " + ", ".join(f"{k} {_value_text(v)}" for k, v in prescribed.items())
             text += "]"
@@ -53,6 +54,8 @@ def define(values, recipes=None, model_default="s3dg"):
                 flags.DEFINE_enum(name, None, list(option.choices), text, flag_values=values)
             elif option.kind is bool:
                 flags.DEFINE_bool(name, None, text, flag_values=values)
+            elif option.kind is tuple:
+                flags.DEFINE_list(name, None, text + " (comma-separated)", flag_values=values)
             elif option.kind is int:
                 flags.DEFINE_integer(name, None, text, flag_values=values)
             elif option.kind is float:
@@ -65,6 +68,13 @@ def option_names():
     return sorted({name for family in registry.families() for name in family.options})
 
 
+def _number(text):
+    value = float(text)
+    return int(value) if value.is_integer() and "." not in text else value
+
+
 def given_options(values):
-    """`{option: value}` of the option flags given on the command line."""
-    return {name: values[name].value for name in option_names() if values[name].value is not None}
+    """`{option: value}` of the option flags given on the command line (lists as tuples of numbers)."""
+    given = {name: values[name].value for name in option_names() if values[name].value is not None}
+    return {name: tuple(_number(v) for v in value) if isinstance(value, list) else value
+            for name, value in given.items()}

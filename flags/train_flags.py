@@ -1,8 +1,9 @@
-"""Trainer flags and the `ExperimentConfig` they make.
+"""Trainer flags and the `ExperimentConfig` (the user's intent) they make.
 
-Clip, schedule and model-option flags left unset take the value of the `--schedule` recipe
-(`train/presets.py`; by default the dataset's), or the model family's default; each flag's help
-lists them. `experiment_config(values)` builds the config once; nothing else reads the flags.
+Flags left unset stay None in the intent: `train.resolve` fills them from the init checkpoint's
+input protocol and architecture, the `--schedule` recipe (`train/presets.py`; by default the
+dataset's) and the model family's defaults; each flag's help lists the recipes' and families'
+values. `experiment_config(values)` builds the intent once; nothing else reads the flags.
 """
 
 import dataclasses
@@ -10,10 +11,10 @@ import dataclasses
 from absl import flags
 
 from data import datasets
-from flags import cli, data_flags, model_flags
-from models import registry
-from train import loading, presets
-from train.config import ClipConfig, DataConfig, ExperimentConfig, ModelConfig, RunConfig, ScheduleConfig
+from flags import data_flags, model_flags
+from train import presets
+from train.config import (ClipConfig, DataConfig, ExperimentConfig, ModelConfig, ProtocolConfig, RunConfig,
+                          ScheduleConfig)
 
 _CLIP_HELP = dict(num_frames="Frames per training clip.", frame_stride="Step between the frames of a clip.",
                   crop_size="Crop size in pixels.",
@@ -32,7 +33,7 @@ _SCHEDULE_HELP = dict(
     checkpoint_every="Steps between checkpoints.",
     eval_every="Steps between validations (a multiple of --checkpoint_every).")
 _ENUMS = dict(optimizer=["sgd", "adam"], lr_schedule=["step", "cosine", "constant"])
-_LOWER = dict(num_frames=1, frame_stride=1, crop_size=32, batch_size=1, learning_rate=0, reference_batch_size=1,
+_LOWER = dict(num_frames=1, crop_size=32, batch_size=1, learning_rate=0, reference_batch_size=1,
               decay_rate=0, warmup_steps=0, train_steps=1, momentum=0, weight_decay=0, label_smoothing=0,
               checkpoint_every=1, eval_every=1)
 
@@ -89,10 +90,12 @@ def define(values):
         _define_recipe_field(values, "schedule", field, text)
     flags.DEFINE_string("model_dir", None, "Run directory [default: runs/<model>_<dataset>].", flag_values=values)
     flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=values)
-    flags.DEFINE_string("init_checkpoint", None, "Start from these weights: a .weights.h5, a train.main run folder or "
-                        "an exported SavedModel (a different class count replaces the classifier). When it records "
-                        "the same model, its architecture options (width, padding, batch-norm form, ...) apply to "
-                        "those not given here.", flag_values=values)
+    flags.DEFINE_string("init_checkpoint", None, "Start from these weights: a .weights.h5 or .keras file (the "
+                        "converters' outputs, a run's best.weights.h5 or model.keras), a train.main run folder or an "
+                        "exported SavedModel (a different class count replaces the classifier). Its input protocol "
+                        "(normalisation, resize, crop, frame rate, clip length) applies to the flags not given here, "
+                        "and, when it records the same model, its architecture options (width, padding, batch-norm "
+                        "form, ...).", flag_values=values)
     flags.DEFINE_string("freeze_until", None, "Freeze the layers up to and including this end point (e.g. Mixed_4f, "
                         "conv4_2).", flag_values=values)
     flags.DEFINE_enum("mixed_precision", "none", ["none", "bfloat16", "float16"], "Compute dtype policy.",
@@ -107,7 +110,17 @@ def define(values):
                       flag_values=values)
     flags.DEFINE_integer("logical_cpus", None, "Split the CPU into this many logical devices (to test distribution "
                          "without GPUs).", lower_bound=1, flag_values=values)
-    flags.DEFINE_bool("print_config", False, "Print the config that would run, as JSON, and exit.", flag_values=values)
+    flags.DEFINE_list("input_mean", None, "Input normalisation (x / 255 - mean) / std: the mean, one value or one per "
+                      "channel [default: the init checkpoint's, else 0.5 (inputs in [-1, 1])].", flag_values=values)
+    flags.DEFINE_list("input_std", None, "Input normalisation: the std [default: the init checkpoint's, else 0.5].",
+                      flag_values=values)
+    flags.DEFINE_integer("short_side", None, "Resize frames to this short side before cropping [default: the init "
+                         "checkpoint's resize, else the stored frames as they are].", lower_bound=1,
+                         flag_values=values)
+    flags.DEFINE_list("resize_to", None, "Or resize frames to exactly height,width before cropping (torchvision's "
+                      "video weights: 128,171).", flag_values=values)
+    flags.DEFINE_bool("print_config", False, "Print the intent and, where the data is prepared, the resolved config "
+                      "that would run, as JSON, and exit.", flag_values=values)
 
 
 def _given(values, config_class):
@@ -119,38 +132,22 @@ def _given(values, config_class):
     return out
 
 
-def _architecture_of(init_checkpoint, model):
-    """The architecture options (`registry.Option.architecture`) an init checkpoint records for
-    `model`: fine-tuning from it means fine-tuning that network. Empty for another model or a
-    source that records none."""
-    recorded = loading.read_config(init_checkpoint) if init_checkpoint else None
-    if recorded is None or recorded.model.name != model:
-        return {}
-    family = registry.family_of(model)
-    return {k: v for k, v in recorded.model.options.items() if k in family.options and family.options[k].architecture
-            and k != "input_channels"}
+def _numbers(values, name, kind=float):
+    value = values[name].value
+    return None if value is None else tuple(kind(v) for v in value)
 
 
 def experiment_config(values):
-    """The `ExperimentConfig` of the parsed trainer flags: given values over the recipe's over
-    the family's defaults. Raises ValueError for an option the model does not have."""
-    spec = datasets.get(values.dataset)
-    recipe = presets.RECIPES[values.schedule or spec.recipe]
-    family = registry.family_of(values.model)
-    options = {k: v for k, v in recipe.model_options.items() if k in family.options}
-    options.update(_architecture_of(values.init_checkpoint, values.model))
-    options.update(model_flags.given_options(values))
-    try:
-        registry.resolve_options(values.model, options)  # checks the names and choices now
-    except ValueError as error:
-        raise cli.UsageError(str(error)) from None
-    clip = dataclasses.replace(recipe.clip, **_given(values, ClipConfig))
-    schedule = dataclasses.replace(recipe.schedule, **_given(values, ScheduleConfig))
+    """The `ExperimentConfig` of the parsed trainer flags: the values given, the recipe named."""
+    protocol = ProtocolConfig(mean=_numbers(values, "input_mean"), std=_numbers(values, "input_std"),
+                              short_side=values.short_side, resize_to=_numbers(values, "resize_to", int))
     data = DataConfig(dataset=values.dataset, data_dir=values.data_dir, flow_data_dir=values.flow_data_dir,
-                      train_split=values.train_split,
-                      validation_split=values.validation_split, split_index=values.split_index)
+                      train_split=values.train_split, validation_split=values.validation_split,
+                      split_index=values.split_index)
     run = RunConfig(model_dir=values.model_dir, seed=values.seed, init_checkpoint=values.init_checkpoint,
                     freeze_until=values.freeze_until, mixed_precision=values.mixed_precision,
                     jit_compile=values.jit_compile, run_eagerly=values.run_eagerly, strategy=values.strategy,
                     logical_cpus=values.logical_cpus, export=values.export)
-    return ExperimentConfig(ModelConfig(name=values.model, options=options), data, clip, schedule, run)
+    return ExperimentConfig(ModelConfig(name=values.model, options=model_flags.given_options(values)), data,
+                            ClipConfig(**_given(values, ClipConfig)), protocol,
+                            ScheduleConfig(recipe=values.schedule, **_given(values, ScheduleConfig)), run)

@@ -443,5 +443,5 @@ FAMILY = registry.Family(
         "imagenet_resnet": registry.Option(bool, "Start the RPN's ResNet-50 from ImageNet weights (downloaded).",
                                            architecture=False),
     },
-    builder=build_detector, classifier=("class_logits", "box_deltas"), min_size=inception.MIN_SIZE, head="detection",
+    builder=build_detector, classifier=("class_logits", "box_deltas"), min_size=inception.MIN_SIZE, tasks=("detection",),
     feature_end_points=lambda member: ())

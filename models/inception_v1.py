@@ -14,8 +14,7 @@ import re
 import keras
 from keras import ops
 
-import models
-from models import checkpoints
+from models import checkpoints, registry
 from models.layers import PACKAGE
 
 SCOPE = "InceptionV1/"
@@ -51,7 +50,7 @@ def build_inception_v1(num_classes=IMAGENET_CLASSES, depth_multiplier=1.0, dropo
 
     Returns `(image_model, backbone)`: `backbone` is the `i2d` clip model inside, whose variables
     `slim_name` maps to slim's names."""
-    backbone = models.build("i2d", num_classes=num_classes, depth_multiplier=depth_multiplier,
+    backbone = registry.build("i2d", num_classes=num_classes, depth_multiplier=depth_multiplier,
                             dropout_rate=dropout_rate, input_channels=input_channels)
     image_model = keras.Sequential([keras.Input((None, None, input_channels)), FrameAsClip(name="frame_as_clip"),
                                     backbone], name="inception_v1")

@@ -521,36 +521,43 @@ class InceptionLogits(keras.layers.Layer):
                 "dropout_rate": self.dropout_rate, "pool_size": self.pool_size}
 
 
-def predictions(head, outputs):
+def predictions(head, outputs, activation="softmax"):
     """The prediction (logits `[batch, classes]`) of a model's outputs, by the family's `head`
     (`models.registry.Family`): the logits themselves; the last time step of per-step logits
-    `[batch, T, classes]`; or, for per-stream logits `[batch, streams, classes]`, the log of the
-    streams' mean softmax scores (whose softmax is that mean)."""
+    `[batch, T, classes]`; or, for per-stream logits `[batch, streams, classes]`, the logits of
+    the streams' mean scores under `activation` ("softmax": the log of the mean softmax, whose
+    softmax is that mean; "sigmoid", for multi-label models: the logit of the mean sigmoid)."""
     if head == "logits":
         return outputs
     if head == "last_step":
         return outputs[:, -1]
     if head == "stream_average":
-        return ops.log(ops.mean(ops.softmax(ops.cast(outputs, "float32"), axis=-1), axis=1))
+        outputs = ops.cast(outputs, "float32")
+        if activation == "sigmoid":
+            mean = ops.clip(ops.mean(ops.sigmoid(outputs), axis=1), 1e-7, 1 - 1e-7)
+            return ops.log(mean) - ops.log(1 - mean)
+        return ops.log(ops.mean(ops.softmax(outputs, axis=-1), axis=1))
     raise ValueError(f"head must be logits, last_step or stream_average, got {head!r}")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class Predictions(keras.layers.Layer):
-    """`predictions(head, outputs)` as a layer: `[batch, (K,) classes]` -> float32 `[batch, classes]`."""
+    """`predictions(head, outputs, activation)` as a layer: `[batch, (K,) classes]` -> float32
+    `[batch, classes]`."""
 
-    def __init__(self, head="logits", **kwargs):
+    def __init__(self, head="logits", activation="softmax", **kwargs):
         super().__init__(**kwargs)
         self.head = head
+        self.activation = activation
 
     def call(self, outputs):
-        return ops.cast(predictions(self.head, outputs), "float32")
+        return ops.cast(predictions(self.head, outputs, self.activation), "float32")
 
     def compute_output_shape(self, input_shape):
         return input_shape if self.head == "logits" else (input_shape[0], input_shape[-1])
 
     def get_config(self):
-        return {**super().get_config(), "head": self.head}
+        return {**super().get_config(), "head": self.head, "activation": self.activation}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -35,12 +35,14 @@ class Family:
       fixed_input: `(frames, height, width)` where the weights depend on the clip size (the
         default size; None where that axis is free); None when the model takes any clip.
       min_size: smallest frame height and width in pixels.
-      head: what the model outputs: "logits" `[batch, classes]`; "last_step" `[batch, T,
+      head: what a classifier outputs: "logits" `[batch, classes]`; "last_step" `[batch, T,
         classes]`, a classifier at every time step (the prediction is the last step's);
         "stream_average" `[batch, streams, classes]`, one classifier per stream (the prediction
-        averages their softmax scores). Training applies the cross-entropy to every step or stream.
-        "detection": a detector (`models.detector`) with dict inputs and outputs; the
-        classification commands (train, evaluate, serve) do not apply to it.
+        averages their scores). Training applies the objective to every step or stream.
+      tasks: the tasks (`train.tasks`) the family's models can be trained for: "classification"
+        and "multi_label" (one or several labels a video) for classifiers of one stream,
+        "rgb_flow" for classifiers of RGB + flow clips, "detection" for the detectors
+        (`models.detector`: dict inputs and outputs).
       streams: "rgb" (or flow: 2 channels instead of 3), or "rgb+flow": clips of 5 channels,
         RGB then the x and y flow of a flow dataset of the same videos.
       from_2d: "module:function" that initialises a member from a 2D Inception-v1 (ImageNet, TF-slim
@@ -57,6 +59,7 @@ class Family:
     fixed_input: tuple = None
     min_size: int = 1
     head: str = "logits"
+    tasks: tuple = ("classification", "multi_label")
     streams: str = "rgb"
     from_2d: str = None
     feature_end_points: callable = None
@@ -114,24 +117,32 @@ def family_of(name):
     raise ValueError(f"model: unknown model {name!r}; available: {', '.join(available())}")
 
 
-def resolve_options(name, explicit=None, recipe=None):
-    """Every option of model `name`: its family's default, overridden by the `recipe`'s values
-    for the options the family has (others do not apply to it), overridden by `explicit`
-    values, which must all be options of the family (ValueError otherwise)."""
+def check_options(name, options):
+    """Raises ValueError unless every one of `options` is an option of model `name`'s family, of
+    its kind and among its choices (None values: not given, always accepted)."""
     family = family_of(name)
-    explicit = {k: v for k, v in (explicit or {}).items() if v is not None}
-    unknown = sorted(set(explicit) - set(family.options))
-    if unknown:
-        raise ValueError(f"{unknown[0]}: not an option of model {name!r} ({family.title}); its options: "
-                         f"{', '.join(sorted(family.options))}")
-    options = family.defaults(name)
-    options.update({k: v for k, v in (recipe or {}).items() if k in family.options})
-    options.update(explicit)
     for key, value in options.items():
+        if key not in family.options:
+            raise ValueError(f"{key}: not an option of model {name!r} ({family.title}); its options: "
+                             f"{', '.join(sorted(family.options))}")
         option = family.options[key]
-        if option.choices and value is not None and value not in option.choices:
+        if value is None:
+            continue
+        kinds = (int, float) if option.kind is float else (option.kind,)
+        if option.kind is tuple:
+            kinds = (tuple, list)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and option.kind is not bool):
+            raise ValueError(f"{key} must be a {option.kind.__name__}, got {value!r}")
+        if option.choices and value not in option.choices:
             raise ValueError(f"{key} must be one of {', '.join(map(str, option.choices))}, got {value!r}")
-    return options
+
+
+def resolve_options(name, given=None):
+    """Every option of model `name`: its family's default, overridden by the `given` values (None:
+    not given), which are checked (`check_options`)."""
+    given = {key: value for key, value in (given or {}).items() if value is not None}
+    check_options(name, given)
+    return {**family_of(name).defaults(name), **given}
 
 
 def build(name, num_classes=400, input_shape=None, **options):

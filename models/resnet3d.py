@@ -185,15 +185,18 @@ def _stem(spec, units, inputs, depth_multiplier):
 def build_resnet3d(name, num_classes=400, input_shape=(None, None, None), block=None, conv3x3x3=None, groups=None,
                    group_pointwise=None, mid_channels="per_conv", depth_multiplier=1.0, dropout_rate=0.0,
                    batch_norm_momentum=BATCH_NORM_MOMENTUM, batch_norm_epsilon=layers.BATCH_NORM_EPSILON,
-                   padding="same", input_channels=3):
+                   padding="same", input_channels=3, head_pool=None):
     """Builds `name` (a key of `MODELS`), with the CSN ablation overrides `block` (simple or
     bottleneck), `conv3x3x3` (`CONV_KINDS`), `groups` and `group_pointwise`; `mid_channels`: how
     R(2+1)D's M is computed (`MID_CHANNELS`); `depth_multiplier` scales every width
-    (`scaled_width`); `padding` "same" (TensorFlow's) or "symmetric" (PyTorch's).
+    (`scaled_width`); `padding` "same" (TensorFlow's) or "symmetric" (PyTorch's); `head_pool`:
+    (t, h, w) average-pooling window (stride 1) before the global average, as PyTorchVideo's
+    ResNet heads pool (their logits are the mean over the windows' logits, which the classifier's
+    linearity makes this; it equals the global average where the window covers the feature map).
 
     The model maps `[batch, T, H, W, input_channels]` in [-1, 1] to float32 logits
     `[batch, num_classes]` (global average pool, dropout, fully connected). Its layers are named
-    `stem`, `conv2_1` ... `conv5_k` (stage_block), `pool` and `logits`.
+    `stem`, `conv2_1` ... `conv5_k` (stage_block), (`head_pool`), `pool` and `logits`.
     """
     if name not in MODELS:
         raise ValueError(f"model: unknown ResNet3D {name!r}; choose one of {', '.join(MODELS)}")
@@ -219,6 +222,8 @@ def build_resnet3d(name, num_classes=400, input_shape=(None, None, None), block=
                                         name=f"{stage_name}_{index + 1}", **dataclasses.asdict(units))
             x = block_layer(x)
             channels = block_layer.out_channels
+    if head_pool is not None:
+        x = keras.layers.AveragePooling3D(tuple(int(v) for v in head_pool), strides=1, name="head_pool")(x)
     x = keras.layers.GlobalAveragePooling3D(name="pool")(x)
     x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
     logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(x)
@@ -228,7 +233,7 @@ def build_resnet3d(name, num_classes=400, input_shape=(None, None, None), block=
 def _member_defaults(spec):
     return dict(block=spec.block, conv3x3x3=spec.conv3x3x3, groups=spec.groups, group_pointwise=spec.group_pointwise,
                 mid_channels="per_conv", depth_multiplier=1.0, dropout_rate=0.0, batch_norm_momentum=BATCH_NORM_MOMENTUM,
-                batch_norm_epsilon=layers.BATCH_NORM_EPSILON, padding="same", input_channels=3)
+                batch_norm_epsilon=layers.BATCH_NORM_EPSILON, padding="same", input_channels=3, head_pool=None)
 
 
 FAMILY = registry.Family(
@@ -249,6 +254,8 @@ FAMILY = registry.Family(
         "padding": registry.Option(str, "same: TensorFlow's; symmetric: PyTorch's (k - 1) // 2 on both sides.",
                                    layers.PADDINGS),
         "input_channels": registry.Option(int, "3 for RGB, 2 for optical flow."),
+        "head_pool": registry.Option(tuple, "t,h,w window averaged (stride 1) before the global average (PyTorchVideo's "
+                                            "heads: 4,7,7); none: the global average alone.", architecture=False),
     },
     builder=build_resnet3d, classifier=("logits",),
     feature_end_points=lambda member: tuple(f"{stage}_{count}" for stage, count in zip(STAGES[1:], MODELS[member].blocks[1:])))

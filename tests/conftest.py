@@ -84,7 +84,7 @@ def tiny_config(model, data_dir, model_dir, dataset="synthetic", options=None, *
     family = models.family_of(model)
     recipe = presets.RECIPES["demo"]
     options = {**({"depth_multiplier": 0.25} if "depth_multiplier" in family.options else {}),
-               **{k: v for k, v in recipe.model_options.items() if k in family.options}, **(options or {})}
+               **recipe.options_for(model), **(options or {})}
     schedule_fields = {f for f in ScheduleConfig.__dataclass_fields__}
     schedule = {"batch_size": 2, "reference_batch_size": 2, "train_steps": 4, "checkpoint_every": 2, "eval_every": 2,
                 **{k: v for k, v in run.items() if k in schedule_fields}}

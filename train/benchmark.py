@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 import models  # noqa: E402
 from flags import cli, model_flags  # noqa: E402
-from train import objectives  # noqa: E402
+from train.tasks import classification  # noqa: E402
 
 PROGRAM = "train.benchmark"
 
@@ -76,7 +76,7 @@ def run(model_name, options, num_classes=400, batch_size=6, num_frames=None, cro
     frames, size = frames or num_frames or 64, size or crop_size or 224
     model = models.build(model_name, num_classes=num_classes,
                          input_shape=family.input_shape(frames, size) if family.fixed_input else None, **options)
-    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss=objectives.CrossEntropy(family.head),
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss=classification.CrossEntropy(family.head),
                   jit_compile=jit_compile if keras.backend.backend() == "tensorflow" else "auto")
     rng = np.random.default_rng(0)
     channels = models.registry.resolve_options(model_name, options)["input_channels"]

@@ -69,7 +69,7 @@ class RunState(keras.callbacks.Callback):
 
 class BestWeights(keras.callbacks.Callback):
     """Keeps the weights of `network` (the bare model) with the best `monitor` figure so far (the
-    classifiers' `val_top1`; higher is better) in `best.weights.h5`, atomically and with the run's
+    task's, e.g. `val_top1`; higher is better) in `best.weights.h5`, atomically and with the run's
     config, the step and the value; a resumed run continues from the best value on disk."""
 
     def __init__(self, model_dir, network, config, monitor="val_top1"):
@@ -92,21 +92,18 @@ class BestWeights(keras.callbacks.Callback):
                               **{self.monitor: self.best})
 
 
-# What a validation line shows, of what is logged (classifiers: top-1/top-5; detectors: RoI accuracy).
-VALIDATION_LINE = {"val_top1": "top-1", "val_top5": "top-5", "val_class_logits_roi_accuracy": "RoI accuracy",
-                   "val_loss": "loss"}
-
-
 class Progress(keras.callbacks.Callback):
     """A progress bar over the whole run (step, loss, clips/s, ETA) on stderr, started after the
     first step so the ETA leaves out tracing; adds `clips_per_second` (global) to each epoch's
-    logs (put it before TensorBoard to log it) and prints each validation result as it comes."""
+    logs (put it before TensorBoard to log it) and prints each validation result as it comes:
+    `figures` maps the logged keys to show to their labels (the task's, e.g. val_top1: top-1)."""
 
-    def __init__(self, global_batch_size, train_steps, show_bar=True):
+    def __init__(self, global_batch_size, train_steps, show_bar=True, figures=None):
         super().__init__()
         self.global_batch_size = global_batch_size
         self.train_steps = train_steps
         self.show_bar = show_bar
+        self.figures = figures or {"val_loss": "loss"}
         self._bar = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -130,7 +127,7 @@ class Progress(keras.callbacks.Callback):
         logs["clips_per_second"] = self._batches * self.global_batch_size / (time.perf_counter() - self._start)
         if "val_loss" in logs:
             line = f"step {_step(self.model)}: validation " + ", ".join(
-                f"{name} {float(logs[key]):.4f}" for key, name in VALIDATION_LINE.items() if key in logs)
+                f"{name} {float(logs[key]):.4f}" for key, name in self.figures.items() if key in logs)
             (self._bar.write if self._bar is not None else print)(line)
 
     def on_train_end(self, logs=None):

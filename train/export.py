@@ -2,8 +2,12 @@ r"""Exports a trained model as a SavedModel that takes raw frames, and as a `.ke
 
   python -m train.export --model_dir=runs/s3dg_synthetic [--checkpoint=best|latest|PATH.weights.h5]
   python -m train.export --weights=checkpoints/s3d_k400.weights.h5 --export_dir=exports/s3d_k400
+  python -m train.export --weights=checkpoints/r3d_18_k400.keras --export_dir=exports/r3d_18_k400
 
-See `train/serving.py` for the serving signature. Prints one JSON object with `export_dir`.
+Any model source but a SavedModel loads (a run folder, a `.weights.h5` or `.keras` file); the
+SavedModel's signature is its task's (`train/serving.py`) and applies the weights' input protocol
+(resize, crop, normalisation), with `config.json` beside it. Prints one JSON object with
+`export_dir`.
 """
 
 import os
@@ -14,7 +18,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags  # noqa: E402
 
 from flags import cli  # noqa: E402
-from data import files  # noqa: E402
 from train import loading, runs, serving  # noqa: E402
 
 PROGRAM = "train.export"
@@ -22,8 +25,8 @@ PROGRAM = "train.export"
 
 def define(values):
     flags.DEFINE_string("model_dir", None, "A train.main run directory.", flag_values=values)
-    flags.DEFINE_string("weights", None, "Or a self-describing .weights.h5 (train.main's best.weights.h5, the "
-                        "converters' outputs).", flag_values=values)
+    flags.DEFINE_string("weights", None, "Or a self-describing .weights.h5 or .keras file (a run's best.weights.h5 "
+                        "or model.keras, the converters' outputs).", flag_values=values)
     flags.DEFINE_string("checkpoint", "best", "With --model_dir: best, latest, or a .weights.h5 path.",
                         flag_values=values)
     flags.DEFINE_string("export_dir", None, "Where to write [default: MODEL_DIR/export].", flag_values=values)
@@ -41,8 +44,7 @@ def export(source, checkpoint="best", export_dir=None):
     serving.export(loaded.model, loaded.config, export_dir)
     keras_path = pathlib.Path(export_dir).with_suffix(".keras") if loaded.kind != "run" else \
         pathlib.Path(source) / runs.KERAS
-    with files.atomic(keras_path) as temporary:
-        loaded.model.save(str(temporary))
+    runs.save_keras(loaded.model, keras_path, loaded.config)
     return {"export_dir": str(export_dir), "keras": str(keras_path), "checkpoint": loaded.weights_path,
             "step": loaded.step}
 

@@ -1,14 +1,16 @@
-"""One function that loads a trained model from any of its forms: a `train.main` run folder, an
-exported SavedModel, or a `.weights.h5` file (self-describing when written by this project; else
-with the model, its options and the class names given).
+"""One function that loads a model from any artifact this project writes: a `train.main` run folder,
+an exported SavedModel, a `.weights.h5` file or a `.keras` file (self-describing when written here:
+a run's `best.weights.h5` and `model.keras`, the converters' outputs; otherwise with the model, its
+options and the class names given).
 
-`load(...)` returns a `LoadedModel`: its `ExperimentConfig` (model, class names, preprocessing),
-`serve(frames)` (the serving signature's outputs for raw uint8 frames), `logits(clips)` for clips
-already cut to the model's input (`outputs(clips)`: before the family's head combines steps or
-streams), and `variables()` by path for initialising another model.
+`load(...)` returns a `LoadedModel`: its `ResolvedConfig` (task, model, class names, the input
+protocol of its weights), its task (`train.tasks`), `serve(frames)` (the serving signature's
+outputs for frames at the protocol's rate), and `variables()` by path for initialising another
+model. `recorded(source)` reads what a source records without loading it.
 """
 
 import dataclasses
+import json
 import pathlib
 import tempfile
 import warnings
@@ -18,8 +20,14 @@ import keras
 import tensorflow as tf
 
 import models
-from train import detection, runs, serving
-from train.config import ClipConfig, ConfigError, DataConfig, ExperimentConfig, ModelConfig
+from data.protocol import InputProtocol, ProtocolError
+from train import runs, serving, tasks
+from train.config import ConfigError, DataSpec, ModelSpec, ResolvedConfig
+
+# The input protocol assumed for weights that record none (a bare `model.save_weights` file): the
+# [-1, 1] 224-pixel centre crop of frames resized to short side 256 at 25 fps of DeepMind's and
+# TF-slim's models, unless --short_side / --crop_size say otherwise.
+BARE_WEIGHTS_PROTOCOL = dict(short_side=256, crop_size=224, fps=25.0)
 
 
 class ModelSourceError(ValueError):
@@ -28,55 +36,43 @@ class ModelSourceError(ValueError):
 
 @dataclasses.dataclass
 class LoadedModel:
-    """A loaded model. `kind`: "run", "saved_model" or "weights"; `model`: the Keras model (None
-    for a SavedModel); `step`: the training step of the weights, where known."""
+    """A loaded model. `kind`: "run", "saved_model", "weights" or "keras"; `model`: the Keras model
+    (None for a SavedModel); `step`: the training step of the weights, where known."""
     kind: str
     path: str
-    config: ExperimentConfig
+    config: ResolvedConfig
     model: keras.Model = None
     step: int = None
     weights_path: str = None
     saved_model: object = None
-    _signature: object = None
-    _inference: object = None
-    _outputs: object = None
+    _cache: dict = dataclasses.field(default_factory=dict)
 
     @property
     def class_names(self):
-        return list(self.config.data.class_names)
+        return self.config.class_names
 
     @property
-    def preprocessing(self):
-        return serving.Preprocessing.of(self.config)
+    def protocol(self):
+        return self.config.protocol
 
-    def serve(self, frames):
-        """The serving outputs (logits, probabilities, top-5) of uint8 frames `[batch, T, H, W, C]`."""
-        if self._signature is None:
-            self._signature = serving.serving_function(self.model, self.class_names, self.preprocessing,
-                                                       serving.head_of(self.config))
-        return self._signature(frames=tf.convert_to_tensor(frames, tf.uint8))
+    @property
+    def task(self):
+        return tasks.get(self.config.task)
 
-    def logits(self, clips):
-        """float32 logits `[N, classes]` of uint8 clips `[N, T, crop, crop, C]` cut as the model takes
-        them (a SavedModel applies its own preprocessing to them)."""
+    def cached(self, key, make):
+        """`make()` once per key (traced functions, inference models)."""
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def serve(self, *inputs):
+        """The serving signature's outputs (the task's `serving_function`) for its inputs, e.g.
+        uint8 frames `[batch, T, H, W, C]` at the protocol's frame rate."""
+        signature = self.cached("serve", lambda: self.saved_model.signatures["serving_default"] if self.model is None
+                                else self.task.serving_function(self.model, self.config))
         if self.model is None:
-            return self.serve(clips)["logits"]
-        if self._inference is None:
-            network = serving.inference_model(self.model, self.config.model.mean, self.config.model.std,
-                                              serving.head_of(self.config))
-            self._inference = tf.function(lambda x: tf.cast(network(x, training=False), tf.float32))
-        return self._inference(tf.convert_to_tensor(clips, tf.uint8))
-
-    def outputs(self, clips):
-        """float32 outputs of the model itself for uint8 clips `[N, T, crop, crop, C]`: the logits,
-        or per step / per stream (`[N, K, classes]`) where the family's head combines several
-        (`models.registry.Family.head`). Keras models only (a SavedModel serves the prediction)."""
-        if self.model is None:
-            raise ModelSourceError(f"{self.path}: a SavedModel serves its prediction only; give the run folder")
-        if self._outputs is None:
-            network = serving.inference_model(self.model, self.config.model.mean, self.config.model.std)
-            self._outputs = tf.function(lambda x: tf.cast(network(x, training=False), tf.float32))
-        return self._outputs(tf.convert_to_tensor(clips, tf.uint8))
+            return signature(frames=tf.convert_to_tensor(inputs[0], tf.uint8))
+        return signature(tf.convert_to_tensor(inputs[0], tf.uint8), *inputs[1:])
 
     def variables(self):
         """`{variable path: numpy value}` of every weight."""
@@ -88,19 +84,17 @@ class LoadedModel:
 
 def _build(config):
     try:
-        return models.build(config.model.name, num_classes=config.model.num_classes,
-                            input_shape=config.model.input_shape, **config.model.options)
+        return config.model.build()
     except ValueError as error:
         raise ModelSourceError(f"cannot build {config.model.name!r}: {error}") from None
 
 
-def _load_weights(network, path, trainer_state):
-    """Loads `path` into `network`; a trainer state (backup/latest) holds the inference wrapper
-    and the optimizer, whose slots are not needed here."""
+def _load_weights(network, path, config, trainer_state):
+    """Loads `path` into `network`; a trainer state (backup/latest) holds the task's trainer
+    model and the optimizer, whose slots are not needed here."""
     target = network
     if trainer_state:
-        target = (detection.trainer_model(network, (0.5,), (0.5,)) if detection.is_detector(network.name)
-                  else serving.inference_model(network))
+        target = tasks.get(config.task).trainer_model(network, config)
         target.compile(optimizer=keras.optimizers.SGD())
         target.optimizer.build(target.trainable_variables)
     try:
@@ -113,12 +107,16 @@ def _load_weights(network, path, trainer_state):
         raise ModelSourceError(f"{path}: does not fit {network.name}{classes} ({first})") from None
 
 
+def _read_config(path, reader):
+    try:
+        return reader(path)
+    except (ConfigError, runs.RunError) as error:
+        raise ModelSourceError(str(error)) from None
+
+
 def _run(model_dir, checkpoint):
     model_dir = pathlib.Path(model_dir)
-    try:
-        config = ExperimentConfig.load(model_dir / runs.CONFIG)
-    except ConfigError as error:
-        raise ModelSourceError(str(error)) from None
+    config = _read_config(model_dir / runs.CONFIG, ResolvedConfig.load)
     candidates = {"best": [model_dir / runs.BEST, model_dir / runs.LATEST], "latest": [model_dir / runs.LATEST]}
     paths = candidates.get(checkpoint, [pathlib.Path(checkpoint)])
     path = next((p for p in paths if p.exists()), None)
@@ -126,8 +124,8 @@ def _run(model_dir, checkpoint):
         raise ModelSourceError(f"{paths[0]}: checkpoint not found" + (
             " (the run has written none yet)" if checkpoint in candidates else ""))
     network = _build(config)
-    _, facts = runs.read_metadata(path)
-    _load_weights(network, path, trainer_state=facts["trainer_state"])
+    _, facts = _read_config(path, runs.read_metadata)
+    _load_weights(network, path, config, trainer_state=facts["trainer_state"])
     return LoadedModel("run", str(model_dir), config, network, facts["step"], str(path))
 
 
@@ -136,17 +134,19 @@ def _saved_model(path):
     config_path = path / serving.CONFIG_FILE
     if not config_path.exists():
         raise ModelSourceError(f"{path}: a SavedModel without {serving.CONFIG_FILE}: not exported by this project")
+    config = _read_config(config_path, ResolvedConfig.load)
+    if json.loads(config_path.read_text()).get("format") == 2 and config.clip.frame_stride > 1:
+        # Exported by the first two waves: its signature takes 25 fps frames and strides them.
+        config = dataclasses.replace(config, protocol=config.protocol.replace(
+            fps=config.protocol.fps * config.clip.frame_stride,
+            num_frames=(config.clip.num_frames - 1) * config.clip.frame_stride + 1))
     try:
-        config = ExperimentConfig.load(config_path)
         loaded = tf.saved_model.load(str(path))
-    except ConfigError as error:
-        raise ModelSourceError(str(error)) from None
     except (OSError, ValueError, tf.errors.OpError) as error:
         raise ModelSourceError(f"{path}: not a readable SavedModel ({str(error).splitlines()[0][:200]})") from None
     if "serving_default" not in loaded.signatures:
         raise ModelSourceError(f"{path}: the SavedModel has no serving_default signature")
-    return LoadedModel("saved_model", str(path), config, saved_model=loaded,
-                       _signature=loaded.signatures["serving_default"])
+    return LoadedModel("saved_model", str(path), config, saved_model=loaded)
 
 
 def weights_file_classes(path, name, options, input_shape=None):
@@ -173,8 +173,28 @@ def weights_file_classes(path, name, options, input_shape=None):
     return widths.pop()
 
 
-def _weights(path, model_name, options, class_names, short_side, crop_size, num_frames):
-    stored, facts = runs.read_metadata(path)
+def described(model_name, options, num_classes, class_names, protocol=None, input_shape=None):
+    """The `ResolvedConfig` of weights that record none: model `model_name` with `options`, its
+    classes (named `class_N` where `class_names` is None) and input protocol (`BARE_WEIGHTS_PROTOCOL`
+    where None)."""
+    family = models.family_of(model_name)
+    if class_names is None:
+        class_names = [f"class_{i}" for i in range(num_classes)]
+    if len(class_names) != num_classes:
+        raise ModelSourceError(f"the model has {num_classes} classes but the label map names {len(class_names)}")
+    options = models.registry.resolve_options(model_name, options)
+    channels = options.get("input_channels", 3)
+    try:
+        protocol = protocol or InputProtocol(**BARE_WEIGHTS_PROTOCOL, channels=channels,
+                                             num_frames=input_shape[0] if input_shape else None)
+    except ProtocolError as error:
+        raise ModelSourceError(str(error)) from None
+    return ResolvedConfig(task=family.tasks[0], model=ModelSpec(model_name, options, num_classes, input_shape),
+                          data=DataSpec(class_names=tuple(class_names)), protocol=protocol)
+
+
+def _weights(path, model_name, options, class_names, protocol):
+    stored, facts = _read_config(path, runs.read_metadata)
     if stored is not None and model_name and stored.model.name != model_name:
         raise ModelSourceError(f"{path}: holds the weights of {stored.model.name}, not {model_name}")
     if stored is not None:
@@ -184,44 +204,59 @@ def _weights(path, model_name, options, class_names, short_side, crop_size, num_
             raise ModelSourceError(f"{path}: a weights file without this project's metadata; give the model "
                                    "(--model) and the class names (--label_map)")
         family = models.family_of(model_name)
-        input_shape = family.input_shape(num_frames, crop_size) if family.fixed_input else None
+        input_shape = (family.input_shape(protocol.num_frames, protocol.crop_size) if family.fixed_input
+                       else None)
         num_classes = weights_file_classes(path, model_name, options or {}, input_shape)
-        if class_names is None:
-            class_names = [f"class_{i}" for i in range(num_classes)]
-        if len(class_names) != num_classes:
-            raise ModelSourceError(f"{path}: has {num_classes} classes but the label map names {len(class_names)}")
-        config = ExperimentConfig(
-            model=ModelConfig(model_name, models.registry.resolve_options(model_name, options), num_classes,
-                              input_shape),
-            data=DataConfig(dataset=None, class_names=tuple(class_names), short_side=short_side),
-            clip=ClipConfig(num_frames=input_shape[0] if input_shape else 64, crop_size=crop_size, frame_stride=1))
-    if class_names is not None and stored is not None and list(class_names) != list(config.data.class_names):
+        config = described(model_name, options or {}, num_classes, class_names,
+                           protocol.replace(num_frames=input_shape[0] if input_shape else None), input_shape)
+    if class_names is not None and stored is not None and list(class_names) != config.class_names:
         raise ModelSourceError(f"{path}: its classes are not those of the label map given")
     network = _build(config)
-    _load_weights(network, path, trainer_state=facts["trainer_state"])
+    _load_weights(network, path, config, trainer_state=facts["trainer_state"])
     return LoadedModel("weights", str(path), config, network, facts["step"], str(path))
 
 
-def read_config(source):
-    """The `ExperimentConfig` recorded with a model source (a run folder's or SavedModel's
-    `config.json`, a self-describing weights file's metadata), without loading the model; None
-    when the source records none."""
+def _keras(path, class_names):
+    config = _read_config(path, runs.read_keras_config)
+    try:
+        network = keras.saving.load_model(str(path), compile=False)
+    except (ValueError, OSError, TypeError, KeyError) as error:
+        raise ModelSourceError(f"{path}: not a readable .keras model ({str(error).splitlines()[0][:200]})") from None
+    if config is None:
+        try:
+            models.family_of(network.name)
+        except ValueError:
+            raise ModelSourceError(f"{path}: holds {network.name!r}, not a model of this project") from None
+        input_shape = tuple(network.input_shape[1:4]) if models.family_of(network.name).fixed_input else None
+        config = described(network.name, {}, network.output_shape[-1], class_names, input_shape=input_shape)
+    elif class_names is not None and list(class_names) != config.class_names:
+        raise ModelSourceError(f"{path}: its classes are not those of the label map given")
+    return LoadedModel("keras", str(path), config, network, weights_path=str(path))
+
+
+def recorded(source):
+    """The `ResolvedConfig` a model source records (a run folder's or SavedModel's `config.json`,
+    a self-describing weights or `.keras` file), without loading the model; None when it records
+    none."""
     path = pathlib.Path(source)
     for candidate in (path / runs.CONFIG, path / serving.CONFIG_FILE):
         if path.is_dir() and candidate.exists():
-            return ExperimentConfig.load(candidate)
+            return _read_config(candidate, ResolvedConfig.load)
     if path.is_file() and path.name.endswith(".weights.h5"):
-        return runs.read_metadata(path)[0]
+        return _read_config(path, runs.read_metadata)[0]
+    if path.is_file() and path.suffix == ".keras":
+        return _read_config(path, runs.read_keras_config)
     return None
 
 
 def load(source, checkpoint="best", model=None, options=None, class_names=None, short_side=None, crop_size=None,
          num_frames=None):
     """Loads a model from `source`: a run folder (`checkpoint`: best, latest or a weights path), a
-    SavedModel folder, or a `.weights.h5` file. For a weights file without metadata, `model` and
-    `options` name what to build, `class_names` label its classes and `short_side`, `crop_size`
-    (default 256, 224; and `num_frames` for fixed-length models) give its preprocessing; for a
-    run or a self-describing file, `short_side` and `crop_size` override the recorded ones."""
+    SavedModel folder, a `.weights.h5` or a `.keras` file. For weights that record nothing, `model`
+    and `options` name what to build and `class_names` label its classes (else `class_N`), and the
+    input protocol is `BARE_WEIGHTS_PROTOCOL` (`num_frames` for fixed-length models). `short_side`
+    and `crop_size`, given, override the recorded protocol (a mismatch asked for: the loaded
+    config records it)."""
     path = pathlib.Path(source)
     if not path.exists():
         raise ModelSourceError(f"{path}: no such file or folder")
@@ -230,14 +265,25 @@ def load(source, checkpoint="best", model=None, options=None, class_names=None, 
             raise ModelSourceError(f"{path}: a SavedModel resizes and crops as it was exported; its short side and "
                                    "crop size cannot be changed")
         return _saved_model(path)
+    bare = InputProtocol(**{**BARE_WEIGHTS_PROTOCOL, "short_side": short_side or BARE_WEIGHTS_PROTOCOL["short_side"],
+                            "crop_size": crop_size or BARE_WEIGHTS_PROTOCOL["crop_size"]}, num_frames=num_frames,
+                         channels=(options or {}).get("input_channels") or 3)
     if path.is_dir() and (path / runs.CONFIG).exists():
         loaded = _run(path, checkpoint)
     elif path.is_file() and path.name.endswith(".weights.h5"):
-        loaded = _weights(path, model, options, class_names, short_side or 256, crop_size or 224, num_frames)
+        loaded = _weights(path, model, options, class_names, bare)
+    elif path.is_file() and path.suffix == ".keras":
+        loaded = _keras(path, class_names)
     else:
-        raise ModelSourceError(f"{path}: not a train.main run folder, a SavedModel folder or a .weights.h5 file")
+        raise ModelSourceError(f"{path}: not a train.main run folder, a SavedModel folder, a .weights.h5 or a .keras "
+                               "file")
     if short_side or crop_size:
-        loaded.config = loaded.config.replace(data=dict(short_side=short_side or loaded.config.data.short_side),
-                                              clip=dict(crop_size=crop_size or loaded.config.clip.crop_size))
+        try:
+            protocol = loaded.protocol.replace(
+                short_side=short_side or loaded.protocol.short_side,
+                resize_to=None if short_side else loaded.protocol.resize_to,
+                crop_size=crop_size or loaded.protocol.crop_size)
+        except ProtocolError as error:
+            raise ModelSourceError(f"{path}: {error}") from None
+        loaded.config = dataclasses.replace(loaded.config, protocol=protocol)
     return loaded
-

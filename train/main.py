@@ -15,7 +15,8 @@ SavedModel (export/) and summary.json. A rerun with other model, data or clip se
 Training uses all visible GPUs (MirroredStrategy); with a TF_CONFIG naming several workers, the
 same command runs on each machine under MultiWorkerMirroredStrategy (train/loop.py); the chief
 writes MODEL_DIR, which every worker must be able to read. The last line of output is a JSON
-object with step, val_top1, val_top5 (a detector: val_roi_accuracy), val_loss and export_dir.
+object with step, task, the task's validation figures (val_top1 and val_top5; multi-label
+val_mAP; a detector val_roi_accuracy), val_loss and export_dir.
 
 Detectors (`--model=s3dg_detector`, i3d_detector, i2d_detector; models/detector.py) train on a
 detection dataset the same way:
@@ -30,25 +31,33 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import models  # noqa: E402
+from data import records  # noqa: E402
 from flags import cli, train_flags  # noqa: E402
-from train import trainer  # noqa: E402
+from train import resolve, tasks, trainer  # noqa: E402
+from train.config import ConfigError  # noqa: E402
 
 PROGRAM = "train.main"
 define = train_flags.define
 
 
+def print_config(intent):
+    """The intent and, where its data is prepared, the config it resolves to."""
+    try:
+        resolved, reason = resolve.resolve(intent, may_prepare=False, announce=lambda line: None).to_dict(), None
+    except (records.DatasetError, ConfigError) as error:
+        resolved, reason = None, str(error)
+    print(json.dumps({"intent": intent.to_dict(), "resolved": resolved, "unresolved_because": reason}, indent=1))
+
+
 def command(values):
-    config = train_flags.experiment_config(values)
-    if values.print_config:  # every option resolved; input_channels follows the data (2 for flow)
-        options = models.registry.resolve_options(config.model.name, config.model.options)
-        print(json.dumps(config.replace(model=dict(options=options)).to_dict(), indent=1))
-        return
-    summary = trainer.run(config)
-    figures = (f"validation RoI accuracy {summary['val_roi_accuracy']:.3f}" if "val_roi_accuracy" in summary else
-               f"validation top-1 {summary['val_top1']:.3f}, top-5 {summary['val_top5']:.3f}")
-    print(f"step {summary['step']}: {figures}" + (f"; SavedModel in {summary['export_dir']}" if summary["export_dir"]
-                                                  else ""))
+    intent = train_flags.experiment_config(values)
+    if values.print_config:
+        return print_config(intent)
+    summary = trainer.run(intent)
+    labels = {key: label for key, label in tasks.get(summary["task"]).figures.values() if key != "val_loss"}
+    figures = ", ".join(f"{label} {summary[key]:.3f}" for key, label in labels.items())
+    print(f"step {summary['step']}: validation {figures}" + (f"; SavedModel in {summary['export_dir']}"
+                                                             if summary["export_dir"] else ""))
     return summary
 
 

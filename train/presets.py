@@ -1,6 +1,10 @@
 """Named training recipes (`--schedule`) as config values: the clips, the schedule and the model
-options each paper prescribes. A recipe's model options apply only to families that have them;
-values given on the command line override the recipe.
+options each paper prescribes. A recipe's `model_options` must be options of the model trained
+with it (an error otherwise: a misspelt option is never dropped); its `where_available` options
+apply to the families that have them and are left out for the others (e.g. dropout, absent from
+C3D's options). Values given on the command line override the recipe, and an init checkpoint's
+input protocol and architecture override the recipe's clip and model options
+(`train.resolve`).
 
 Learning rates are given at each recipe's `reference_batch_size` (the global batch its paper used)
 and scaled linearly with the actual global batch (Goyal et al., "Accurate, Large Minibatch SGD"):
@@ -10,6 +14,7 @@ Step boundaries (`decay_steps`) are not rescaled.
 
 import dataclasses
 
+import models
 from train.config import ClipConfig, ScheduleConfig
 
 
@@ -17,11 +22,28 @@ from train.config import ClipConfig, ScheduleConfig
 class Recipe:
     clip: ClipConfig
     schedule: ScheduleConfig
-    model_options: dict
+    model_options: dict = dataclasses.field(default_factory=dict)
+    where_available: dict = dataclasses.field(default_factory=dict)
+
+    def options_for(self, model):
+        """The recipe's model options for model `model`: all of `model_options` (ValueError naming
+        one its family lacks) and those of `where_available` its family has."""
+        family = models.family_of(model)
+        missing = sorted(set(self.model_options) - set(family.options))
+        if missing:
+            raise ValueError(f"{missing[0]}: recipe {self.schedule.recipe} sets it, but it is not an option of "
+                             f"{model} ({family.title})")
+        return {**{k: v for k, v in self.where_available.items() if k in family.options}, **self.model_options}
 
 
-def _recipe(name, clip, model_options, **schedule):
-    return Recipe(ClipConfig(**clip), ScheduleConfig(recipe=name, **schedule), model_options)
+def _recipe(name, clip, where_available=None, model_options=None, **schedule):
+    return Recipe(ClipConfig(flip=True, **clip), ScheduleConfig(recipe=name, **{**_SCHEDULE_DEFAULTS, **schedule}),
+                  model_options or {}, where_available or {})
+
+
+# What every recipe starts from (then sets its own).
+_SCHEDULE_DEFAULTS = dict(optimizer="sgd", momentum=0.9, decay_steps=(), decay_rate=0.1, warmup_steps=0,
+                          weight_decay=0.0, label_smoothing=0.0, lr_schedule="step")
 
 
 _PAPER_CLIP = dict(num_frames=64, crop_size=224)
@@ -58,15 +80,16 @@ RECIPES = {recipe.schedule.recipe: recipe for recipe in (
     # 320x400). The paper gives no schedule; this is the fine-tuning recipe's, from a Kinetics
     # classifier (--init_checkpoint), with Detectron's 64 RoIs a clip.
     _recipe("detection", dict(num_frames=20, frame_stride=1, crop_size=224),
-            dict(dropout_rate=0.5, image_size=(320, 400), num_rois=64), batch_size=4, reference_batch_size=32,
+            dict(dropout_rate=0.5), dict(image_size=(320, 400), num_rois=64), batch_size=4, reference_batch_size=32,
             learning_rate=0.01, lr_schedule="step", decay_steps=(6000,), train_steps=8000, weight_decay=1e-7,
             checkpoint_every=500, eval_every=2000),
     # The built-in synthetic_detection data (96x128 frames) on a 2-core CPU in minutes: the demo's
     # short clips and quarter-width Inception, anchors sized for the small frames, few RoIs and
     # proposals.
     _recipe("demo_detection", dict(num_frames=8, frame_stride=2, crop_size=96),
-            dict(dropout_rate=0.2, depth_multiplier=0.25, batch_norm_momentum=0.9, image_size=(96, 128), num_rois=16,
-                 anchor_scales=(16, 32, 64), pre_nms_proposals=200, num_proposals=32, max_detections=16),
+            dict(dropout_rate=0.2, depth_multiplier=0.25, batch_norm_momentum=0.9),
+            dict(image_size=(96, 128), num_rois=16, anchor_scales=(16, 32, 64), pre_nms_proposals=200,
+                 num_proposals=32, max_detections=16),
             batch_size=8, reference_batch_size=8, optimizer="adam", learning_rate=0.001, lr_schedule="cosine",
             train_steps=400, checkpoint_every=100, eval_every=200),
 )}

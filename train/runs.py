@@ -1,31 +1,35 @@
 """A run folder (`MODEL_DIR`): its files, written so that none is ever half-written, and its owner.
 
-    config.json                    the ExperimentConfig (train.config), written at the start
+    config.json                    the ResolvedConfig (train.config), written at the start
     owner.lock                     pid and host of the trainer that owns the folder while it runs
     backup/latest.weights.h5       the training state every --checkpoint_every steps (weights and
                                    optimizer, with the step); the same command resumes from it
     backup/training_metadata.json  {"epoch", "step"} of that state
-    best.weights.h5                the model weights with the best validation top-1, self-describing
-    model.keras                    the final Keras model
+    best.weights.h5                the model weights with the best validation figure (the task's),
+                                   self-describing
+    model.keras                    the final Keras model, self-describing
     export/                        the serving SavedModel (train.serving)
     summary.json                   the final results, written last: its presence marks the run finished
     train/, validation/            TensorBoard logs
 
 Every file is written through `data.files.atomic` (a temporary name in the same folder, renamed
 into place), so a crash (kill -9, full disk) leaves the previous complete version. Weights files carry the config and the
-step as an HDF5 attribute (`weights_metadata`), so a `best.weights.h5` copied elsewhere is enough to
-rebuild its model.
+step as an HDF5 attribute (`weights_metadata`), and a `.keras` file holds the config as an extra
+member of its zip archive (`video_config.json`, which Keras' loader passes over), so a copied
+`best.weights.h5` or `model.keras` is enough to rebuild its model, with its task, classes and
+input protocol.
 """
 
 import io
 import json
 import pathlib
+import zipfile
 
 import h5py
 from keras.src.saving import saving_lib  # H5IOStore: the .weights.h5 writer, here into memory
 
 from data import files
-from train.config import ConfigError, ExperimentConfig
+from train.config import ConfigError, ResolvedConfig
 
 CONFIG = "config.json"
 BACKUP = "backup"
@@ -36,6 +40,7 @@ KERAS = "model.keras"
 EXPORT = "export"
 SUMMARY = "summary.json"
 METADATA_ATTRIBUTE = "weights_metadata"
+KERAS_CONFIG_MEMBER = "video_config.json"
 
 
 class RunError(ValueError):
@@ -57,8 +62,28 @@ def save_weights(model, path, config=None, **facts):
         temporary.write_bytes(buffer.getbuffer())
 
 
+def save_keras(model, path, config):
+    """`model.save(path)` (a `.keras` file) with `config` inside it, atomically."""
+    with files.atomic(path) as temporary:
+        model.save(str(temporary))
+        with zipfile.ZipFile(temporary, "a") as archive:
+            archive.writestr(KERAS_CONFIG_MEMBER, json.dumps(config.to_dict(), indent=1))
+
+
+def read_keras_config(path):
+    """The `ResolvedConfig` inside a `.keras` file written by `save_keras`; None for one without."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if KERAS_CONFIG_MEMBER not in archive.namelist():
+                return None
+            values = json.loads(archive.read(KERAS_CONFIG_MEMBER))
+    except (OSError, zipfile.BadZipFile, json.JSONDecodeError) as error:
+        raise RunError(f"{path}: not a readable .keras file ({error})") from None
+    return ResolvedConfig.from_dict(values, str(path))
+
+
 def read_metadata(path):
-    """`(ExperimentConfig or None, facts)` of a weights file: what `save_weights` stored, and the
+    """`(ResolvedConfig or None, facts)` of a weights file: what `save_weights` stored, and the
     step of a training state (`facts["step"]`, from its optimizer's counter)."""
     try:
         with h5py.File(path, "r") as weights:
@@ -68,14 +93,15 @@ def read_metadata(path):
     except OSError as error:
         raise RunError(f"{path}: not a readable weights file ({files.reason(error)})") from None
     facts = json.loads(text) if text else {}
-    config = ExperimentConfig.from_dict(facts.pop("config"), str(path)) if facts.get("config") else None
+    config = ResolvedConfig.from_dict(facts.pop("config"), str(path)) if facts.get("config") else None
     facts.setdefault("step", step)
     facts["trainer_state"] = trainer_state
     return config, facts
 
 
-# What must stay the same when a run folder is reused: the model, the data and the clips.
-_FIXED_PARTS = ("model", "data", "clip")
+# What must stay the same when a run folder is reused: the task, the model, the data, the clips
+# and the input protocol.
+_FIXED_PARTS = ("model", "data", "clip", "protocol")
 _FIXED_DATA = ("dataset", "train_split", "validation_split", "split_index", "class_names", "modality")
 
 
@@ -85,22 +111,21 @@ def _as_saved(value):
 
 
 def check_config(model_dir, config):
-    """Refuses (RunError) to continue the run in `model_dir` with a config whose model, data or
-    clips differ from those it was started with; returns the previous config (None: a new run).
-    The schedule and run settings may change (e.g. more steps)."""
+    """Refuses (RunError) to continue the run in `model_dir` with a `ResolvedConfig` whose task,
+    model, data, clips or input protocol differ from those it was started with; returns the
+    previous config (None: a new run). The schedule and run settings may change (e.g. more steps)."""
     path = pathlib.Path(model_dir) / CONFIG
     if not path.exists():
         return None
     try:
-        previous = ExperimentConfig.load(path)
+        previous = ResolvedConfig.load(path)
     except ConfigError as error:
         raise RunError(str(error)) from None
-    changes = []
+    changes = [f"task: {previous.task!r} -> {config.task!r}"] if previous.task != config.task else []
     for part in _FIXED_PARTS:
-        old, new = vars(getattr(previous, part)), vars(getattr(config, part))
+        old, new = _as_saved(getattr(previous, part).__dict__), _as_saved(getattr(config, part).__dict__)
         keys = _FIXED_DATA if part == "data" else old.keys()
-        changes += [f"{part}.{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in keys
-                    if _as_saved(old.get(key)) != _as_saved(new.get(key))]
+        changes += [f"{part}.{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in keys if old.get(key) != new.get(key)]
     if changes:
         raise RunError(f"{model_dir}: holds a run with other settings ({'; '.join(changes[:4])}"
                        f"{'; ...' if len(changes) > 4 else ''}); continue it with the same settings or give another "

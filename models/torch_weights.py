@@ -1,45 +1,26 @@
-r"""Converts released PyTorch video weights into our Keras models, exactly.
-
-  python -m models.convert_torch --source=torchvision --model=s3d --checkpoint=s3d-d76dad2f.pth \
-      --output=checkpoints/s3d_k400.weights.h5
-  python -m models.convert_torch --source=torchvision --model=r2plus1d_18 --checkpoint=r2plus1d_18-91a641e6.pth \
-      --output=checkpoints/r2plus1d_18_k400.keras
-  python -m models.convert_torch --source=pytorchvideo --model=csn_r101 --checkpoint=CSN_32x2_R101.pyth \
-      --output=checkpoints/ir_csn_101_k400.weights.h5
-  python -m models.convert_torch --source=torchvision --model=s3d --checkpoint=s3d.pth --dry_run
+"""Released PyTorch video weights in our Keras models, exactly (the command:
+`python -m train.convert_torch`).
 
 Each source model is a registry member with the options that reproduce it (`SOURCES`: PyTorch's
 symmetric padding, batch norm with a scale and PyTorch's epsilon, torchvision's S3D stem and
-head, torchvision's R(2+1)D mid channels, MC3). Kernels go from PyTorch's `[out, in, t, h, w]` to
-Keras' `[t, h, w, in, out]`, fully connected weights `[out, in]` to `[in, out]`; batch norm's
-weight, bias, running mean and variance to gamma, beta, moving mean and variance
-(`num_batches_tracked` counts steps, it is not a weight). Every unmatched or misshapen tensor, on
-either side, is listed in one error. A `.weights.h5` output is self-describing
-(`train.runs.save_weights`: the member, its options, the Kinetics-400 classes and the source's
-input normalisation and resizing), so `eval.predict --weights=OUTPUT`, `eval.main`, `train.export`
-and `train.main --init_checkpoint=OUTPUT` need nothing else; a `.keras` output is the whole model
-(`keras.saving.load_model` after `import models`). Reading the checkpoint needs PyTorch
-(`pip install torch`); nothing else does. The last line of output is a JSON summary.
+head, torchvision's R(2+1)D mid channels, MC3, PyTorchVideo's windowed head pool). Kernels go from
+PyTorch's `[out, in, t, h, w]` to Keras' `[t, h, w, in, out]`, fully connected weights `[out, in]`
+to `[in, out]`; batch norm's weight, bias, running mean and variance to gamma, beta, moving mean
+and variance (`num_batches_tracked` counts steps, it is not a weight). Every unmatched or
+misshapen tensor, on either side, is listed in one error. Each source also states the input
+protocol its weights were trained and evaluated with (`SourceModel.protocol`: normalisation,
+resize, crop, frame rate, clip length), which the command records with the weights. Reading a
+checkpoint needs PyTorch (`pip install torch`); nothing else does.
 """
 
 import dataclasses
 import functools
-import os
 import pickle
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-from absl import flags  # noqa: E402
-import numpy as np  # noqa: E402
+from models import checkpoints, registry
 
-import models  # noqa: E402
-from data import datasets, files  # noqa: E402
-from flags import cli  # noqa: E402
-from models import checkpoints  # noqa: E402
-from train import runs  # noqa: E402
-from train.config import ClipConfig, DataConfig, ExperimentConfig, ModelConfig  # noqa: E402
-
-PROGRAM = "models.convert_torch"
 BATCH_NORM = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
 STAGES = {"conv2": 1, "conv3": 2, "conv4": 3, "conv5": 4}  # our stage -> torchvision's layerN / PyTorchVideo's blocks.N
 
@@ -118,41 +99,44 @@ def pytorchvideo_csn_name(path):
 @dataclasses.dataclass(frozen=True)
 class SourceModel:
     """A released PyTorch model: our `member` and the `options` that reproduce it, the name of
-    each of our variables in its state dict (`classifier`: its classifier's bias), and the input
-    its weights expect (normalisation of [0, 1] frames, the resize before the centre crop, the
-    crop, the clip length it was trained on)."""
+    each of our variables in its state dict (`classifier`: its classifier's bias), the input
+    `protocol` its weights expect (the fields of `data.protocol.InputProtocol`: normalisation of
+    [0, 1] frames, the resize before the centre crop, the crop, the frame rate and clip length of
+    its evaluation) and the Kinetics-400 top-1 the source reports."""
     member: str
     options: dict
     name: callable
     classifier: str
-    mean: tuple
-    std: tuple
-    crop_size: int
-    num_frames: int
-    short_side: int = None
-    resize_to: tuple = None
-    top1: float = None  # Kinetics-400 top-1 the source reports
+    protocol: dict
+    top1: float = None
 
 
-_TORCHVISION = dict(mean=(0.43216, 0.394666, 0.37645), std=(0.22803, 0.22145, 0.216989))
+# torchvision's video transforms (`VideoClassification`): frames resized to exactly resize_size
+# (bilinear), centre crop, /255, the mean and std below; their accuracies are of clips at 15 fps,
+# 16 frames long (S3D: 128).
+_TORCHVISION = dict(mean=(0.43216, 0.394666, 0.37645), std=(0.22803, 0.22145, 0.216989), fps=15.0)
 _RESNET_INPUT = dict(crop_size=112, num_frames=16, resize_to=(128, 171), **_TORCHVISION)
 _PYTORCH = dict(padding="symmetric", batch_norm_epsilon=1e-5)
 SOURCES = {
     "torchvision": {
         "s3d": SourceModel("s3d", dict(padding="symmetric", batch_norm_scale=True, temporal_batch_norm=True,
                                        first_temporal_kernel=7, batch_norm_epsilon=1e-3, dropout_rate=0.2),
-                           torchvision_s3d_name, "classifier.1.bias", crop_size=224, num_frames=32, resize_to=(256, 256), top1=68.368,
-                           **_TORCHVISION),
-        "r3d_18": SourceModel("r3d_18", _PYTORCH, torchvision_resnet_name, "fc.bias", top1=63.2, **_RESNET_INPUT),
-        "mc3_18": SourceModel("mc3_18", _PYTORCH, torchvision_resnet_name, "fc.bias", top1=63.96, **_RESNET_INPUT),
+                           torchvision_s3d_name, "classifier.1.bias", dict(crop_size=224, num_frames=128,
+                                                                           resize_to=(256, 256), **_TORCHVISION),
+                           top1=68.368),
+        "r3d_18": SourceModel("r3d_18", _PYTORCH, torchvision_resnet_name, "fc.bias", _RESNET_INPUT, top1=63.2),
+        "mc3_18": SourceModel("mc3_18", _PYTORCH, torchvision_resnet_name, "fc.bias", _RESNET_INPUT, top1=63.96),
         "r2plus1d_18": SourceModel("r2plus1d_18", dict(mid_channels="per_block", **_PYTORCH),
                                    functools.partial(torchvision_resnet_name, two_stage_stem=True), "fc.bias",
-                                   top1=67.463, **_RESNET_INPUT),
+                                   _RESNET_INPUT, top1=67.463),
     },
-    "pytorchvideo": {  # create_csn as its hub's csn_r101 builds it (stem max pool)
-        f"csn_r{depth}": SourceModel(f"ir_csn_{depth}", _PYTORCH, pytorchvideo_csn_name, "blocks.5.proj.bias",
-                                     mean=(0.45,) * 3,
-                                     std=(0.225,) * 3, crop_size=256, num_frames=32, short_side=256,
+    # create_csn as its hub's csn_r101 builds it (stem max pool, head AvgPool3d (4, 7, 7) with stride
+    # 1 and the mean of the windows' logits): its Kinetics recipe's 32 frames every 2nd at 30 fps,
+    # short side 256 and a 256 crop, PyTorchVideo's Kinetics mean and std.
+    "pytorchvideo": {
+        f"csn_r{depth}": SourceModel(f"ir_csn_{depth}", dict(head_pool=(4, 7, 7), **_PYTORCH), pytorchvideo_csn_name,
+                                     "blocks.5.proj.bias", dict(mean=(0.45,) * 3, std=(0.225,) * 3, crop_size=256,
+                                                                num_frames=32, short_side=256, fps=15.0),
                                      top1=77.0 if depth == 101 else None)
         for depth in (50, 101, 152)},
 }
@@ -213,31 +197,16 @@ def match(model, spec, state):
 
 
 def build(spec, num_classes):
-    return models.build(spec.member, num_classes=num_classes, **spec.options)
+    return registry.build(spec.member, num_classes=num_classes, **spec.options)
 
 
-def convert(source, model_name, checkpoint, class_names=None, trusted=False):
-    """`(keras model, config)`: the `SOURCES[source][model_name]` member with the checkpoint's
-    weights, and the `ExperimentConfig` that describes it (classes: Kinetics-400 for 400 logits
-    unless `class_names` are given)."""
-    spec = source_model(source, model_name)
-    state = read_state_dict(checkpoint, trusted)
+def convert(spec, state, checkpoint="the checkpoint"):
+    """Our `spec.member` with the weights of `state` (`read_state_dict`), its class count read
+    from the classifier."""
     model = build(spec, classes_of(spec, state, checkpoint))
-    num_classes = model.output_shape[-1]
     for name, variable in match(model, spec, state).items():
         variable.assign(to_keras(state[name], variable))
-    if class_names is None:
-        class_names = datasets.get("kinetics400").class_list() if num_classes == 400 else [
-            f"class_{i}" for i in range(num_classes)]
-    if len(class_names) != num_classes:
-        raise ValueError(f"label_map: names {len(class_names)} classes, the checkpoint has {num_classes}")
-    options = models.registry.resolve_options(spec.member, spec.options)
-    config = ExperimentConfig(
-        model=ModelConfig(spec.member, options, num_classes, mean=spec.mean, std=spec.std),
-        data=DataConfig(dataset=None, class_names=tuple(class_names), short_side=spec.short_side or spec.crop_size,
-                        resize_to=spec.resize_to),
-        clip=ClipConfig(num_frames=spec.num_frames, frame_stride=1, crop_size=spec.crop_size))
-    return model, config
+    return model
 
 
 def classes_of(spec, state, checkpoint):
@@ -245,50 +214,3 @@ def classes_of(spec, state, checkpoint):
     if spec.classifier not in state:
         raise checkpoints.CheckpointError(f"{checkpoint}: no classifier {spec.classifier}: not the weights of this model")
     return state[spec.classifier].shape[0]
-
-
-def define(values):
-    common = dict(flag_values=values)
-    flags.DEFINE_enum("source", "torchvision", list(SOURCES), "Where the weights come from.", **common)
-    flags.DEFINE_string("model", None, "The source's model: " + "; ".join(
-        f"{source}: {', '.join(names)}" for source, names in SOURCES.items()) + ".", **common)
-    flags.DEFINE_string("checkpoint", None, "The PyTorch checkpoint (.pth, .pyth: a state dict).", **common)
-    flags.DEFINE_string("output", None, "FILE.weights.h5 (self-describing weights) or FILE.keras (the whole model).",
-                        **common)
-    flags.DEFINE_string("label_map", None, "Class names, one a line [default: Kinetics-400 for 400 classes].", **common)
-    flags.DEFINE_bool("dry_run", False, "Print the name mapping (torch name, shape -> our variable, shape) only.",
-                      **common)
-    flags.DEFINE_bool("trusted", False, "The checkpoint comes from a source you trust: unpickle all of it (needed for "
-                      "checkpoints that store more than tensors; unpickling can run code).", **common)
-
-
-def command(values):
-    if not (values.model and values.checkpoint):
-        raise cli.UsageError("--model and --checkpoint are required")
-    if not values.dry_run and not (values.output or "").endswith((".weights.h5", ".keras")):
-        raise cli.UsageError("--output=FILE.weights.h5 or FILE.keras is required (or --dry_run)")
-    try:
-        spec = source_model(values.source, values.model)
-    except ValueError as error:
-        raise cli.UsageError(str(error)) from None
-    if values.dry_run:
-        state = read_state_dict(values.checkpoint, values.trusted)
-        model = build(spec, classes_of(spec, state, values.checkpoint))
-        for name, variable in sorted(match(model, spec, state).items()):
-            print(f"{name} {list(state[name].shape)} -> {variable.path} {list(variable.shape)}")
-        return {"source": values.source, "model": values.model, "member": spec.member, "variables": len(model.weights),
-                "output": None}
-    names = [line.strip() for line in open(values.label_map) if line.strip()] if values.label_map else None
-    model, config = convert(values.source, values.model, values.checkpoint, names, values.trusted)
-    if values.output.endswith(".keras"):
-        with files.atomic(values.output) as temporary:
-            model.save(str(temporary))
-    else:
-        runs.save_weights(model, values.output, config, source=f"{values.source}:{values.model}:{values.checkpoint}")
-    return {"source": values.source, "model": values.model, "member": spec.member, "options": spec.options,
-            "num_classes": config.model.num_classes, "variables": len(model.weights), "output": values.output,
-            "parameters": int(sum(np.prod(v.shape) for v in model.trainable_weights))}
-
-
-if __name__ == "__main__":
-    cli.main(PROGRAM, __doc__, define, command)
