@@ -473,6 +473,38 @@ def _window_coverage(length, window):
     return ops.cast(covered, "float32") / ops.cast(window * (length - window + 1), "float32")
 
 
+def window_weights(time, height, width, pool_size, dtype="float32"):
+    """`[T, H, W, 1]` weights whose weighted sum of a feature map is the mean over the positions of
+    a VALID, stride-1 average pool of `pool_size` (each axis's window shrunk to the map)."""
+    weights_t = _window_coverage(time, pool_size[0])[:, None, None, None]
+    weights_h = _window_coverage(height, pool_size[1])[:, None, None]
+    weights_w = _window_coverage(width, pool_size[2])[:, None]
+    return ops.cast(weights_t * weights_h * weights_w, dtype)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class WindowedAverage(keras.layers.Layer):
+    """`[batch, T, H, W, C]` -> `[batch, C]`: the mean over the positions of a VALID, stride-1
+    average pool of `pool_size` (PyTorchVideo's ResNet heads, whose logits are the mean of the
+    windows' logits: the classifier after this is linear), as one weighted mean (`window_weights`):
+    any T, H, W, also unknown when built; where the map is smaller than the window, the window
+    shrinks to it (the global average)."""
+
+    def __init__(self, pool_size, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size = _triple(pool_size, "pool_size")
+
+    def call(self, inputs):
+        _, time, height, width, _ = ops.shape(inputs)
+        return ops.sum(inputs * window_weights(time, height, width, self.pool_size, inputs.dtype), axis=(1, 2, 3))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": self.pool_size}
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class InceptionLogits(keras.layers.Layer):
     """I3D's head: average pool [2, 7, 7] (VALID, stride 1) -> dropout -> 1x1x1 conv -> mean.
@@ -501,10 +533,7 @@ class InceptionLogits(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         _, time, height, width, _ = ops.shape(inputs)
-        weights_t = _window_coverage(time, self.pool_size[0])[:, None, None, None]
-        weights_h = _window_coverage(height, self.pool_size[1])[:, None, None]
-        weights_w = _window_coverage(width, self.pool_size[2])[:, None]
-        weights = ops.cast(weights_t * weights_h * weights_w, inputs.dtype)  # [T, H, W, 1]
+        weights = window_weights(time, height, width, self.pool_size, inputs.dtype)  # [T, H, W, 1]
         pooled = ops.sum(inputs * weights, axis=(1, 2, 3), keepdims=True)  # [batch, 1, 1, 1, C]
         pooled = self.dropout(pooled, training=training)
         logits = self.classifier(pooled, training=training)

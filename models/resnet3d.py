@@ -190,13 +190,13 @@ def build_resnet3d(name, num_classes=400, input_shape=(None, None, None), block=
     bottleneck), `conv3x3x3` (`CONV_KINDS`), `groups` and `group_pointwise`; `mid_channels`: how
     R(2+1)D's M is computed (`MID_CHANNELS`); `depth_multiplier` scales every width
     (`scaled_width`); `padding` "same" (TensorFlow's) or "symmetric" (PyTorch's); `head_pool`:
-    (t, h, w) average-pooling window (stride 1) before the global average, as PyTorchVideo's
-    ResNet heads pool (their logits are the mean over the windows' logits, which the classifier's
-    linearity makes this; it equals the global average where the window covers the feature map).
+    (t, h, w) average-pooling window (stride 1) whose positions are averaged instead of the whole
+    map (PyTorchVideo's ResNet heads: `layers.WindowedAverage`; the global average where the window
+    covers the map).
 
     The model maps `[batch, T, H, W, input_channels]` in [-1, 1] to float32 logits
     `[batch, num_classes]` (global average pool, dropout, fully connected). Its layers are named
-    `stem`, `conv2_1` ... `conv5_k` (stage_block), (`head_pool`), `pool` and `logits`.
+    `stem`, `conv2_1` ... `conv5_k` (stage_block), `pool` and `logits`.
     """
     if name not in MODELS:
         raise ValueError(f"model: unknown ResNet3D {name!r}; choose one of {', '.join(MODELS)}")
@@ -222,9 +222,8 @@ def build_resnet3d(name, num_classes=400, input_shape=(None, None, None), block=
                                         name=f"{stage_name}_{index + 1}", **dataclasses.asdict(units))
             x = block_layer(x)
             channels = block_layer.out_channels
-    if head_pool is not None:
-        x = keras.layers.AveragePooling3D(tuple(int(v) for v in head_pool), strides=1, name="head_pool")(x)
-    x = keras.layers.GlobalAveragePooling3D(name="pool")(x)
+    x = (keras.layers.GlobalAveragePooling3D(name="pool") if head_pool is None else
+         layers.WindowedAverage(head_pool, name="pool"))(x)
     x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
     logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name=name)

@@ -43,7 +43,8 @@ def write_frames(folder, frames):
         cv2.imwrite(str(folder / f"{i:05d}.jpg"), frame[..., ::-1])
 
 
-def kinetics(root, fixtures_video=None, classes=("abseiling", "air drumming"), per_class=2, splits=("train", "val")):
+def kinetics(root, fixtures_video=None, classes=("abseiling", "air drumming"), per_class=2, splits=("train", "val"),
+             frames=20):
     """Kinetics CSV + split folders; with `fixtures_video`, also an 'arm wrestling' clip copied from it
     (train) in the class-folder layout. Returns `{split: [(youtube_id, label)]}`."""
     root = pathlib.Path(root)
@@ -55,7 +56,7 @@ def kinetics(root, fixtures_video=None, classes=("abseiling", "air drumming"), p
             for k in range(per_class):
                 youtube_id = f"{split[:2]}{c}{k}aaaaaaa"[:11]
                 name = f"{youtube_id}_{10 * k:06d}_{10 * k + 10:06d}.mp4"
-                write_video(root / split / name, clip(synthetic.CLASSES[c], s * 100 + c * 10 + k, 20), 25)
+                write_video(root / split / name, clip(synthetic.CLASSES[c], s * 100 + c * 10 + k, frames), 25)
                 lines.append(f"{label},{youtube_id},{10 * k},{10 * k + 10},{split},0")
                 rows[split].append((youtube_id, label))
         if fixtures_video is not None and split == "train":

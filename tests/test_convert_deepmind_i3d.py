@@ -1,4 +1,4 @@
-"""models.convert_deepmind_i3d on checkpoints written here with TensorFlow in DeepMind's exact naming."""
+"""train.convert_deepmind_i3d on checkpoints written here with TensorFlow in DeepMind's exact naming."""
 
 import json
 import os
@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import models
-from models import convert_deepmind_i3d
+from models import deepmind_i3d
 from data import datasets
 from tests.conftest import invoke, last_json, one_line_error
 from train import loading
@@ -55,12 +55,12 @@ def kinetics600_shapes(rgb_shapes):
 
 
 def convert_cli(*args):
-    return invoke("models.convert_deepmind_i3d", *args)
+    return invoke("train.convert_deepmind_i3d", *args)
 
 
 def assert_weights_equal(model, values, scope):
     description = {"scope": scope, "shapes": {name: list(np.shape(value)) for name, value in values.items()}}
-    for name, variable in convert_deepmind_i3d.match(model, description).items():
+    for name, variable in deepmind_i3d.match(model, description).items():
         np.testing.assert_array_equal(variable.numpy(), np.reshape(values[name], variable.shape), err_msg=name)
 
 
@@ -69,7 +69,7 @@ def test_released_layouts_convert_weight_for_weight(fixtures_dir, tmp_path, inde
     """Every name and shape of the RGB and Flow releases: each weight lands in its variable, and
     the saved .weights.h5 reproduces the converted model's logits in a freshly built I3D."""
     values = write_checkpoint(tmp_path / "model.ckpt", fixture_shapes(fixtures_dir, tmp_path, index_file))
-    model = convert_deepmind_i3d.convert(str(tmp_path / "model.ckpt"))
+    model = deepmind_i3d.convert(str(tmp_path / "model.ckpt"))
     assert model.input_shape[-1] == channels and model.output_shape[-1] == 400
     assert_weights_equal(model, values, "RGB/inception_i3d/" if channels == 3 else "Flow/inception_i3d/")
     model.save_weights(tmp_path / "i3d.weights.h5")
@@ -94,7 +94,7 @@ def test_kinetics600_layout_converts_from_the_command_line(fixtures_dir, tmp_pat
     # Self-describing: the Kinetics-600 classes and DeepMind's preprocessing come with the weights.
     loaded = loading.load(tmp_path / "k600.weights.h5")
     assert loaded.class_names == datasets.get("kinetics600").class_list()
-    assert (loaded.preprocessing.short_side, loaded.preprocessing.crop_size) == (256, 224)
+    assert (loaded.protocol.short_side, loaded.protocol.crop_size, loaded.protocol.fps) == (256, 224, 25.0)
 
 
 @pytest.mark.parametrize("index_file,channels", [("rgb_imagenet.ckpt.index", 3), ("flow_imagenet.ckpt.index", 2)])
@@ -130,7 +130,7 @@ def test_mismatches_are_all_listed_in_one_error(fixtures_dir, tmp_path):
 def test_a_file_that_is_not_a_checkpoint_is_a_one_line_error(tmp_path):
     (tmp_path / "model.ckpt.index").write_bytes(b"not an index")
     line = one_line_error(convert_cli(f"--checkpoint={tmp_path / 'model.ckpt'}", "--dry_run"),
-                          "models.convert_deepmind_i3d")
+                          "train.convert_deepmind_i3d")
     assert "not a readable TensorFlow checkpoint" in line
 
 

@@ -1,4 +1,4 @@
-"""PyTorch weights in our Keras models (models.convert_torch): each source library's own module
+"""PyTorch weights in our Keras models (train.convert_torch, models.torch_weights): each source library's own module
 with random weights and batch-norm statistics (tests/torch_reference.py, a process without
 TensorFlow), converted by the command; our logits equal PyTorch's within 1e-4 relative on even and
 odd clip sizes, under TensorFlow and under JAX; the parameter counts equal the published ones; the
@@ -21,7 +21,7 @@ from train import loading
 # TensorFlow's SAME differ at every stride-2 layer) and odd ones.
 CASES = {("torchvision", "s3d"): ("16,224,224", "17,209,209"), ("torchvision", "r3d_18"): ("8,112,112", "7,99,99"),
          ("torchvision", "mc3_18"): ("8,112,112", "7,99,99"), ("torchvision", "r2plus1d_18"): ("8,112,112", "7,99,99"),
-         ("pytorchvideo", "csn_r50"): ("16,112,112", "15,97,97")}
+         ("pytorchvideo", "csn_r50"): ("16,112,112", "15,97,97"), ("pytorchvideo", "csn_r101"): ("8,64,64",)}
 PUBLISHED = {"s3d": 8_320_048, "r3d_18": 33_371_472, "mc3_18": 11_695_440, "r2plus1d_18": 31_505_325,
              "csn_r50": 13_131_152}  # torchvision's documentation; PyTorchVideo's create_csn(model_depth=50)
 
@@ -53,11 +53,12 @@ def assert_close(ours, theirs):
 def test_converted_logits_equal_pytorch_under_tensorflow_and_jax(tmp_path, source, model):
     torch_model = reference(tmp_path, source, model, CASES[(source, model)])
     output = tmp_path / f"{model}.weights.h5"
-    summary = last_json(invoke("models.convert_torch", f"--source={source}", f"--model={model}",
+    summary = last_json(invoke("train.convert_torch", f"--source={source}", f"--model={model}",
                                f"--checkpoint={tmp_path / 'state.pth'}", f"--output={output}"))
-    assert summary["parameters"] == torch_model["parameters"] == PUBLISHED[model]
+    published = PUBLISHED.get(model, torch_model["parameters"])
+    assert summary["parameters"] == torch_model["parameters"] == published
     counted = last_json(invoke("eval.complexity", f"--weights={output}", "--json"))
-    assert counted["params"] == PUBLISHED[model] and counted["analytic_params"] == PUBLISHED[model]
+    assert counted["params"] == published and counted["analytic_params"] == published
     loaded = loading.load(output)
     for index in range(len(CASES[(source, model)])):
         clip, logits = np.load(tmp_path / f"clip_{index}.npy"), np.load(tmp_path / f"logits_{index}.npy")
@@ -72,7 +73,7 @@ def test_tensorflow_same_padding_would_not_match(tmp_path):
     """The even clip exercises the padding: the same weights with TensorFlow's SAME padding give
     other logits, so the comparison above can fail."""
     reference(tmp_path, "torchvision", "r3d_18", ("8,112,112",))
-    last_json(invoke("models.convert_torch", "--model=r3d_18", f"--checkpoint={tmp_path / 'state.pth'}",
+    last_json(invoke("train.convert_torch", "--model=r3d_18", f"--checkpoint={tmp_path / 'state.pth'}",
                      f"--output={tmp_path / 'r3d.weights.h5'}"))
     converted = loading.load(tmp_path / "r3d.weights.h5").model
     same = models.build("r3d_18", num_classes=400, batch_norm_epsilon=1e-5)
@@ -87,22 +88,40 @@ def converted(tmp_path_factory):
     folder = tmp_path_factory.mktemp("r2plus1d")
     reference(folder, "torchvision", "r2plus1d_18", ("8,112,112",))
     for suffix in ("weights.h5", "keras"):
-        last_json(invoke("models.convert_torch", "--model=r2plus1d_18", f"--checkpoint={folder / 'state.pth'}",
+        last_json(invoke("train.convert_torch", "--model=r2plus1d_18", f"--checkpoint={folder / 'state.pth'}",
                          f"--output={folder / f'r2plus1d_18.{suffix}'}"))
     return folder
 
 
-def test_keras_file_holds_the_whole_model(converted):
+def test_keras_file_holds_the_whole_model_and_its_protocol(converted):
     model = keras.saving.load_model(converted / "r2plus1d_18.keras")
     clip, logits = np.load(converted / "clip_0.npy"), np.load(converted / "logits_0.npy")
     assert_close(model(clip, training=False).numpy(), logits)
+    loaded = loading.load(converted / "r2plus1d_18.keras")
+    assert loaded.kind == "keras" and loaded.protocol == loading.load(converted / "r2plus1d_18.weights.h5").protocol
+
+
+def test_csn_is_exact_at_its_recorded_protocol(tmp_path):
+    """PyTorchVideo's CSN head averages (4, 7, 7) windows of the last feature map: at the recorded
+    256-pixel crop (an 8x8 map) that is not the global average, and our converted model (its
+    `head_pool`) gives PyTorch's logits there; the global average would not."""
+    torch_model = reference(tmp_path, "pytorchvideo", "csn_r50", ("32,256,256",))
+    last_json(invoke("train.convert_torch", "--source=pytorchvideo", "--model=csn_r50",
+                     f"--checkpoint={tmp_path / 'state.pth'}", f"--output={tmp_path / 'csn.weights.h5'}"))
+    loaded = loading.load(tmp_path / "csn.weights.h5")
+    assert (loaded.protocol.crop_size, loaded.protocol.num_frames) == (256, 32) and torch_model["parameters"]
+    clip, logits = np.load(tmp_path / "clip_0.npy"), np.load(tmp_path / "logits_0.npy")
+    assert_close(loaded.model(clip, training=False).numpy(), logits)
+    global_average = models.build("ir_csn_50", num_classes=400, padding="symmetric", batch_norm_epsilon=1e-5)
+    global_average.set_weights(loaded.model.get_weights())
+    assert np.abs(global_average(clip, training=False).numpy() - logits).max() > 1e-3 * np.abs(logits).max()
 
 
 def test_converted_weights_predict_export_evaluate_and_fine_tune(converted, synthetic_dir, fixtures_dir, tmp_path):
     weights = converted / "r2plus1d_18.weights.h5"
     loaded = loading.load(weights)
-    assert loaded.preprocessing.resize_to == (128, 171) and loaded.preprocessing.crop_size == 112
-    assert loaded.config.model.mean == (0.43216, 0.394666, 0.37645) and len(loaded.class_names) == 400
+    assert loaded.protocol.resize_to == (128, 171) and loaded.protocol.crop_size == 112 and loaded.protocol.fps == 15
+    assert loaded.protocol.mean == (0.43216, 0.394666, 0.37645) and len(loaded.class_names) == 400
     video = fixtures_dir / "videos" / "kinetics_arm_wrestling_340x256_28fps.mp4"
     predicted = last_json(invoke("eval.predict", "--model=r2plus1d_18", f"--weights={weights}", f"--video={video}",
                                  "--max_frames=16", "--json"))
@@ -129,16 +148,16 @@ def test_converted_weights_predict_export_evaluate_and_fine_tune(converted, synt
 
 def test_bad_checkpoints_are_listed_in_one_error(tmp_path):
     reference(tmp_path, "torchvision", "mc3_18", ("8,112,112",))
-    status, out, err = invoke("models.convert_torch", "--model=r3d_18", f"--checkpoint={tmp_path / 'state.pth'}",
+    status, out, err = invoke("train.convert_torch", "--model=r3d_18", f"--checkpoint={tmp_path / 'state.pth'}",
                               f"--output={tmp_path / 'x.weights.h5'}")
     assert status == 1 and "Traceback" not in err and "variables do not match" in err
     assert "shape differs: layer2.0.conv1.0.weight: checkpoint [1, 3, 3, 64, 128], model [3, 3, 3, 64, 128]" in err
     assert not (tmp_path / "x.weights.h5").exists()
     (tmp_path / "junk.pth").write_text("not a checkpoint")
     assert "not a readable PyTorch checkpoint" in one_line_error(
-        invoke("models.convert_torch", "--model=s3d", f"--checkpoint={tmp_path / 'junk.pth'}", "--dry_run"),
-        "models.convert_torch")
-    status, out, _ = invoke("models.convert_torch", "--model=mc3_18", f"--checkpoint={tmp_path / 'state.pth'}",
+        invoke("train.convert_torch", "--model=s3d", f"--checkpoint={tmp_path / 'junk.pth'}", "--dry_run"),
+        "train.convert_torch")
+    status, out, _ = invoke("train.convert_torch", "--model=mc3_18", f"--checkpoint={tmp_path / 'state.pth'}",
                             "--dry_run")
     mapping = [line for line in out.splitlines() if " -> " in line]
     assert status == 0 and len(mapping) == len(models.build("mc3_18").weights)

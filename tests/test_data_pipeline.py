@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from data import benchmark, pipeline, prepare, records, synthetic, views
+from data.protocol import InputProtocol
 from tests.conftest import invoke, last_json, one_line_error
 
 
@@ -20,8 +21,8 @@ def stored_videos(data_dir, split):
     info = records.load_info(data_dir, split)
     videos = []
     for serialized in tf.data.TFRecordDataset(records.shard_files(data_dir, info, split)):
-        jpegs, label = pipeline.parse_example(serialized)
-        videos.append((np.stack([tf.io.decode_jpeg(j).numpy() for j in jpegs]), int(label)))
+        jpegs, labels = pipeline.parse_example(serialized)
+        videos.append((np.stack([tf.io.decode_jpeg(j).numpy() for j in jpegs]), int(labels[0])))
     return videos
 
 
@@ -29,8 +30,9 @@ def test_training_clips_are_consecutive_frames_of_one_video(data_dir):
     videos = stored_videos(data_dir, "validation")
     dataset = pipeline.training_dataset(data_dir, "validation", 3, num_frames=16, crop_size=72, flip=False, seed=1)
     clips, labels = next(iter(dataset))
-    assert clips.shape == (3, 16, 72, 72, 3) and clips.dtype == tf.uint8 and labels.shape == (3,)
-    for clip, label in zip(clips.numpy().astype(np.int32), labels.numpy()):
+    assert clips.shape == (3, 16, 72, 72, 3) and clips.dtype == tf.uint8 and labels.shape == (3, 13)
+    assert (labels.numpy().sum(axis=1) == 1).all()  # one-hot targets of single-label data
+    for clip, label in zip(clips.numpy().astype(np.int32), labels.numpy().argmax(axis=1)):
         matches = [(video, start) for video, video_label in videos for start in range(len(video) - 15)
                    if np.array_equal(clip, video[start:start + 16].astype(np.int32)) and video_label == label]
         assert matches, "every clip is 16 consecutive stored frames of a video with its label"
@@ -47,16 +49,16 @@ def test_label_aware_flip_mirrors_the_clip_and_switches_twin_labels(data_dir):
     names = info["class_names"]
     left_to_right = names.index("moving left to right")
     example = next(e for e in tf.data.TFRecordDataset(records.shard_files(data_dir, info, "validation"))
-                   if int(pipeline.parse_example(e)[1]) == left_to_right)
+                   if int(pipeline.parse_example(e)[1][0]) == left_to_right)
     jpegs, label = pipeline.parse_example(example)
     stored = np.stack([tf.io.decode_jpeg(j).numpy() for j in jpegs]).astype(np.int32)
     table = tf.constant(pipeline.flip_table(names))
     seen = set()
     tf.random.set_seed(3)
     for _ in range(12):
-        chosen = pipeline._choose_training_clip(jpegs, label, 40, 1, 72, None, True, table)
+        chosen = pipeline._choose_training_clip(jpegs, label, 40, 1, 72, ("keep", None), True, table, len(names))
         frames, labels = zip(*(pipeline._decode_training_frame(*frame) for frame in zip(*chosen)))
-        clip, new_label = np.stack(frames).astype(np.int32), labels[0]
+        clip, new_label = np.stack(frames).astype(np.int32), np.argmax(labels[0])
         if np.array_equal(clip, stored):
             assert int(new_label) == left_to_right
             seen.add("kept")
@@ -74,7 +76,7 @@ def test_evaluation_views_cover_the_whole_video(data_dir):
     clips, labels = next(iter(dataset))
     assert clips.shape == (2, 9, 16, 64, 64, 3)
     video, label = videos[0]
-    assert int(labels[0]) == label
+    assert int(np.argmax(labels[0])) == label
     clips = clips.numpy()[0]
     starts = [0, 12, 24]  # 40 frames, 3 clips of 16: the last ends on the last frame
     for c, start in enumerate(starts):
@@ -97,6 +99,23 @@ def test_full_length_evaluation_loops_cuts_and_reverses(data_dir):
     strided, _ = next(iter(pipeline.evaluation_dataset(data_dir, "validation", 1, crop_size=72, eval_frames=25,
                                                        frame_stride=2)))  # every 2nd of the first 25 frames
     np.testing.assert_array_equal(strided[0, 0], video[0:25:2])
+
+
+def test_the_protocol_s_resize_and_frame_rate_pick_the_pixels_and_frames(data_dir):
+    """An input protocol resizing to exactly 48x60 (torchvision-style) and sampling 15 of the 25
+    stored frames a second (stride 5/3: frames 0, 1, 3, 5, 6, 8, ...): the evaluation views are
+    the centre crops of those frames resized, and the training clips crops of them."""
+    video, _ = stored_videos(data_dir, "validation")[0]
+    protocol = InputProtocol(crop_size=40, resize_to=(48, 60), fps=15.0, num_frames=6)
+    options = pipeline.clip_options(protocol, records.load_info(data_dir))
+    assert options["frame_stride"] == pytest.approx(25 / 15) and options["num_frames"] == 6
+    clips, _ = next(iter(pipeline.evaluation_dataset(data_dir, "validation", 1, **options)))
+    start = int(np.round((len(video) - views.span(6, 25 / 15)) / 2))  # the centre clip (half to even, as tf.round)
+    picked = start + np.floor(np.arange(6) * 25 / 15 + 1e-6).astype(int)
+    resized = views.resize(video[picked], (48, 60)).numpy()
+    np.testing.assert_array_equal(clips[0, 0], resized[:, 4:44, 10:50])
+    training, _ = next(iter(pipeline.training_dataset(data_dir, "validation", 4, flip=False, seed=0, **options)))
+    assert training.shape == (4, 6, 40, 40, 3)
 
 
 def test_scale_jitter_and_small_frames_give_full_crops(data_dir):

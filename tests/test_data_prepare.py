@@ -222,7 +222,7 @@ def test_shards_mix_classes_in_random_order(tmp_path):
     """The source lists videos class by class; every shard must still be a random mix."""
     prepare.prepare("synthetic", tmp_path, splits=["validation"], synthetic_per_class=4, examples_per_shard=13)
     for shard in records.shard_files(tmp_path, records.load_info(tmp_path), "validation"):
-        labels = [int(pipeline.parse_example(s)[1]) for s in tf.data.TFRecordDataset(shard)]
+        labels = [int(pipeline.parse_example(s)[1][0]) for s in tf.data.TFRecordDataset(shard)]
         assert len(set(labels)) >= 6 and labels != sorted(labels)
 
 

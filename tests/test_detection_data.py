@@ -309,7 +309,8 @@ def test_classification_datasets_are_refused(tmp_path):
 
 def test_classification_trainer_refuses_detection_data(synthetic_detection_dir, tmp_path):
     from tests.conftest import tiny_config
-    from train import trainer
+    from train import resolve
+    from train.config import ConfigError
     config = tiny_config("i3d", synthetic_detection_dir, tmp_path / "run", dataset="synthetic_detection")
-    with pytest.raises(records.DatasetError, match="holds the detection dataset 'synthetic_detection'"):
-        trainer.prepared_dataset(config, may_prepare=False)
+    with pytest.raises(ConfigError, match="holds the detection dataset 'synthetic_detection'"):
+        resolve.resolve(config, may_prepare=False)

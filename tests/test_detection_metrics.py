@@ -7,7 +7,7 @@ Points are written (precision, recall)."""
 import numpy as np
 import pytest
 
-from eval import detection_metrics as dm
+from train.tasks import detection_metrics as dm
 
 BOX = [0, 0, 9, 9]
 FAR = [50, 50, 59, 59]  # no overlap with BOX

@@ -1,6 +1,6 @@
 """Detectors through the commands every model uses: train.main (train, resume, export), eval.main
 (frame-mAP, detections.png), eval.predict (boxes drawn into a GIF), on synthetic_detection at tiny
-sizes; the frame-mAP bookkeeping of `eval.detection` by hand."""
+sizes; the frame-mAP bookkeeping of `train.tasks.detection` by hand."""
 
 import json
 
@@ -9,10 +9,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from eval import detection
 from tests.conftest import FIXTURES, invoke, last_json, one_line_error
-from train import detection as train_detection
 from train import loading
+from train.tasks import detection
 
 TINY_DETECTOR = ["--dataset=synthetic_detection", "--num_frames=4", "--frame_stride=1", "--batch_size=2",
                  "--depth_multiplier=0.25", "--image_size=32,48", "--num_rois=4", "--anchor_scales=16,32",
@@ -34,7 +33,7 @@ def test_boxes_given_detector_trains_resumes_evaluates_exports_and_refuses_to_pr
     assert status == 0 and "resuming from step 2" in out and json.loads(out.splitlines()[-1])["step"] == 4
 
     results = last_json(invoke("eval.main", f"--model_dir={run}", "--batch_size=8", "--json"))
-    assert results["frames"] == 8 * 40 and results["videos"] == 8 and results["proposals"] == "given"
+    assert results["frames"] == 8 * 40 and results["num_videos"] == 8 and results["proposals"] == "given"
     assert 0 <= results["frame_map_act"] <= 1 and 0 <= results["frame_map_voc"] <= 1
     with open(f"{results['output_dir']}/results.json") as file:
         assert json.load(file)["frame_map_act"] == results["frame_map_act"]
@@ -44,13 +43,12 @@ def test_boxes_given_detector_trains_resumes_evaluates_exports_and_refuses_to_pr
 
     # The SavedModel resizes frames of any size as the pipeline does and scores the given boxes.
     loaded = loading.load(run)
-    inference = train_detection.inference_model(loaded.model, loaded.config)
     frames = np.random.default_rng(0).integers(0, 256, (1, 4, 64, 96, 3), dtype=np.uint8)
     boxes, mask = np.array([[[0.1, 0.2, 0.6, 0.7], [0, 0, 0, 0]]], np.float32), np.array([[True, False]])
     served = tf.saved_model.load(str(run / "export")).signatures["serving_default"](
         frames=tf.constant(frames), boxes=tf.constant(boxes), box_mask=tf.constant(mask))
     clips = tf.cast(tf.clip_by_value(tf.round(tf.image.resize(frames[0], (32, 48))), 0, 255), tf.uint8)[None]
-    expected = train_detection.detector_function(inference)(clips, boxes, mask)
+    expected = loaded.task.detector_function(loaded)(clips, boxes, mask)
     # Loose: a few steps in, the RoI head's batch norm divides by tiny variances, which magnifies
     # float rounding (1e-4 of a score across runs); a wrong resize or layout moves scores by more.
     np.testing.assert_allclose(served["scores"].numpy(), expected["scores"], atol=2e-3)
@@ -90,10 +88,10 @@ def test_a_classifier_refuses_detection_data_and_a_detector_classification_data(
     line = one_line_error(invoke("train.main", "--model=s3dg", "--dataset=synthetic_detection",
                                  f"--data_dir={synthetic_detection_dir}", f"--model_dir={tmp_path / 'a'}"),
                           "train.main")
-    assert "holds the detection dataset 'synthetic_detection'; s3dg is a classification model" in line
+    assert "holds the detection dataset 'synthetic_detection'; s3dg is a model for single-label classification" in line
     line = one_line_error(invoke("train.main", "--model=i2d_detector", f"--data_dir={synthetic_dir}",
                                  f"--model_dir={tmp_path / 'b'}"), "train.main")
-    assert "holds the classification dataset 'synthetic'; i2d_detector is a detection model" in line
+    assert "holds the classification dataset 'synthetic'; i2d_detector is a model for action detection" in line
 
 
 def outputs_of(boxes, scores):

@@ -15,7 +15,7 @@ import tensorflow as tf
 import models
 from models import detection_ops, detector
 from tests.conftest import REPO_ROOT
-from train import detection_objectives as objectives
+from train.tasks import detection_objectives as objectives
 
 FRAMES, HEIGHT, WIDTH, CLASSES, ROIS = 4, 64, 80, 3, 4
 OPTIONS = dict(image_size=(HEIGHT, WIDTH), depth_multiplier=0.25, num_rois=ROIS, anchor_scales=(32, 64),

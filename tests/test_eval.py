@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from data import prepare
-from eval import evaluate, metrics
+from eval import evaluate
 from tests.conftest import invoke, last_json, one_line_error
 from tests.test_train import scalars
+from train.tasks import classification
 
 
 def test_summarise_counts_clip_and_video_level_by_hand():
@@ -19,20 +20,20 @@ def test_summarise_counts_clip_and_video_level_by_hand():
                       [[0.1, 0.8, 0.1], [0.3, 0.6, 0.1]],   # right, right -> right
                       [[0.5, 0.1, 0.4], [0.2, 0.2, 0.6]]])  # wrong (2nd best), right; mean 0.35/0.15/0.5 -> right
     labels = np.array([0, 1, 2])
-    result = metrics.summarise(views, labels)
+    result = classification.summarise(views, labels)
     assert result["top1"] == pytest.approx(4 / 6) and result["video_top1"] == pytest.approx(2 / 3)
     assert result["top5"] == 1.0 and result["mean_class_accuracy"] == pytest.approx(2 / 3)
     assert result["loss"] == pytest.approx(-np.log([0.6, 0.2, 0.8, 0.6, 0.4, 0.6]).mean())
     # Two classes: top-5 is the whole set; mean per-class accuracy over the classes present.
-    two = metrics.summarise(np.array([[[0.6, 0.4]], [[0.7, 0.3]], [[0.2, 0.8]]]), np.array([0, 1, 1]))
+    two = classification.summarise(np.array([[[0.6, 0.4]], [[0.7, 0.3]], [[0.2, 0.8]]]), np.array([0, 1, 1]))
     assert two["video_top5"] == 1.0 and two["mean_class_accuracy"] == pytest.approx((1 + 0.5) / 2)
 
 
 def test_fusion_by_hand():
     rgb, flow = np.array([[1.0, 2.0, 0.0]]), np.array([[0.5, -1.0, 3.0]])
-    np.testing.assert_allclose(metrics.fuse(rgb, flow, "logits"), [[1.5, 1.0, 3.0]])
+    np.testing.assert_allclose(evaluate.fuse(rgb, flow, "logits"), [[1.5, 1.0, 3.0]])
     mean = (np.exp(rgb) / np.exp(rgb).sum() + np.exp(flow) / np.exp(flow).sum()) / 2
-    np.testing.assert_allclose(np.exp(metrics.fuse(rgb, flow, "probabilities")), mean)
+    np.testing.assert_allclose(np.exp(evaluate.fuse(rgb, flow, "probabilities")), mean)
 
 
 def test_run_evaluation_writes_its_report_and_tensorboard(trained_run):
@@ -54,12 +55,12 @@ def test_run_evaluation_writes_its_report_and_tensorboard(trained_run):
 
 
 def test_saved_model_sees_the_same_frames_as_the_run(trained_run, synthetic_dir):
-    """The SavedModel strides and crops itself: fed every frame of each clip's span and the stored
-    frames' central square, it computes what the rebuilt run computes on its own clips."""
+    """The SavedModel resizes and crops itself: fed whole stored frames at its protocol's rate, it
+    computes what the rebuilt run computes on its own clips."""
     run, summary = trained_run
     from_run = evaluate.run(evaluate.EvalConfig(model=str(run), checkpoint="latest"))
     from_export = evaluate.run(evaluate.EvalConfig(model=summary["export_dir"], data_dir=str(synthetic_dir)))
-    assert from_export["num_frames"] == 7 and from_export["frame_stride"] == 1  # (4 - 1) x 2 + 1 stored frames
+    assert from_export["num_frames"] == 4 and from_export["frame_stride"] == 2 and from_export["crop_size"] is None
     assert from_run["num_frames"] == 4 and from_run["frame_stride"] == 2
     # Two differently traced float32 graphs: the mean loss agrees to ~1e-5; a video whose two best
     # classes are that close may flip its top-1.

@@ -170,7 +170,7 @@ def test_changed_annotations_are_prepared_again_and_skipped_files_kept_per_split
         from data import pipeline
         for serialized in tf.data.TFRecordDataset(path):
             _, label, media_id = pipeline.parse_example(serialized, with_media_id=True)
-            examples[media_id.numpy().decode()] = int(label)
+            examples[media_id.numpy().decode()] = int(label[0])
     assert not any(key.startswith(removed) for key in examples)
     new_label = lines[3].split(",")[0]
     assert [label for key, label in examples.items() if key.startswith(relabelled)] == [
@@ -272,8 +272,8 @@ def test_a_saved_model_meets_only_data_with_its_classes(trained_run, tmp_path):
 COMMANDS = {"train.main": "--schedule", "train.export": "--export_dir", "train.benchmark": "--mixed_precision",
             "eval.main": "--num_crops", "eval.predict": "--video", "eval.analysis": "--end_points",
             "eval.complexity": "--timing", "eval.grouped_conv_benchmark": "--groups", "data.prepare": "--modality",
-            "data.inspect": "--split", "data.benchmark": "--windows", "models.inflate": "--checkpoint",
-            "models.convert_deepmind_i3d": "--dry_run"}
+            "data.inspect": "--split", "data.benchmark": "--windows", "train.inflate": "--checkpoint",
+            "train.convert_deepmind_i3d": "--dry_run", "train.convert_torch": "--trusted"}
 
 
 @pytest.mark.parametrize("module,flag", COMMANDS.items())

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import models
-from models import inception_v1, inflate
+from models import inception_v1, inflation
 from tests.conftest import invoke, last_json, one_line_error
 
 
@@ -76,7 +76,7 @@ def test_inflated_s3d_gives_the_2d_logits_on_a_boring_video(random_2d, options):
     2D model, gives the 2D model's logits on that frame."""
     image_model, backbone, frame = random_2d
     model = models.build("s3d", num_classes=10, depth_multiplier=0.25, dropout_rate=0.0, **options)
-    counts = inflate.inflate(backbone, model)
+    counts = inflation.inflate(backbone, model)
     assert counts["identity"] > 0 and counts["inflated"] == 0 and counts["classifier_kept"] == 0
     clip = np.repeat(frame[:, None], 16, axis=1)
     expected = image_model(frame, training=False).numpy()
@@ -90,7 +90,7 @@ def test_inflated_i3d_gives_the_2d_features_where_the_clip_ends_are_out_of_reach
     steps, do not need to."""
     image_model, backbone, frame = random_2d
     model = models.build("i3d", num_classes=10, depth_multiplier=0.25, dropout_rate=0.0)
-    counts = inflate.inflate(backbone, model)
+    counts = inflation.inflate(backbone, model)
     assert counts["inflated"] > 0 and counts["identity"] == 0
     features_3d = models.features(model, ["Mixed_3c"])(np.repeat(frame[:, None], 32, axis=1), training=False)
     features_2d = models.features(backbone, ["Mixed_3c"])(frame[:, None], training=False)
@@ -103,7 +103,7 @@ def test_inflated_i3d_gives_the_2d_features_where_the_clip_ends_are_out_of_reach
 def test_inflate_command_writes_weights_for_any_family_member(tmp_path):
     _, backbone = inception_v1.build_inception_v1()
     values = slim_checkpoint(tmp_path / "inception_v1.ckpt", backbone)
-    summary = last_json(invoke("models.inflate", f"--checkpoint={tmp_path / 'inception_v1.ckpt'}",
+    summary = last_json(invoke("train.inflate", f"--checkpoint={tmp_path / 'inception_v1.ckpt'}",
                                "--model=top_heavy_s3d", "--transition=Mixed_4b", "--num_classes=51",
                                f"--output={tmp_path / 'ths3d.weights.h5'}"))
     assert summary["classifier_kept"] == 2 and summary["identity"] > 0 and summary["copied"] > 0
@@ -118,12 +118,12 @@ def test_inflate_command_writes_weights_for_any_family_member(tmp_path):
 
 
 def test_only_families_with_a_2d_counterpart_take_inception_v1(tmp_path):
-    line = one_line_error(invoke("models.inflate", f"--checkpoint={tmp_path / 'x.ckpt'}", "--model=r3d_18",
-                                 f"--output={tmp_path / 'r3d.weights.h5'}"), "models.inflate")
+    line = one_line_error(invoke("train.inflate", f"--checkpoint={tmp_path / 'x.ckpt'}", "--model=r3d_18",
+                                 f"--output={tmp_path / 'r3d.weights.h5'}"), "train.inflate")
     assert "r3d_18 (ResNet3D / CSN / R(2+1)D) has no 2D Inception-v1 counterpart" in line
 
 
 def test_inflating_into_another_width_lists_the_mismatches():
     _, backbone = inception_v1.build_inception_v1(num_classes=10, depth_multiplier=0.5)
-    with pytest.raises(inflate.InflationError, match=r"variables cannot be inflated:\n  Conv3d_1a_7x7/conv_3d/kernel"):
-        inflate.inflate(backbone, models.build("s3d", num_classes=10, depth_multiplier=0.25))
+    with pytest.raises(inflation.InflationError, match=r"variables cannot be inflated:\n  Conv3d_1a_7x7/conv_3d/kernel"):
+        inflation.inflate(backbone, models.build("s3d", num_classes=10, depth_multiplier=0.25))

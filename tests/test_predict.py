@@ -10,18 +10,17 @@ import models
 from data import decode
 from eval import predict
 from tests.conftest import invoke, last_json, one_line_error
+from data.protocol import InputProtocol
 from train import loading, runs, serving
-from train.config import ClipConfig, DataConfig, ExperimentConfig, ModelConfig
 
 CLASSES = [f"class {i}" for i in range(7)]
 SMALL = ["--short_side=64", "--crop_size=56", "--max_frames=16"]
 
 
 def config_of(model, channels=3):
-    return ExperimentConfig(model=ModelConfig("s3dg", models.registry.resolve_options("s3dg", {"input_channels": channels}),
-                                              len(CLASSES)),
-                            data=DataConfig(dataset=None, class_names=tuple(CLASSES), short_side=64),
-                            clip=ClipConfig(crop_size=56))
+    """What the weights record: S3D-G with 7 classes, frames at 25 fps, short side 64, crop 56."""
+    return loading.described("s3dg", {"input_channels": channels}, len(CLASSES), CLASSES,
+                             InputProtocol(short_side=64, crop_size=56, fps=25.0, channels=channels))
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +84,7 @@ def test_bad_videos_are_one_line_errors(tmp_path, weights):
     (["--model=s3dg", "--weights=WEIGHTS/bare.weights.h5", "--label_map=kinetics999"], "kinetics999: label map not found"),
     (["--weights=WEIGHTS/bare.weights.h5"], "without this project's metadata; give the model"),
     (["--saved_model=WEIGHTS/export", "--weights=WEIGHTS/bare.weights.h5"], "give one of --saved_model"),
-    (["--model_dir=WEIGHTS"], "not a train.main run folder, a SavedModel folder or a .weights.h5 file"),
+    (["--model_dir=WEIGHTS"], "not a train.main run folder, a SavedModel folder, a .weights.h5 or a .keras file"),
 ])
 def test_bad_sources_are_one_line_errors(weights, fixtures_dir, args, message):
     args = [a.replace("WEIGHTS", str(weights)) for a in args]

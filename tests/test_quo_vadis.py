@@ -1,5 +1,5 @@
 """The Quo Vadis baselines: ConvNet+LSTM, two-stream 2D and 3D-fused (`models.quo_vadis`), their
-RGB + flow input (`data.pairs`), heads (`train.objectives`) and counts (`eval.complexity`)."""
+RGB + flow input (`data.pairs`), heads (`train.tasks.classification`) and counts (`eval.complexity`)."""
 
 import csv
 
@@ -14,7 +14,8 @@ from eval import analytic, complexity
 from models import inception_v1, layers, quo_vadis
 from tests.conftest import FIXTURES, TINY_FLAGS, invoke, last_json, one_line_error, tiny_config
 from tests.test_inflate import randomise
-from train import finetune, loading, objectives, trainer
+from train import finetune, loading, resolve, trainer
+from train.tasks import classification
 
 SMALL = dict(num_classes=7, depth_multiplier=0.25, dropout_rate=0.0)
 
@@ -95,14 +96,14 @@ def test_the_lstm_is_trained_at_every_step_and_predicts_with_the_last():
     labels = np.array([1, 4, 0])
     one_hot = np.eye(5, dtype=np.float32)[labels]
     by_hand = -np.mean(scipy.special.log_softmax(outputs, axis=-1)[np.arange(3), :, labels])
-    loss = objectives.CrossEntropy("last_step")(one_hot, outputs)
+    loss = classification.CrossEntropy("last_step")(one_hot, outputs)
     np.testing.assert_allclose(float(loss), by_hand, rtol=1e-6)
-    per_example = objectives.CrossEntropy("last_step", reduction=None)(one_hot, outputs)
+    per_example = classification.CrossEntropy("last_step", reduction=None)(one_hot, outputs)
     np.testing.assert_allclose(per_example, -scipy.special.log_softmax(outputs, -1)[np.arange(3), :, labels].mean(1),
                                rtol=1e-6)
     outputs[:, :-1] = -np.eye(5)[labels][:, None] * 10  # every step but the last wrong
     outputs[:, -1] = np.eye(5)[labels] * 10
-    top1, _ = objectives.metrics("last_step")
+    top1, _ = classification.top_k_metrics("last_step")
     top1.update_state(one_hot, outputs)
     assert float(top1.result()) == 1.0
 
@@ -113,7 +114,7 @@ def test_two_stream_prediction_averages_the_streams_softmax():
     by_hand = (scipy.special.softmax(outputs[:, 0], -1) + scipy.special.softmax(outputs[:, 1], -1)) / 2
     prediction = layers.Predictions("stream_average")(outputs)
     np.testing.assert_allclose(scipy.special.softmax(prediction, -1), by_hand, rtol=1e-5)
-    loss = objectives.CrossEntropy("stream_average")(np.eye(6, dtype=np.float32)[[0, 2, 5]], outputs)
+    loss = classification.CrossEntropy("stream_average")(np.eye(6, dtype=np.float32)[[0, 2, 5]], outputs)
     np.testing.assert_allclose(float(loss), -np.mean(scipy.special.log_softmax(outputs, -1)[np.arange(3), :, [0, 2, 5]]),
                                rtol=1e-6)
 
@@ -141,13 +142,13 @@ def test_one_training_step_moves_every_variable(name, options, paired, synthetic
     config = tiny_config(name, synthetic_dir, tmp_path, options=options, run_eagerly=True)
     if paired:
         config = config.replace(data=dict(flow_data_dir=str(synthetic_flow_dir)))
-    config = trainer.resolve(trainer.with_defaults(config), records.load_info(synthetic_dir))
-    model, compiled = trainer.build(config, tf.distribute.get_strategy(), 2)
+    config = resolve.resolve(config, may_prepare=False, announce=lambda line: None)
+    model, compiled = trainer.build(config, tf.distribute.get_strategy(), 2, announce=lambda line: None)
     clips, labels = next(iter(pipeline.training_dataset(synthetic_dir, "train", 2, 4, 32, seed=0,
                                                         flow_data_dir=config.data.flow_data_dir)))
     assert clips.shape == (2, 4, 32, 32, 5 if paired else 3)
     before = [variable.numpy() for variable in model.trainable_variables]
-    logs = compiled.train_on_batch(clips, tf.one_hot(labels, 13), return_dict=True)
+    logs = compiled.train_on_batch(clips, labels, return_dict=True)
     assert np.isfinite(logs["loss"]) and 0 <= logs["top1"] <= 1
     still = [v.path for v, old in zip(model.trainable_variables, before) if np.array_equal(v.numpy(), old)]
     assert still == []
@@ -251,8 +252,8 @@ def test_two_stream_2d_trains_resumes_evaluates_exports_and_predicts(synthetic_d
                                     "--flow_method=farneback", "--json"))
         in_run = last_json(invoke("eval.predict", f"--model_dir={run}", "--checkpoint=latest", f"--video={video}",
                                   "--flow_method=farneback", "--json"))
-        span = 3 * loaded.config.clip.frame_stride + 1  # the centre clip's frames, each with its flow
-        assert exported["frames"] == in_run["frames"] == span and len(exported["predictions"]) == 5
+        # The centre clip's 4 frames at the protocol's rate, each with its flow.
+        assert exported["frames"] == in_run["frames"] == 4 and len(exported["predictions"]) == 5
         assert [p["label"] for p in exported["predictions"]] == [p["label"] for p in in_run["predictions"]]
         np.testing.assert_allclose(exported["predictions"][0]["probability"], in_run["predictions"][0]["probability"],
                                    rtol=1e-4)

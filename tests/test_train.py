@@ -19,7 +19,8 @@ import models
 from data import files
 from flags import cli, train_flags
 from tests.conftest import REPO_ROOT, TINY_FLAGS, invoke, last_json, one_line_error, tiny_config
-from train import loop, runs, serving, trainer
+from train import loop, runs, trainer
+from train.tasks import multi_label
 
 
 def scalars(log_dir):
@@ -93,14 +94,16 @@ def test_saved_model_serves_raw_frames_without_the_project(tmp_path, finished_ru
     assert shown.returncode == 0 and "serving_default" in shown.stdout and "top5_classes" in shown.stdout
 
 
-def test_serving_signature_strides_like_the_run_and_rejects_empty_input(finished_run):
-    """The demo trains at frame stride 2 (of 25 fps): the signature takes every second frame."""
+def test_serving_signature_takes_frames_at_the_protocol_rate_and_rejects_empty_input(finished_run):
+    """The demo trains at frame stride 2 of 25 fps: the export's protocol says 12.5 fps, and the
+    signature takes the frames as they come (whoever decodes samples them at that rate)."""
     model_dir, summary = finished_run
+    protocol = json.loads((model_dir / "export" / "config.json").read_text())["protocol"]
+    assert protocol["fps"] == 12.5 and protocol["num_frames"] == 4 and protocol["short_side"] == 36
     loaded = tf.saved_model.load(summary["export_dir"]).signatures["serving_default"]
     frames = np.random.default_rng(1).integers(0, 256, (1, 12, 36, 40, 3), dtype=np.uint8)
-    strided = np.repeat(frames[:, ::2], 2, axis=1)  # the same frames at the odd positions
-    np.testing.assert_allclose(loaded(frames=tf.constant(strided))["logits"].numpy(),
-                               loaded(frames=tf.constant(frames))["logits"].numpy(), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(loaded(frames=tf.constant(frames[:, ::2]))["logits"].numpy(),
+                           loaded(frames=tf.constant(frames))["logits"].numpy(), atol=1e-6)
     with pytest.raises(tf.errors.InvalidArgumentError, match="at least one frame"):
         loaded(frames=tf.zeros((1, 0, 36, 40, 3), tf.uint8))
     for shape in ((1, 36, 40, 3), (1, 4, 36, 40, 4)):  # rank 4, 4 channels
@@ -174,17 +177,21 @@ def test_bad_flags_fail_in_one_line_before_any_work(tmp_path, synthetic_dir, fla
     assert not (tmp_path / "run").exists()
 
 
-def test_help_shows_the_flags_and_the_defaults_that_apply():
+def test_help_shows_the_flags_and_the_defaults_that_apply(synthetic_dir):
     status, out, err = invoke("train.main", "--help")
     assert status == 0 and "--batch_norm_momentum" in out and "--num_frames" in out
     assert "Inception-3D 0.999" in out and "ResNet3D / CSN / R(2+1)D 0.9" in out  # per-family defaults
     assert "demo, demo_detection 8; detection 20" in " ".join(out.split())  # the recipes' clip lengths
-    status, out, err = invoke("train.main", "--model=r3d_18", "--schedule=kinetics", "--print_config")
+    status, out, err = invoke("train.main", "--model=r3d_18", "--schedule=kinetics", "--print_config",
+                              f"--data_dir={synthetic_dir}")
     assert status == 0, err
-    config = json.loads(out)
+    printed = json.loads(out)
+    assert printed["intent"]["schedule"]["recipe"] == "kinetics" and printed["intent"]["clip"]["num_frames"] is None
+    config = printed["resolved"]
     assert config["schedule"]["recipe"] == "kinetics" and config["clip"]["num_frames"] == 64
     assert config["model"]["options"]["batch_norm_momentum"] == 0.9  # ResNet's own, not Inception's 0.999
     assert config["model"]["options"]["dropout_rate"] == 0.5  # the recipe's
+    assert config["protocol"]["crop_size"] == 224 and config["protocol"]["short_side"] == 36
 
 
 def test_flags_make_the_experiment_config(tmp_path):
@@ -193,9 +200,9 @@ def test_flags_make_the_experiment_config(tmp_path):
     values(["train.main", "--model=c3d", "--dataset=ucf101", "--num_frames=8", "--batch_norm_momentum=0.99",
             "--short_side_jitter=40,48", "--decay_steps=10,20"])
     config = train_flags.experiment_config(values)
-    assert config.model.name == "c3d" and config.schedule.recipe == "finetune" and config.clip.num_frames == 8
-    # finetune's dropout applies (C3D has dropout); depth_multiplier is not a C3D option.
-    assert config.model.options == {"dropout_rate": 0.5, "batch_norm_momentum": 0.99}
+    # The intent: what was given, and no recipe (the dataset's applies when it resolves).
+    assert config.model.name == "c3d" and config.schedule.recipe is None and config.clip.num_frames == 8
+    assert config.model.options == {"batch_norm_momentum": 0.99} and config.clip.crop_size is None
     assert config.clip.short_side_jitter == (40, 48) and config.schedule.decay_steps == (10, 20)
     again = type(config).from_dict(json.loads(json.dumps(config.to_dict())))
     assert again == config
@@ -223,12 +230,14 @@ import json, sys, numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras, models
-from train import serving
+
+def behind_normalise(model):
+    return keras.Sequential([keras.Input(model.input_shape[1:], dtype="uint8"), models.layers.Normalise(), model])
 
 def losses(strategy, weights):
     with strategy.scope():
         model = models.build("s3d", num_classes=5, depth_multiplier=0.25, dropout_rate=0.0, batch_norm_momentum=0.9)
-        trainer = serving.inference_model(model)
+        trainer = behind_normalise(model)
         trainer.set_weights(weights)
         for layer in model._flatten_layers():
             if isinstance(layer, keras.layers.BatchNormalization):
@@ -245,7 +254,7 @@ def losses(strategy, weights):
     return [float(k * m - (k - 1) * p) for k, m, p in zip(range(1, len(means) + 1), means, np.r_[0.0, means[:-1]])]
 
 keras.utils.set_random_seed(0)
-start = serving.inference_model(models.build("s3d", num_classes=5, depth_multiplier=0.25)).get_weights()
+start = behind_normalise(models.build("s3d", num_classes=5, depth_multiplier=0.25)).get_weights()
 out = []
 one = losses(tf.distribute.OneDeviceStrategy("/cpu:0"), start)
 out = []
@@ -258,23 +267,30 @@ def test_two_replicas_follow_the_one_device_loss_trajectory():
     """Same global batch of 8 on one device and split 4+4 over two logical CPUs under
     MirroredStrategy (logical devices must be set before TensorFlow starts: a process of its own):
     with batch norm on its moving statistics every step's loss agrees within 0.1%: gradients are
-    averaged over replicas, not summed."""
+    averaged over replicas, not summed. (Whether six steps of SGD on one batch lower the loss
+    depends on the CPU's vector kernels: an AVX2-only CPU took a sixth step up. What is asserted is
+    that both runs train, the same way.)"""
     result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], cwd=REPO_ROOT, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     losses = json.loads(result.stdout.strip().splitlines()[-1])
     one, two = np.array(losses["one"]), np.array(losses["two"])
-    assert len(one) == len(two) == 6 and one[-1] < one[0]
+    assert len(one) == len(two) == 6 and np.ptp(one) > 1e-3 * abs(one[0])  # the weights moved
     np.testing.assert_allclose(two, one, rtol=1e-3)
+
+
+def _metrics():
+    """A sum-of-hits metric and an AUC (confusion counts at thresholds): the loop reduces both."""
+    return [keras.metrics.CategoricalAccuracy(name="top1"), multi_label.MeanAveragePrecision(num_classes=5)]
 
 
 def _running_losses(train_with_loop):
     keras.utils.set_random_seed(0)
     model = models.build("s3d", num_classes=5, depth_multiplier=0.25, dropout_rate=0.0, batch_norm_momentum=0.9)
-    network = serving.inference_model(model)
+    network = keras.Sequential([keras.Input(model.input_shape[1:], dtype="uint8"), models.layers.Normalise(), model])
     network.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
                     loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1),
-                    metrics=[keras.metrics.CategoricalAccuracy(name="top1")])
+                    metrics=_metrics())
     network.optimizer.build(network.trainable_variables)
     rng = np.random.default_rng(1)
     clips = rng.integers(0, 256, (12, 4, 32, 32, 3), dtype=np.uint8)
@@ -282,24 +298,25 @@ def _running_losses(train_with_loop):
     dataset = tf.data.Dataset.from_tensor_slices((clips, labels)).batch(4).repeat()
     history = []
     record = keras.callbacks.LambdaCallback(
-        on_train_batch_end=lambda batch, logs: history.append([float(logs["loss"]), float(logs["top1"])]))
+        on_train_batch_end=lambda batch, logs: history.append([float(logs[key]) for key in ("loss", "top1", "map")]))
     args = dict(steps_per_epoch=3, epochs=2, validation_data=dataset.take(3), validation_freq=2, callbacks=[record])
     if train_with_loop:
         strategy = tf.distribute.get_strategy()
         loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1, reduction=None)
-        runner = loop.DistributedLoop(strategy, network, loss, 4)
+        runner = loop.DistributedLoop(strategy, network, loss, _metrics(), 4)
         runner.fit(strategy.experimental_distribute_dataset(dataset), **args)
         final = runner.evaluate(strategy.experimental_distribute_dataset(dataset.take(3)))
     else:
         network.fit(dataset, verbose=0, **args)
         final = network.evaluate(dataset.take(3), verbose=0, return_dict=True)
-    return {"steps": history, "final": [final["loss"], final["top1"]],
+    return {"steps": history, "final": [final["loss"], final["top1"], final["map"]],
             "iterations": int(network.optimizer.iterations.numpy())}
 
 
 def test_distributed_loop_trains_and_logs_like_keras_fit():
-    """The multi-worker loop on one device: the same running loss and top-1 after every step, the
-    same step count and final evaluation as Keras' fit from the same weights and batches."""
+    """The multi-worker loop on one device: the same running loss, top-1 and mAP (the task
+    metrics, reduced from their states) after every step, the same step count and final evaluation
+    as Keras' fit from the same weights and batches."""
     fit, own = _running_losses(False), _running_losses(True)
     assert fit["iterations"] == own["iterations"] == 6 and len(fit["steps"]) == len(own["steps"]) == 6
     np.testing.assert_allclose(own["steps"], fit["steps"], rtol=1e-4)

@@ -64,7 +64,7 @@ class ModelConfig:
         try:
             models.registry.check_options(self.name, self.options)
         except ValueError as error:
-            raise ConfigError(f"model: {error}") from None
+            raise ConfigError(str(error) if str(error).startswith("model:") else f"model: {error}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,8 +224,6 @@ class ExperimentConfig:
     def __post_init__(self):
         from train import presets  # the recipes are made of this module's classes
         _choice("schedule", "recipe", self.schedule.recipe, tuple(presets.RECIPES))
-        if self.run.freeze_until is not None and self.run.init_checkpoint is None:
-            _fail("run", "freeze_until", "needs an init_checkpoint (frozen layers would keep their random weights)")
 
     def replace(self, **parts):
         """A copy with some fields of its parts replaced: `replace(clip=dict(num_frames=8))`."""
