@@ -19,7 +19,7 @@ import pathlib
 import pickle
 import re
 
-from data import datasets, synthetic, synthetic_detection, synthetic_multilabel
+from data import datasets, safe_pickle, synthetic, synthetic_detection, synthetic_multilabel
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi")
 SOMETHING_SOMETHING_FPS = 12.0
@@ -382,11 +382,17 @@ UCF101_24_FPS = 25.0
 
 def load_ground_truth(path):
     """The dict of an ACT-detector ground-truth pickle (`JHMDB-GT.pkl`, `UCF101v2-GT.pkl`: written
-    by Python 2, read with encoding latin1); SourceError when missing, unreadable or incomplete."""
+    by Python 2, read with encoding latin1) through `data.safe_pickle`, which runs nothing the file
+    names; SourceError when missing, unreadable, incomplete or naming anything but what such a
+    file holds."""
     try:
         with open(_require(path, "ground-truth pickle"), "rb") as handle:
-            gt = pickle.load(handle, encoding="latin1")
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as error:
+            gt = safe_pickle.load(handle)
+    except safe_pickle.RefusedGlobal as error:
+        raise SourceError(f"{path}: refuses to unpickle {error.name} (only ACT ground-truth contents are read: "
+                          "dicts, lists, tuples, strings, numbers, numpy arrays)") from None
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError, TypeError,
+            IndexError, KeyError) as error:
         raise SourceError(f"{path}: not a readable ground-truth pickle ({type(error).__name__}: {error})") from None
     missing = [key for key in GT_KEYS if not isinstance(gt, dict) or key not in gt]
     if missing:
