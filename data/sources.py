@@ -321,7 +321,8 @@ def charades(root, splits):
     class_names = charades_classes(root / "Charades_v1_classes.txt")
     folders = [root / folder for folder in CHARADES_VIDEO_FOLDERS if (root / folder).is_dir()]
     if not folders:
-        raise SourceError(f"{root / CHARADES_VIDEO_FOLDERS[0]}: video folder not found (nor {CHARADES_VIDEO_FOLDERS[1]})")
+        raise SourceError(f"{root / CHARADES_VIDEO_FOLDERS[0]}: video folder not found "
+                          f"(nor {CHARADES_VIDEO_FOLDERS[1]})")
     skipped, videos = [], {}
     for split in splits:
         csv_path = root / f"Charades_v1_{split}.csv"

@@ -143,7 +143,8 @@ CHARADES_COLUMNS = ("id", "subject", "scene", "quality", "relevance", "verified"
 # (id, actions) per split; every video is written except MISS1. Train also gets a row with too few
 # columns, one with a malformed action and one with an unknown class code (c157).
 CHARADES_ROWS = {
-    "train": (("46GP8", "c092 11.90 21.20;c147 0.00 12.60"), ("YSKX3", "c008 0.00 6.00;c147 3.10 10.50;c008 8.00 12.00"),
+    "train": (("46GP8", "c092 11.90 21.20;c147 0.00 12.60"),
+              ("YSKX3", "c008 0.00 6.00;c147 3.10 10.50;c008 8.00 12.00"),
               ("KRF68", ""), ("BAD01", "c010 1.00"), ("UNK01", "c003 0.00 2.00;c157 1.00 2.00"),
               ("MISS1", "c001 0.50 4.00")),
     "test": (("0A8CF", "c006 0.00 3.00;c008 2.50 5.00"), ("ZZXQF", "c001 1.20 4.80")),

@@ -116,7 +116,8 @@ def python2_pickle(obj):
     def emit(value):
         if isinstance(value, (str, bytes)):
             data = value.encode("latin1") if isinstance(value, str) else value
-            out.extend(b"U" + bytes([len(data)]) + data if len(data) < 256 else b"T" + struct.pack("<i", len(data)) + data)
+            length = bytes([len(data)]) if len(data) < 256 else struct.pack("<i", len(data))
+            out.extend((b"U" if len(data) < 256 else b"T") + length + data)
         elif value is None or isinstance(value, bool):
             out.extend({None: b"N", True: b"\x88", False: b"\x89"}[value])
         elif isinstance(value, (int, np.integer)):

@@ -4,6 +4,7 @@ and single-label records unchanged by the multi-label format."""
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -63,13 +64,15 @@ def test_charades_layout_keeps_every_label_and_interval(charades_source, tmp_pat
     assert summary["splits"] == {"train": 3, "test": 2}
     train_csv = charades_source / "Charades_v1_train.csv"
     skipped = {entry["path"]: entry["reason"] for entry in json.loads((out / records.SKIPPED_FILE).read_text())}
-    assert skipped == {f"{train_csv}:5": "malformed action 'c010 1.00' (expected `cNNN start end`, seconds, start <= end)",
+    assert skipped == {f"{train_csv}:5": ("malformed action 'c010 1.00' (expected `cNNN start end`, seconds, "
+                                          "start <= end)"),
                        f"{train_csv}:6": "unknown class code 'c157'",
                        f"{train_csv}:8": "malformed annotation row",
                        str(charades_source / "Charades_v1_480" / "MISS1.mp4"): "file does not exist"}
     assert all(f"skipped {path}: {reason}" in err for path, reason in skipped.items())
 
-    class_names = [line.split(" ", 1)[1] for line in (charades_source / "Charades_v1_classes.txt").read_text().splitlines()]
+    class_lines = (charades_source / "Charades_v1_classes.txt").read_text().splitlines()
+    class_names = [line.split(" ", 1)[1] for line in class_lines]
     info = records.load_info(out)
     assert info["task"] == "multi_label" and info["class_names"] == class_names and info["num_classes"] == 157
     for split in ("train", "test"):
@@ -78,12 +81,21 @@ def test_charades_layout_keeps_every_label_and_interval(charades_source, tmp_pat
     train = read_labels(out, "train")
     assert sorted(train) == ["46GP8", "KRF68", "YSKX3"]
     assert train["KRF68"] == {key: [] for key in train["KRF68"]}  # no action: no label, no interval
-    assert train["YSKX3"][records.LABEL_INDEX] == [8, 147] and train["YSKX3"][records.SEGMENT_LABEL_INDEX] == [8, 147, 8]
+    assert train["YSKX3"][records.LABEL_INDEX] == [8, 147]
+    assert train["YSKX3"][records.SEGMENT_LABEL_INDEX] == [8, 147, 8]
     assert train["46GP8"][records.SEGMENT_START] == [11_900_000, 0] and train["46GP8"][records.SEGMENT_END] == [
         21_200_000, 12_600_000]
-    # The same command resumes from the finished shards.
-    assert last_json(invoke("data.prepare", "--dataset=charades", f"--source_dir={charades_source}",
-                            f"--output_dir={out}", *SMALL, "--examples_per_shard=2"))["shards_reused"] == 3
+    # The same command resumes from the finished shards; a changed interval redoes its shard.
+    source = tmp_path / "Charades"
+    shutil.copytree(charades_source, source)
+    args = ["--dataset=charades", f"--source_dir={source}", f"--output_dir={tmp_path / 'copy'}", *SMALL,
+            "--examples_per_shard=2", "--workers=1"]
+    assert last_json(invoke("data.prepare", *args))["shards_written"] == 3
+    assert last_json(invoke("data.prepare", *args))["shards_reused"] == 3
+    test_csv = source / "Charades_v1_test.csv"
+    test_csv.write_text(test_csv.read_text().replace("c001 1.20 4.80", "c001 1.20 4.90"))
+    assert last_json(invoke("data.prepare", *args))["shards_written"] == 1
+    assert read_labels(tmp_path / "copy", "test")["ZZXQF"][records.SEGMENT_END] == [4_900_000]
 
 
 def test_charades_video_folders_and_bad_class_files(charades_source, tmp_path):
@@ -127,7 +139,7 @@ def test_beam_writes_the_local_engine_s_multi_label_shards(charades_source, tmp_
     pytest.importorskip("apache_beam")
     from data import beam_prepare
 
-    args = ["--dataset=charades", f"--source_dir={charades_source}", *SMALL, "--examples_per_shard=4"]
+    args = ["--dataset=charades", f"--source_dir={charades_source}", *SMALL, "--examples_per_shard=8"]
     local = last_json(invoke("data.prepare", *args, "--workers=1", f"--output_dir={tmp_path / 'local'}"))
     beam = last_json(invoke("data.prepare", *args, "--engine=beam", f"--output_dir={tmp_path / 'beam'}", "--",
                             "--direct_running_mode=in_memory", "--direct_num_workers=1"))
@@ -240,8 +252,10 @@ def old_encoding_of(serialized):
             ("region/track/index", "int64_list"))]
         annotated = [feature.int64_list.value[0] for feature in lists["region/is_annotated"].feature]
         regions = [(annotated[f], list(zip(*(column[f] for column in columns)))) for f in range(len(jpegs))]
-    (label_index,), (label_name,) = context["clip/label/index"].int64_list.value, context["clip/label/string"].bytes_list.value
-    return old_encode_example(jpegs, label_index, label_name.decode(), context["clip/media_id"].bytes_list.value[0].decode(),
+    (label_index,) = context["clip/label/index"].int64_list.value
+    (label_name,) = context["clip/label/string"].bytes_list.value
+    return old_encode_example(jpegs, label_index, label_name.decode(),
+                              context["clip/media_id"].bytes_list.value[0].decode(),
                               context["image/height"].int64_list.value[0], context["image/width"].int64_list.value[0],
                               context["image/frame_rate"].float_list.value[0], regions)
 
