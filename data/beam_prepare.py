@@ -60,15 +60,21 @@ def task_to_json(task):
     """One line of the plan file: a `shards.ShardTask` as JSON."""
     return json.dumps({"split": task.split, "index": task.index, "count": task.count,
                        "videos": [[video.media_id, video.label, None if video.path is None else str(video.path),
-                                   video.seed, label_index] for video, label_index in task.videos]})
+                                   video.seed, label_index, video.labels, video.segments]
+                                  for video, label_index in task.videos]})
+
+
+def _tuple(values, convert=lambda value: value):
+    return None if values is None else tuple(map(convert, values))
 
 
 def task_from_json(line):
     """The `shards.ShardTask` of one plan line (`task_to_json`)."""
     task = json.loads(line)
-    videos = tuple((sources.Video(media_id, label, None if path is None else pathlib.Path(path),
-                                  None if seed is None else tuple(seed)), label_index)
-                   for media_id, label, path, seed, label_index in task["videos"])
+    videos = tuple((sources.Video(media_id, label, None if path is None else pathlib.Path(path), _tuple(seed),
+                                  labels=_tuple(labels), segments=_tuple(segments, tuple)),
+                    label_index if labels is None else tuple(label_index))
+                   for media_id, label, path, seed, label_index, labels, segments in task["videos"])
     return shards.ShardTask(task["split"], task["index"], task["count"], videos)
 
 

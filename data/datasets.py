@@ -24,12 +24,15 @@ class DatasetSpec:
       fps: frame rate the preparation resamples to; None keeps the native rate.
       short_side: pixels the preparation resizes the short side to; None keeps the size.
       label_map: name of the bundled class list (`data/label_maps/NAME.txt`), in label-index
-        order; None: the sorted class names of the annotations.
+        order; None: the class names of the annotations (sorted, unless the dataset's own class
+        file gives their indices, as Charades').
       official_splits: how many official train/test splits there are (`--split_index`); 0: one.
       eval_frames: the paper's full-length evaluation clip (frames), where it has one.
       layout: the folder layout `data.prepare --source_dir` expects.
-      task: "classification" (a label per video) or "detection" (also per-frame boxes, each with
-        a class and a track: the region lists of `data.records`).
+      task: "classification" (a label per video), "multi_label" (any number of labels per video,
+        none included; action intervals where the dataset has them: `data.records`) or "detection"
+        (a label per video and per-frame boxes, each with a class and a track: the region lists of
+        `data.records`).
     """
     name: str
     splits: tuple
@@ -87,6 +90,16 @@ DATASETS = {spec.name: spec for spec in (
         "    testTrainMulti_7030_splits/{class}_test_split{k}.txt  (`video.avi 1` train, `2` test, `0` unused)")),
     DatasetSpec("synthetic", ("train", "validation"), "demo", short_side=None,
                 layout="nothing: the videos are rendered (data/synthetic.py) at 72 pixels, 25 fps."),
+    # Multi-label: every class of a video in its record (data/records.py).
+    DatasetSpec("charades", ("train", "test"), "charades", task="multi_label", layout=(
+        "Charades_v1_480/{id}.mp4   (the 480p release; or Charades_v1/{id}.mp4)\n"
+        "    Charades_v1_{train,test}.csv   columns id,subject,scene,quality,relevance,verified,script,objects,\n"
+        "        descriptions,actions,length; actions `c092 11.90 21.20;c147 0.00 12.60` (class, start s, end s)\n"
+        "    Charades_v1_classes.txt   `c000 Holding some clothes`, 157 lines (class index: the number after c)\n"
+        "    Labels: the classes of a video's actions (none for an empty `actions`); the intervals are kept.")),
+    DatasetSpec("synthetic_multilabel", ("train", "validation"), "demo_multilabel", short_side=None,
+                task="multi_label", layout=("nothing: the videos are rendered (data/synthetic_multilabel.py) at 72 "
+                                            "pixels, 25 fps: 1 to 3 shapes, each its own class.")),
     # Detection: native rate (boxes are per frame) and size (320x240 for both).
     DatasetSpec("jhmdb", ("train", "test"), "detection", fps=None, short_side=None, official_splits=3,
                 task="detection", layout=(

@@ -6,6 +6,8 @@ TFRecords of JPEG frames, the only input `data.pipeline` reads.
   python -m data.prepare --dataset=synthetic --output_dir=datasets/synthetic
   python -m data.prepare --dataset=jhmdb --split_index=1 --source_dir=/data/JHMDB --output_dir=datasets/jhmdb1
   python -m data.prepare --dataset=synthetic_detection --output_dir=datasets/synthetic_detection
+  python -m data.prepare --dataset=charades --source_dir=/data/Charades --output_dir=datasets/charades
+  python -m data.prepare --dataset=synthetic_multilabel --output_dir=datasets/synthetic_multilabel
   python -m data.prepare --dataset=kinetics700 --source_dir=... --output_dir=... --engine=beam \
       [-- BEAM PIPELINE OPTIONS, e.g. --runner=FlinkRunner --flink_master=HOST:8081]
 
@@ -23,11 +25,14 @@ JSON summary (`written`, `skipped`, ...) and output_dir/skipped.json lists the s
 Detection datasets (jhmdb, ucf101_24, synthetic_detection) keep their native rate and size
 (boxes are per frame), store each frame's boxes beside it (data/records.py) and are marked
 "task": "detection" in dataset_info.json; a frame folder with missing frames is skipped.
+Multi-label datasets (charades, synthetic_multilabel) store every class of a video, and Charades'
+action intervals, in its record (data/records.py) and are marked "task": "multi_label".
 
 Expected source layouts (under --source_dir):
 """
 
 import ctypes
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -65,20 +70,27 @@ def frame_options(source, fps=None, short_side=None, jpeg_quality=95, modality="
                                flow_method=flow_method)
 
 
+def _labels_text(labels):
+    """A video's label (single-label) or its set of labels (multi-label: `[a, b]`), for messages."""
+    return labels if isinstance(labels, str) else f"[{', '.join(sorted(labels))}]"
+
+
 def deduplicate(source, training_split):
     """Drops the entries that would leak or contradict: every copy of an id listed in a split with
-    different labels, repeated identical entries (all but the first), and training videos that an
-    evaluation split also lists (kept there). Returns the skipped entries."""
+    different labels (a multi-label video's labels compare as a set), repeated identical entries
+    (all but the first), and training videos that an evaluation split also lists (kept there).
+    Returns the skipped entries."""
     skipped = []
     evaluation_ids = {v.media_id for split, videos in source.splits.items() if split != training_split for v in videos}
     for split, videos in source.splits.items():
         labels = {}
         for video in videos:
-            labels.setdefault(video.media_id, set()).add(video.label)
+            labels.setdefault(video.media_id, set()).add(frozenset(video.labels) if video.multi_label else video.label)
         kept, seen = [], set()
         for video in videos:
             if len(labels[video.media_id]) > 1:
-                reason = f"id {video.media_id!r} listed with different labels: {', '.join(sorted(labels[video.media_id]))}"
+                listed = ", ".join(sorted(map(_labels_text, labels[video.media_id])))
+                reason = f"id {video.media_id!r} listed with different labels: {listed}"
             elif video.media_id in seen:
                 reason = f"id {video.media_id!r} listed twice"
             elif split == training_split and video.media_id in evaluation_ids:
@@ -96,15 +108,22 @@ def plan_shards(source, examples_per_shard):
     """Deterministic shard tasks per split. Videos are sorted by id, put in a fixed pseudo-random
     order and dealt round-robin, so every shard holds a random mix of classes in random order even
     when the source lists them class by class (the training pipeline's shuffle buffer then only
-    has to mix shards, not undo a class-sorted order)."""
+    has to mix shards, not undo a class-sorted order). A multi-label video's labels are put in
+    label-index order and planned with the tuple of their indices."""
     label_index = {name: i for i, name in enumerate(source.class_names)}
+
+    def planned(video):
+        if not video.multi_label:
+            return video, label_index[video.label]
+        labels = tuple(sorted(set(video.labels), key=label_index.__getitem__))
+        return dataclasses.replace(video, labels=labels), tuple(label_index[name] for name in labels)
+
     tasks = {}
     for split, videos in source.splits.items():
         ordered = sorted(videos, key=lambda video: video.media_id)
         random.Random(SHARD_ORDER_SEED).shuffle(ordered)
         count = max(1, -(-len(ordered) // examples_per_shard))
-        tasks[split] = [shards.ShardTask(split, i, count,
-                                         tuple((v, label_index[v.label]) for v in ordered[i::count]))
+        tasks[split] = [shards.ShardTask(split, i, count, tuple(planned(v) for v in ordered[i::count]))
                         for i in range(count)]
     return tasks
 
@@ -410,7 +429,8 @@ def define(values):
     flags.DEFINE_integer("examples_per_shard", 64, "Videos per TFRecord shard.", lower_bound=1, **common)
     flags.DEFINE_integer("synthetic_seed", 0, "Seed of the synthetic dataset.", **common)
     flags.DEFINE_integer("synthetic_per_class", None, "Synthetic videos per class (default: train 48, validation 12; "
-                         "synthetic_detection: 24, 8).",
+                         "synthetic_detection: 24, 8; synthetic_multilabel: about 40, 10, with 1-3 classes a "
+                         "video).",
                          lower_bound=1, **common)
     flags.DEFINE_bool("progress", True, "Show a progress bar on stderr.", **common)
 

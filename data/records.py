@@ -1,9 +1,17 @@
 """The on-disk format: MediaSequence-style `tf.train.SequenceExample`s in sharded TFRecord files.
 
-One example per video. Context: `clip/media_id`, `clip/label/index`, `clip/label/string`,
-`image/format`, `image/height`, `image/width`, `image/frame_rate`; feature list `image/encoded`:
-one JPEG per frame. These are the keys of MediaPipe's MediaSequence, read by DMVR and the TF
-Model Garden video code. Detection datasets (`task: detection` in dataset_info.json) add, per
+One example per video. Context: `clip/media_id` (bytes), `clip/label/index` (int64 list),
+`clip/label/string` (bytes list, the class names of the indices, same order), `image/format`,
+`image/height`, `image/width`, `image/frame_rate`; feature list `image/encoded`: one JPEG per
+frame. These are the keys of MediaPipe's MediaSequence, read by DMVR and the TF Model Garden video
+code. Single-label and detection datasets store exactly one label in the two label lists.
+Multi-label datasets (`task: multi_label` in dataset_info.json) store every class of the video
+there, indices sorted and unique (an empty list: a video showing none of the classes); where the
+annotations have action intervals (Charades), the context also holds MediaSequence's segment
+lists, one entry per interval in the annotation's order: `segment/label/index` (int64),
+`segment/label/string` (bytes), `segment/start/timestamp` and `segment/end/timestamp` (int64,
+microseconds from the start of the video); `parse_labels` reads labels and segments back.
+Detection datasets (`task: detection`) add, per
 frame, MediaSequence's region lists: `region/bbox/{ymin,xmin,ymax,xmax}` (float, normalised to
 [0, 1], one entry per box, empty for a frame without boxes), `region/label/index` and
 `region/track/index` (int64 per box: the box's class and which tube/actor it belongs to) and
@@ -17,6 +25,7 @@ frame, MediaSequence's region lists: `region/bbox/{ymin,xmin,ymax,xmax}` (float,
 """
 
 import json
+import numbers
 import pathlib
 
 MEDIA_ID = "clip/media_id"
@@ -35,6 +44,12 @@ BBOX_KEYS = (BBOX_YMIN, BBOX_XMIN, BBOX_YMAX, BBOX_XMAX)  # the [y1, x1, y2, x2]
 REGION_LABEL_INDEX = "region/label/index"
 REGION_TRACK_INDEX = "region/track/index"
 REGION_IS_ANNOTATED = "region/is_annotated"
+SEGMENT_LABEL_INDEX = "segment/label/index"
+SEGMENT_LABEL_STRING = "segment/label/string"
+SEGMENT_START = "segment/start/timestamp"
+SEGMENT_END = "segment/end/timestamp"
+SEGMENT_KEYS = (SEGMENT_LABEL_INDEX, SEGMENT_LABEL_STRING, SEGMENT_START, SEGMENT_END)
+MICROSECONDS = 1_000_000
 
 INFO_FILE = "dataset_info.json"
 CONFIG_FILE = "prepare_config.json"
@@ -49,34 +64,83 @@ def shard_name(split, index, count):
     return f"{split}/{split}-{index:05d}-of-{count:05d}.tfrecord"
 
 
-def encode_example(jpeg_frames, label_index, label_name, media_id, height, width, fps, regions=None):
+def encode_example(jpeg_frames, label_index, label_name, media_id, height, width, fps, regions=None, segments=None):
     """A serialised SequenceExample for one video whose frames are already JPEG bytes.
 
+    `label_index`, `label_name`: the video's class, an int and its name (single-label and detection
+    datasets); or its classes, a sequence of ints (sorted, unique, possibly empty) and their names
+    in the same order (multi-label datasets).
     `regions` (detection datasets): one entry per frame, `(annotated, boxes)`: whether the frame
     was annotated, and its boxes as `(y1, x1, y2, x2, label index, track index)` rows
     (coordinates normalised to [0, 1]).
+    `segments` (multi-label datasets with action intervals): `(label index, label name, start
+    seconds, end seconds)` per interval, stored in this order (times in microseconds).
     """
     import tensorflow as tf
 
     def bytes_feature(values):
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
 
-    def int_feature(value):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+    def ints(values):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
 
-    context = tf.train.Features(feature={
-        MEDIA_ID: bytes_feature([media_id.encode()]), LABEL_INDEX: int_feature(label_index),
-        LABEL_STRING: bytes_feature([label_name.encode()]), IMAGE_FORMAT: bytes_feature([b"JPEG"]),
-        IMAGE_HEIGHT: int_feature(height), IMAGE_WIDTH: int_feature(width),
+    if isinstance(label_index, numbers.Integral):
+        indices, names = [label_index], [label_name]
+    else:
+        indices, names = list(label_index), list(label_name)
+    if indices != sorted(set(indices)) or len(names) != len(indices):
+        raise ValueError(f"{media_id}: label indices {indices} are not sorted and unique or do not match {names}")
+    context = {
+        MEDIA_ID: bytes_feature([media_id.encode()]), LABEL_INDEX: ints(indices),
+        LABEL_STRING: bytes_feature([name.encode() for name in names]), IMAGE_FORMAT: bytes_feature([b"JPEG"]),
+        IMAGE_HEIGHT: ints([height]), IMAGE_WIDTH: ints([width]),
         FRAME_RATE: tf.train.Feature(float_list=tf.train.FloatList(value=[fps])),
-    })
+    }
+    if segments is not None:
+        context.update(segment_features(segments))
     lists = {IMAGE_ENCODED: tf.train.FeatureList(feature=[bytes_feature([jpeg]) for jpeg in jpeg_frames])}
     if regions is not None:
         if len(regions) != len(jpeg_frames):
             raise ValueError(f"{media_id}: {len(regions)} frames of regions for {len(jpeg_frames)} frames")
         lists.update(region_feature_lists(regions))
-    example = tf.train.SequenceExample(context=context, feature_lists=tf.train.FeatureLists(feature_list=lists))
+    example = tf.train.SequenceExample(context=tf.train.Features(feature=context),
+                                       feature_lists=tf.train.FeatureLists(feature_list=lists))
     return example.SerializeToString(deterministic=True)  # map order fixed: resumed runs are byte-identical
+
+
+def segment_features(segments):
+    """The segment context features `{key: tf.train.Feature}` of `segments` (see `encode_example`)."""
+    import tensorflow as tf
+
+    def ints(values):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+    return {SEGMENT_LABEL_INDEX: ints([int(index) for index, _, _, _ in segments]),
+            SEGMENT_LABEL_STRING: tf.train.Feature(bytes_list=tf.train.BytesList(
+                value=[name.encode() for _, name, _, _ in segments])),
+            SEGMENT_START: ints([round(start * MICROSECONDS) for _, _, start, _ in segments]),
+            SEGMENT_END: ints([round(end * MICROSECONDS) for _, _, _, end in segments])}
+
+
+def label_features():
+    """`context_features` for `tf.io.parse_*sequence_example` that read the label and segment lists
+    as `tf.SparseTensor`s (VarLenFeature: any length, none included)."""
+    import tensorflow as tf
+
+    strings = (LABEL_STRING, SEGMENT_LABEL_STRING)
+    return {key: tf.io.VarLenFeature(tf.string if key in strings else tf.int64)
+            for key in (LABEL_INDEX, LABEL_STRING, *SEGMENT_KEYS)}
+
+
+def parse_labels(serialized):
+    """The labels and segments of one serialised example: `{key: dense 1-D tensor}` for
+    `LABEL_INDEX` (int64 `[labels]`), `LABEL_STRING` (string `[labels]`) and `SEGMENT_KEYS`
+    (`[segments]`, empty where the record has none; timestamps in microseconds). Works eagerly
+    and in `tf.data` maps."""
+    import tensorflow as tf
+
+    context, _ = tf.io.parse_single_sequence_example(serialized, context_features=label_features())
+    return {key: tf.sparse.to_dense(value) for key, value in context.items()}
 
 
 def region_feature_lists(regions):

@@ -18,7 +18,7 @@ import time
 import cv2
 import numpy as np
 
-from data import decode, files, flow, records, synthetic, synthetic_detection
+from data import decode, files, flow, records, synthetic, synthetic_detection, synthetic_multilabel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,7 +26,7 @@ class ShardTask:
     split: str
     index: int
     count: int
-    videos: tuple  # (sources.Video, label_index)
+    videos: tuple  # (sources.Video, label index; multi-label videos: a tuple of them, in the order of Video.labels)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +49,8 @@ def load_frames(video, options):
     if video.seed is not None:
         if video.detection:
             frames, tubes = synthetic_detection.render(video.label, list(video.seed))
+        elif video.multi_label:
+            frames, tubes = synthetic_multilabel.render(video.labels, list(video.seed)), None
         else:
             frames, tubes = synthetic.render(video.label, list(video.seed)), None
         fps = options.native_fps
@@ -75,6 +77,15 @@ def frame_regions(tubes, num_frames):
     return regions
 
 
+def segment_rows(video, label_indices):
+    """`video.segments` as `records.encode_example` takes them, `(label index, name, start s, end s)`
+    (the indices from the video's `label_indices`, in the order of `video.labels`), or None."""
+    if video.segments is None:
+        return None
+    index = dict(zip(video.labels, label_indices))
+    return [(index[name], name, start, end) for name, start, end in video.segments]
+
+
 def _jpeg(frame, quality):
     """JPEG bytes of an RGB frame, or of a greyscale one (flow: x and y side by side)."""
     ok, data = cv2.imencode(".jpg", frame[..., ::-1] if frame.ndim == 3 else frame,
@@ -85,8 +96,9 @@ def _jpeg(frame, quality):
 
 
 def manifest(task):
-    """What the shard is made of: `[media_id, label index, label, source]` per video, the source
-    being the rendering seed, or the file's (or frame folder's) path, size and modification time."""
+    """What the shard is made of: `[media_id, label index, label, source]` per video (multi-label
+    videos: lists of label indices and labels), the source being the rendering seed, or the file's
+    (or frame folder's) path, size and modification time."""
     rows = []
     for video, label_index in task.videos:
         if video.seed is not None:
@@ -97,9 +109,13 @@ def manifest(task):
                 source = [str(video.path), status.st_size, status.st_mtime_ns]
             except OSError:
                 source = [str(video.path), None, None]
-        if video.tubes is not None:  # changed annotations redo the shard
-            source.append(hashlib.sha256(repr(video.tubes).encode()).hexdigest()[:16])
-        rows.append([video.media_id, label_index, video.label, source])
+        for annotations in (video.tubes, video.segments):  # changed annotations redo the shard
+            if annotations is not None:
+                source.append(hashlib.sha256(repr(annotations).encode()).hexdigest()[:16])
+        if video.multi_label:
+            rows.append([video.media_id, list(label_index), list(video.labels), source])
+        else:
+            rows.append([video.media_id, label_index, video.label, source])
     return rows
 
 
@@ -156,8 +172,9 @@ def write_shard(task, output_dir, options, progress=None, excluded=None):
                     except decode.VideoError as error:
                         stats["skipped"].append({"path": error.path, "reason": error.reason, "split": task.split})
                     else:
-                        writer.write(records.encode_example(jpegs, label_index, video.label, video.media_id,
-                                                            height, width, fps, regions))
+                        writer.write(records.encode_example(
+                            jpegs, label_index, video.labels if video.multi_label else video.label, video.media_id,
+                            height, width, fps, regions, segment_rows(video, label_index)))
                         stats["written"] += 1
                         stats["videos"].append({"media_id": video.media_id, "frames": int(frames),
                                                 "height": int(height), "width": int(width), "fps": fps})

@@ -4,8 +4,11 @@ The layout each dataset needs under `--source_dir` is in its spec (`data.dataset
 
 Label indices always follow the sorted class names, except for the detection datasets read from
 ACT-detector's ground-truth pickles, whose indices are the pickle's (its `labels` list, already
-sorted for JHMDB and UCF101-24), so boxes keep the label indices the pickle's tubes use. A row that is malformed, names an unknown
-class, or points outside `--source_dir` is skipped with its reason; such paths are never read.
+sorted for JHMDB and UCF101-24), so boxes keep the label indices the pickle's tubes use, and for
+Charades, whose indices are its class codes (`c092` is class 92). A row that is malformed, names an
+unknown class, or points outside `--source_dir` is skipped with its reason; such paths are never
+read. Multi-label datasets (Charades, synthetic_multilabel) give each video all its classes
+(`Video.labels`) and, for Charades, its action intervals (`Video.segments`).
 """
 
 import csv
@@ -16,7 +19,7 @@ import pathlib
 import pickle
 import re
 
-from data import datasets, synthetic, synthetic_detection
+from data import datasets, safe_pickle, synthetic, synthetic_detection, synthetic_multilabel
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi")
 SOMETHING_SOMETHING_FPS = 12.0
@@ -31,6 +34,11 @@ class SourceError(Exception):
 class Video:
     """One video to prepare. `path`: a file or frame folder (None for rendered videos).
 
+    Single-label datasets: `label` is the class name. Multi-label datasets (`multi_label`): `label`
+    is None and `labels` holds the class names, each once (possibly none: a video without any of
+    the classes); `segments`, where the annotations have action intervals, holds `((class name,
+    start seconds, end seconds), ...)` in the annotation's order, each class one of `labels`.
+
     Detection datasets (`detection`): `tubes` holds the ground truth, `((label index, track index,
     ((frame, y1, x1, y2, x2), ...)), ...)` with frames 0-based and boxes normalised, and
     `num_frames` the frame count the annotations describe (rendered videos get both from the
@@ -42,11 +50,29 @@ class Video:
     detection: bool = False
     tubes: tuple = None
     num_frames: int = None
+    labels: tuple = None
+    segments: tuple = None
+
+    def __post_init__(self):
+        if (self.label is None) != (self.labels is not None):
+            raise ValueError(f"{self.media_id}: a video has a label or labels, not both or neither")
+        if self.segments is not None and not {name for name, _, _ in self.segments} <= set(self.labels or ()):
+            raise ValueError(f"{self.media_id}: segment classes must be among the video's labels")
+
+    @property
+    def multi_label(self):
+        return self.labels is not None
+
+    @property
+    def label_names(self):
+        """The video's class names: `labels`, or `(label,)`."""
+        return self.labels if self.multi_label else (self.label,)
 
 
 @dataclasses.dataclass
 class Source:
-    """A dataset's videos per split, its sorted class names, and the annotation rows skipped."""
+    """A dataset's videos per split, its class names in label-index order, and the annotation rows
+    skipped."""
     name: str
     class_names: list
     splits: dict  # split -> [Video]
@@ -243,6 +269,82 @@ def hmdb51(root, splits, split_index):
     return Source("hmdb51", class_names, videos, skipped)
 
 
+# --- Charades (multi-label, with action intervals) -----------------------------------------------
+
+CHARADES_VIDEO_FOLDERS = ("Charades_v1_480", "Charades_v1")  # the 480p release first
+CHARADES_CLASS_CODE = re.compile(r"c(\d+)")
+
+
+def charades_classes(path):
+    """The class names of `Charades_v1_classes.txt` in label-index order: a line `c000 Holding some
+    clothes` names class 0 (the number after `c`) "Holding some clothes". SourceError unless the
+    codes are c000 to cN, each once, with distinct names."""
+    names = {}
+    for line, text in enumerate(_read_lines(path), start=1):
+        code, _, name = text.partition(" ")
+        match = CHARADES_CLASS_CODE.fullmatch(code)
+        if text and (match is None or not name.strip() or int(match.group(1)) in names):
+            raise SourceError(f"{path}:{line}: not a `cNNN class name` line with a new code: {text!r}")
+        if text:
+            names[int(match.group(1))] = name.strip()
+    if sorted(names) != list(range(len(names))) or not names:
+        raise SourceError(f"{path}: class codes must run from c000 to c{len(names) - 1:03d} without gaps")
+    if len(set(names.values())) != len(names):
+        raise SourceError(f"{path}: a class name is listed under two codes")
+    return [names[index] for index in range(len(names))]
+
+
+def _charades_actions(text, num_classes):
+    """`c092 11.90 21.20;c147 0.00 12.60` -> `((class index, start s, end s), ...)` in that order
+    (none for an empty field), or the reason the field cannot be used (a string)."""
+    actions = []
+    for action in filter(None, (part.strip() for part in text.split(";"))):
+        fields = action.split()
+        match = CHARADES_CLASS_CODE.fullmatch(fields[0])
+        try:
+            start, end = (float(value) for value in fields[1:])
+        except ValueError:
+            match = None
+        if match is None or not 0 <= start <= end:
+            return f"malformed action {action!r} (expected `cNNN start end`, seconds, start <= end)"
+        if int(match.group(1)) >= num_classes:
+            return f"unknown class code {fields[0]!r}"
+        actions.append((int(match.group(1)), start, end))
+    return tuple(actions)
+
+
+def charades(root, splits):
+    """Charades: `Charades_v1_{split}.csv` rows (columns id, ..., actions, length; `actions` as
+    `_charades_actions` reads it), classes from `Charades_v1_classes.txt`, videos
+    `{CHARADES_VIDEO_FOLDERS}/{id}.mp4`. A video's labels are the classes of its actions (none for
+    an empty `actions`); its segments are the actions."""
+    class_names = charades_classes(root / "Charades_v1_classes.txt")
+    folders = [root / folder for folder in CHARADES_VIDEO_FOLDERS if (root / folder).is_dir()]
+    if not folders:
+        raise SourceError(f"{root / CHARADES_VIDEO_FOLDERS[0]}: video folder not found "
+                          f"(nor {CHARADES_VIDEO_FOLDERS[1]})")
+    skipped, videos = [], {}
+    for split in splits:
+        csv_path = root / f"Charades_v1_{split}.csv"
+        videos[split] = []
+        with open(_require(csv_path, "annotation file"), newline="") as handle:
+            reader = csv.DictReader(handle)
+            missing = {"id", "actions"} - set(reader.fieldnames or [])
+            if missing:
+                raise SourceError(f"{csv_path}: header lacks {', '.join(sorted(missing))}")
+            for line, row in enumerate(reader, start=2):
+                video_id = (row["id"] or "").strip()
+                actions = (_charades_actions(row["actions"] or "", len(class_names))
+                           if video_id and None not in row.values() and None not in row else "malformed annotation row")
+                if isinstance(actions, str):
+                    skipped.append({"path": f"{csv_path}:{line}", "reason": actions, "split": split})
+                elif (path := _inside(folders[0], f"{video_id}.mp4", skipped, csv_path)) is not None:
+                    labels = tuple(class_names[index] for index in sorted({index for index, _, _ in actions}))
+                    segments = tuple((class_names[index], start, end) for index, start, end in actions)
+                    videos[split].append(Video(video_id, None, path, labels=labels, segments=segments))
+    return Source("charades", class_names, videos, skipped)
+
+
 # --- synthetic ------------------------------------------------------------------------------------
 
 def synthetic_source(splits, seed=0, per_class=None):
@@ -260,7 +362,16 @@ def synthetic_detection_source(splits, seed=0, per_class=None):
                   native_fps=synthetic_detection.FPS)
 
 
-RENDERED = {"synthetic": synthetic_source, "synthetic_detection": synthetic_detection_source}
+def synthetic_multilabel_source(splits, seed=0, per_class=None):
+    videos = {split: [Video(media_id, None, seed=tuple(video_seed), labels=labels)
+                      for media_id, labels, video_seed in synthetic_multilabel.examples(split, seed, per_class)]
+              for split in splits}
+    return Source("synthetic_multilabel", list(synthetic_multilabel.CLASSES), videos, [],
+                  native_fps=synthetic_multilabel.FPS)
+
+
+RENDERED = {"synthetic": synthetic_source, "synthetic_detection": synthetic_detection_source,
+            "synthetic_multilabel": synthetic_multilabel_source}
 
 
 # --- JHMDB and UCF101-24 (detection: frame folders and the ACT-detector ground-truth pickles) -----
@@ -272,11 +383,17 @@ UCF101_24_FPS = 25.0
 
 def load_ground_truth(path):
     """The dict of an ACT-detector ground-truth pickle (`JHMDB-GT.pkl`, `UCF101v2-GT.pkl`: written
-    by Python 2, read with encoding latin1); SourceError when missing, unreadable or incomplete."""
+    by Python 2, read with encoding latin1) through `data.safe_pickle`, which runs nothing the file
+    names; SourceError when missing, unreadable, incomplete or naming anything but what such a
+    file holds."""
     try:
         with open(_require(path, "ground-truth pickle"), "rb") as handle:
-            gt = pickle.load(handle, encoding="latin1")
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as error:
+            gt = safe_pickle.load(handle)
+    except safe_pickle.RefusedGlobal as error:
+        raise SourceError(f"{path}: refuses to unpickle {error.name} (only ACT ground-truth contents are read: "
+                          "dicts, lists, tuples, strings, numbers, numpy arrays)") from None
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError, TypeError,
+            IndexError, KeyError) as error:
         raise SourceError(f"{path}: not a readable ground-truth pickle ({type(error).__name__}: {error})") from None
     missing = [key for key in GT_KEYS if not isinstance(gt, dict) or key not in gt]
     if missing:
@@ -349,6 +466,7 @@ READERS = {
     "something_something_v2": lambda root, splits, _: something_something_v2(root, splits),
     "ucf101": ucf101,
     "hmdb51": hmdb51,
+    "charades": lambda root, splits, _: charades(root, splits),
     "jhmdb": lambda root, splits, k: detection_frames("jhmdb", root, splits, k, "JHMDB-GT.pkl", "Frames", JHMDB_FPS),
     "ucf101_24": lambda root, splits, k: detection_frames("ucf101_24", root, splits, k, "UCF101v2-GT.pkl",
                                                           "rgb-images", UCF101_24_FPS),

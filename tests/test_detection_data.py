@@ -2,14 +2,16 @@
 folders), the synthetic_detection dataset, the record format and the detection pipelines."""
 
 import json
+import os
 import pickle
+import struct
 
 import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from data import detection_pipeline, files, pipeline, prepare, records, synthetic, synthetic_detection
+from data import detection_pipeline, files, pipeline, prepare, records, sources, synthetic, synthetic_detection
 from models import detection_ops
 from tests.conftest import invoke, one_line_error
 
@@ -102,6 +104,103 @@ def test_bad_pickle_and_options_are_one_line_errors(jhmdb_source, tmp_path):
     line = one_line_error(invoke("data.prepare", "--dataset=jhmdb", f"--source_dir={jhmdb_source}",
                                  f"--output_dir={tmp_path / 'c'}"), "data.prepare")
     assert "lacks gttubes" in line
+
+
+def python2_pickle(obj):
+    """`obj` pickled as Python 2.7's `cPickle.dump(obj, f, 2)` wrote ACT-detector's files: strings
+    as byte strings (SHORT_BINSTRING / BINSTRING), numpy arrays and dtypes by their `__reduce__`
+    with NumPy 1's module names (`numpy.core.multiarray`), no memo. Handles what those files hold:
+    dicts, lists, tuples, str, bytes, int, float, None, bool, numpy arrays."""
+    out = bytearray(b"\x80\x02")
+
+    def emit(value):
+        if isinstance(value, (str, bytes)):
+            data = value.encode("latin1") if isinstance(value, str) else value
+            length = bytes([len(data)]) if len(data) < 256 else struct.pack("<i", len(data))
+            out.extend((b"U" if len(data) < 256 else b"T") + length + data)
+        elif value is None or isinstance(value, bool):
+            out.extend({None: b"N", True: b"\x88", False: b"\x89"}[value])
+        elif isinstance(value, (int, np.integer)):
+            out.extend(b"J" + struct.pack("<i", int(value)))
+        elif isinstance(value, float):
+            out.extend(b"G" + struct.pack(">d", value))
+        elif isinstance(value, type) or callable(value):  # a class or function: GLOBAL
+            module = value.__module__.replace("numpy._core", "numpy.core")
+            out.extend(f"c{module}\n{value.__name__}\n".encode())
+        elif isinstance(value, dict):
+            out.extend(b"}(")
+            for key, item in value.items():
+                emit(key), emit(item)
+            out.extend(b"u")
+        elif isinstance(value, list):
+            out.extend(b"](")
+            for item in value:
+                emit(item)
+            out.extend(b"e")
+        elif isinstance(value, tuple):
+            out.extend(b"(")
+            for item in value:
+                emit(item)
+            out.extend(b"t")
+        else:  # numpy array or dtype: (callable, arguments[, state])
+            reduced = value.__reduce__()
+            emit(reduced[0]), emit(reduced[1])
+            out.extend(b"R")
+            if len(reduced) > 2 and reduced[2] is not None:
+                emit(reduced[2])
+                out.extend(b"b")
+
+    emit(obj)
+    return bytes(out + b".")
+
+
+@pytest.mark.parametrize("writer", ["python2", "python3"])
+def test_ground_truth_pickles_load_through_the_restricted_unpickler(tmp_path, writer):
+    gt = {"labels": ["brush_hair", "catch"], "nframes": {"catch/a": 40}, "resolution": {"catch/a": (240, 320)},
+          "train_videos": [["catch/a"]], "test_videos": [[]],
+          "gttubes": {"catch/a": {1: [np.array([[1, 4.5, 6, 20, 26], [2, 5.5, 6, 21, 26]], np.float32)]}},
+          "extras": (np.arange(3, dtype=np.int64), np.float64(0.5).item(), None, True, b"\xff raw")}
+    path = tmp_path / "JHMDB-GT.pkl"
+    if writer == "python2":
+        path.write_bytes(python2_pickle(gt))
+        assert b"numpy.core.multiarray" in path.read_bytes()
+    else:  # Python 3 and NumPy 2: numpy._core, bytes by _codecs.encode
+        with open(path, "wb") as handle:
+            pickle.dump(gt, handle, protocol=2)
+        assert b"numpy._core.multiarray" in path.read_bytes() and b"_codecs" in path.read_bytes()
+    loaded = sources.load_ground_truth(path)
+    assert loaded["labels"] == gt["labels"] and loaded["resolution"] == gt["resolution"]
+    tube = loaded["gttubes"]["catch/a"][1][0]
+    assert tube.dtype == np.float32 and np.array_equal(tube, gt["gttubes"]["catch/a"][1][0])
+    numbers, half, none, true, raw = loaded["extras"]
+    assert numbers.tolist() == [0, 1, 2] and (half, none, true) == (0.5, None, True)
+    assert raw == ("\xff raw" if writer == "python2" else b"\xff raw")  # Python 2 strings come back as latin1 str
+
+
+class RunsCommand:
+    """Pickles as a call of `function(command)`, so unpickling would run it."""
+
+    def __init__(self, function, command):
+        self.function, self.command = function, command
+
+    def __reduce__(self):
+        return self.function, (self.command,)
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_a_ground_truth_pickle_that_would_run_code_is_refused(jhmdb_source, tmp_path, protocol):
+    marker = tmp_path / "ran"
+    path = jhmdb_source / "JHMDB-GT.pkl"
+    path.write_bytes(pickle.dumps({"labels": RunsCommand(os.system, f"touch {marker}")}, protocol=protocol))
+    with pytest.raises(sources.SourceError, match=rf"JHMDB-GT.pkl: refuses to unpickle {os.name}.system \(only ACT"):
+        sources.load_ground_truth(path)
+    path.write_bytes(pickle.dumps([RunsCommand(eval, f"open({str(marker)!r}, 'w')")], protocol=protocol))
+    line = one_line_error(invoke("data.prepare", "--dataset=jhmdb", f"--source_dir={jhmdb_source}",
+                                 f"--output_dir={tmp_path / 'out'}"), "data.prepare")
+    builtins = "__builtin__" if protocol < 3 else "builtins"  # protocol 2 writes Python 2's module names
+    assert line.endswith(f"JHMDB-GT.pkl: refuses to unpickle {builtins}.eval (only ACT ground-truth contents are "
+                         "read: dicts, lists, tuples, strings, numbers, numpy arrays)")
+    assert not marker.exists()
 
 
 def test_ucf101_24_tubes_and_frames_without_boxes(tmp_path):
