@@ -120,6 +120,22 @@ def get(name):
     return DATASETS[name]
 
 
+class LabelMapError(ValueError):
+    """A label map that cannot be read; the message names it."""
+
+
+def label_names(label_map):
+    """Class names from a file (one a line, in label-index order) or a bundled map's name
+    (`kinetics400`, `kinetics600`)."""
+    path = pathlib.Path(label_map)
+    if not path.exists():
+        path = LABEL_MAPS / f"{label_map}.txt"
+    if not path.exists():
+        raise LabelMapError(f"{label_map}: label map not found (a file, or one of "
+                            f"{sorted(p.stem for p in LABEL_MAPS.glob('*.txt'))})")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
 def layouts():
     """The source layouts of every dataset, for `data.prepare --help`."""
     return "\n".join(f"{spec.name}:\n    {spec.layout}" for spec in DATASETS.values())

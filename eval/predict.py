@@ -45,19 +45,6 @@ class PredictError(ValueError):
     """A bad model source or label map; the message names it."""
 
 
-def label_names(label_map):
-    """Class names from a file (one a line, in label-index order) or a bundled map's name
-    (`kinetics400`, `kinetics600`)."""
-
-    path = pathlib.Path(label_map)
-    if not path.exists():
-        path = datasets.LABEL_MAPS / f"{label_map}.txt"
-    if not path.exists():
-        raise PredictError(f"{label_map}: label map not found (a file, or one of "
-                           f"{sorted(p.stem for p in datasets.LABEL_MAPS.glob('*.txt'))})")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-
-
 def predict(loaded, video, top_k=5, max_frames=250, flow_method="tvl1", **options):
     """The prediction of `loaded` (a `train.loading.LoadedModel`) for the video file or frame
     folder `video`, by its task (`Task.predict`)."""
@@ -136,7 +123,7 @@ def _load(values, saved_model, model_dir, weights, input_channels=None):
     options = model_flags.given_options(values)
     if input_channels:
         options["input_channels"] = input_channels
-    names = label_names(values.label_map) if values.label_map else None
+    names = datasets.label_names(values.label_map) if values.label_map else None
     return loading.load(sources[0], values.checkpoint, model=values.model, options=options, class_names=names,
                         short_side=values.short_side, crop_size=values.crop_size, num_frames=values.num_frames)
 

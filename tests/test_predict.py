@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import models
-from data import decode
+from data import datasets, decode
 from eval import predict
 from tests.conftest import invoke, last_json, one_line_error
 from data.protocol import InputProtocol
@@ -63,7 +63,7 @@ def test_every_source_gives_the_same_json(fixtures_dir, weights):
 def test_a_bare_weights_file_finds_its_class_count(weights):
     assert loading.weights_file_classes(weights / "bare.weights.h5", "s3dg", {}) == len(CLASSES)
     with pytest.raises(loading.ModelSourceError, match="has 7 classes but the label map names 400"):
-        loading.load(weights / "bare.weights.h5", model="s3dg", class_names=predict.label_names("kinetics400"))
+        loading.load(weights / "bare.weights.h5", model="s3dg", class_names=datasets.label_names("kinetics400"))
 
 
 def test_bad_videos_are_one_line_errors(tmp_path, weights):

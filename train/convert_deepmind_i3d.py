@@ -57,7 +57,7 @@ def command(values):
             print(f"{name} {description['shapes'][name]} -> {variable.path} {list(variable.shape)}")
     else:
         if values.label_map:
-            class_names = [line.strip() for line in open(values.label_map) if line.strip()]
+            class_names = datasets.label_names(values.label_map)
         else:
             known = {400: "kinetics400", 600: "kinetics600"}.get(description["num_classes"])
             class_names = (datasets.get(known).class_list() if known else

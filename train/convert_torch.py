@@ -81,7 +81,7 @@ def command(values):
             print(f"{name} {list(state[name].shape)} -> {variable.path} {list(variable.shape)}")
         return {"source": values.source, "model": values.model, "member": spec.member, "variables": len(model.weights),
                 "output": None}
-    names = [line.strip() for line in open(values.label_map) if line.strip()] if values.label_map else None
+    names = datasets.label_names(values.label_map) if values.label_map else None
     model, config = convert(values.source, values.model, values.checkpoint, names, values.trusted)
     if values.output.endswith(".keras"):
         runs.save_keras(model, values.output, config)

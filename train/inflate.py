@@ -19,6 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags  # noqa: E402
 
 import models  # noqa: E402
+from data import datasets  # noqa: E402
 from data.protocol import InputProtocol  # noqa: E402
 from flags import cli  # noqa: E402
 from models import inception_v1  # noqa: E402
@@ -37,6 +38,8 @@ def define(values):
     flags.DEFINE_integer("num_classes", 400, "Classes of the 3D model.", lower_bound=1, **common)
     flags.DEFINE_float("depth_multiplier", 1.0, "Width multiplier (as the checkpoint was trained).", **common)
     flags.DEFINE_string("output", None, "Keras weights file to write (FILE.weights.h5).", **common)
+    flags.DEFINE_string("label_map", None, "Names of the new classifier's classes, one a line, or kinetics400 / "
+                        "kinetics600 [default: class_0 ...].", **common)
 
 
 def command(values):
@@ -55,7 +58,10 @@ def command(values):
     _, backbone = inception_v1.load_slim_checkpoint(values.checkpoint, values.depth_multiplier)
     model = models.build(values.model, num_classes=values.num_classes, **options)
     counts = getattr(importlib.import_module(module), function)(backbone, model)
-    config = loading.described(values.model, options, values.num_classes, None,
+    names = datasets.label_names(values.label_map) if values.label_map else None
+    if names is not None and len(names) != values.num_classes:
+        raise cli.UsageError(f"--label_map names {len(names)} classes, not --num_classes={values.num_classes}")
+    config = loading.described(values.model, options, values.num_classes, names,
                                InputProtocol(**IMAGENET_PROTOCOL, channels=options.get("input_channels", 3)))
     runs.save_weights(model, values.output, config, source=values.checkpoint)
     return {"model": values.model, "transition": options.get("transition"), "num_classes": values.num_classes,

@@ -48,8 +48,9 @@ class BinaryCrossEntropy(keras.losses.Loss):
 
 
 class MeanAveragePrecision(keras.metrics.AUC):
-    """Keras' per-class precision-recall AUC averaged over the classes, of the head's prediction
-    (`models.layers.predictions` with sigmoid scores)."""
+    """Keras' per-class precision-recall AUC, of the head's prediction (`models.layers.predictions`
+    with sigmoid scores), averaged over the classes with a positive example (as mAP is: a class
+    absent from the validation data would otherwise count 0)."""
 
     def __init__(self, head="logits", num_classes=None, name="map", **kwargs):
         kwargs = {"curve": "PR", "multi_label": True, "num_labels": num_classes, "from_logits": True,
@@ -59,6 +60,14 @@ class MeanAveragePrecision(keras.metrics.AUC):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         super().update_state(y_true, layers.predictions(self.head, y_pred, "sigmoid"), sample_weight)
+
+    def result(self):
+        positives = self.true_positives[0] + self.false_negatives[0]  # every positive, at the lowest threshold
+        self.label_weights = ops.cast(positives > 0, "float32")
+        try:
+            return super().result()
+        finally:
+            self.label_weights = None
 
     def get_config(self):
         return {**super().get_config(), "head": self.head}
