@@ -65,7 +65,7 @@ def test_protocol_checks_its_values():
     protocol = InputProtocol(crop_size=112, resize_to=(128, 171), fps=15.0, mean=(0.4, 0.4, 0.4), std=(0.2,) * 3)
     assert protocol.frame_stride(25.0) == pytest.approx(25 / 15) and protocol.frame_stride(30.0) == 2
     assert InputProtocol.from_dict(json.loads(json.dumps(protocol.to_dict()))) == protocol
-    assert protocol.departures(protocol.replace(crop_size=224)) == ["crop_size: 112 -> 224"]
+    assert protocol.departures(protocol.replace(crop_size=100)) == ["crop_size: 112 -> 100"]
 
 
 def test_the_intent_resolves_once_with_recipe_and_data_facts(synthetic_dir, tmp_path):

@@ -90,7 +90,7 @@ def test_fine_tune_ucf101_from_bare_weights_then_hmdb51_from_its_saved_model(tmp
 
 @pytest.mark.parametrize("args,message", [
     (["--split_index=2"], "holds official split 1, not --split_index=2"),
-    (["--split_index=4"], "split_index must be 1 to 3 for ucf101"),
+    (["--split_index=4"], "data.split_index: must be 1 to 3 for ucf101"),
     (["--init_checkpoint=/nonexistent/x.weights.h5"], "/nonexistent/x.weights.h5: no such file or folder"),
     (["--freeze_until=Mixed_9z"], "'Mixed_9z' is not an end point"),
 ])

@@ -114,4 +114,4 @@ def test_a_run_folder_predicts(trained_run, fixtures_dir):
     run, _ = trained_run
     result = last_json(invoke("eval.predict", f"--model_dir={run}", "--json", "--max_frames=20",
                               f"--video={fixtures_dir / 'videos' / 'short_32frames_340x256_30fps.mp4'}"))
-    assert len(result["predictions"]) == 5 and result["frames"] == 20
+    assert len(result["predictions"]) == 5 and result["frames"] == 13  # 32 frames at 30 fps: 13 at the run's 12.5
