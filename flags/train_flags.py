@@ -48,7 +48,7 @@ def _recipe_defaults(part, field):
     """`demo 8; csn 32; kinetics, ... 64`: each value with the recipes that set it."""
     by_value = {}
     for name, recipe in presets.RECIPES.items():
-        by_value.setdefault(_text(getattr(getattr(recipe, part), field)), []).append(name)
+        by_value.setdefault(_text(getattr(recipe, part).get(field)), []).append(name)
     return "; ".join(f"{', '.join(names)} {value}" for value, names in by_value.items())
 
 

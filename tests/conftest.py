@@ -92,7 +92,7 @@ def tiny_config(model, data_dir, model_dir, dataset="synthetic", options=None, *
     return ExperimentConfig(
         model=ModelConfig(model, options), data=DataConfig(dataset=dataset, data_dir=str(data_dir)),
         clip=ClipConfig(num_frames=4, frame_stride=1, crop_size=32),
-        schedule=ScheduleConfig(**{**vars(recipe.schedule), **schedule}),
+        schedule=ScheduleConfig(**{**recipe.schedule, **schedule}),
         run=RunConfig(model_dir=str(model_dir), **run_fields))
 
 

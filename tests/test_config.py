@@ -39,7 +39,7 @@ def test_each_config_part_refuses_bad_values_naming_the_field(build, message):
 
 
 def test_schedule_checks_between_fields_once_complete():
-    complete = dataclasses.replace(presets.RECIPES["demo"].schedule, train_steps=150)
+    complete = ScheduleConfig(**{**presets.RECIPES["demo"].schedule, "train_steps": 150})
     with pytest.raises(ConfigError, match=r"schedule.train_steps: \(150\) must be a multiple of checkpoint_every"):
         complete.check_complete()
 
@@ -54,7 +54,7 @@ def test_recipe_options_apply_where_declared():
         presets.RECIPES["detection"].options_for("s3dg")
     every_option = {name for family in __import__("models").registry.families() for name in family.options}
     for recipe in presets.RECIPES.values():
-        assert set(recipe.model_options) | set(recipe.where_available) <= every_option, recipe.schedule.recipe
+        assert set(recipe.model_options) | set(recipe.where_available) <= every_option, recipe.name
 
 
 def test_protocol_checks_its_values():

@@ -22,6 +22,7 @@ import pathlib
 
 import models
 from data import datasets
+from train import presets
 from data.protocol import CHANNELS, InputProtocol, ProtocolError
 
 FORMAT = 3  # config.json format; format 2 (the first two waves) is read and converted
@@ -222,7 +223,6 @@ class ExperimentConfig:
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
 
     def __post_init__(self):
-        from train import presets  # the recipes are made of this module's classes
         _choice("schedule", "recipe", self.schedule.recipe, tuple(presets.RECIPES))
 
     def replace(self, **parts):

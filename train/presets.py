@@ -15,15 +15,20 @@ Step boundaries (`decay_steps`) are not rescaled.
 import dataclasses
 
 import models
-from train.config import ClipConfig, ScheduleConfig
 
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    clip: ClipConfig
-    schedule: ScheduleConfig
+    """A recipe: `clip` and `schedule`, the fields of `train.config.ClipConfig` and
+    `ScheduleConfig` it sets (`schedule["recipe"]` is its name), and its model options."""
+    clip: dict
+    schedule: dict
     model_options: dict = dataclasses.field(default_factory=dict)
     where_available: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def name(self):
+        return self.schedule["recipe"]
 
     def options_for(self, model):
         """The recipe's model options for model `model`: all of `model_options` (ValueError naming
@@ -31,15 +36,14 @@ class Recipe:
         family = models.family_of(model)
         missing = sorted(set(self.model_options) - set(family.options))
         if missing:
-            raise ValueError(f"{missing[0]}: recipe {self.schedule.recipe} sets it, but it is not an option of "
+            raise ValueError(f"{missing[0]}: recipe {self.name} sets it, but it is not an option of "
                              f"{model} ({family.title})")
         return {**{k: v for k, v in self.where_available.items() if k in family.options}, **self.model_options}
 
 
 def _recipe(name, clip, where_available=None, model_options=None, **schedule):
-    return Recipe(ClipConfig(**{"frame_stride": 1, "flip": True, **clip}),
-                  ScheduleConfig(recipe=name, **{**_SCHEDULE_DEFAULTS, **schedule}), model_options or {},
-                  where_available or {})
+    return Recipe({"frame_stride": 1, "flip": True, **clip}, {"recipe": name, **_SCHEDULE_DEFAULTS, **schedule},
+                  model_options or {}, where_available or {})
 
 
 # What every recipe starts from (then sets its own).
@@ -48,7 +52,7 @@ _SCHEDULE_DEFAULTS = dict(optimizer="sgd", momentum=0.9, decay_steps=(), decay_r
 
 
 _PAPER_CLIP = dict(num_frames=64, crop_size=224)
-RECIPES = {recipe.schedule.recipe: recipe for recipe in (
+RECIPES = {recipe.name: recipe for recipe in (
     # "Rethinking Spatiotemporal Feature Learning", Mini-Kinetics-200 / Kinetics: 56 GPUs x 6 clips.
     _recipe("kinetics", _PAPER_CLIP, dict(dropout_rate=0.5), batch_size=6, reference_batch_size=336,
             learning_rate=0.1, lr_schedule="step", decay_steps=(60000, 70000), train_steps=80000, weight_decay=1e-7,

@@ -91,7 +91,7 @@ def _options(intent, recipe, init):
 
 def _clip(intent, recipe, init, stored_fps):
     """The training clip: given > the init checkpoint's protocol > the recipe."""
-    values = dataclasses.asdict(recipe.clip)
+    values = dict(recipe.clip)
     if init is not None:
         protocol = init.protocol
         values.update({key: value for key, value in dict(
@@ -150,7 +150,7 @@ def resolve(intent, may_prepare=True, announce=print):
     if departures:
         announce(f"input protocol: {protocol}; as asked, it departs from {intent.run.init_checkpoint}'s "
                  f"({'; '.join(departures)})")
-    schedule = ScheduleConfig(**{**dataclasses.asdict(recipe.schedule), **_given(intent.schedule)})
+    schedule = ScheduleConfig(**{**recipe.schedule, **_given(intent.schedule)})
     schedule.check_complete()
     run = dataclasses.replace(intent.run, model_dir=intent.run.model_dir or os.path.join("runs", f"{name}_{data.dataset}"))
     if intent.run.strategy == "multi_worker" and not task.multi_worker:
