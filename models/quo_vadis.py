@@ -149,7 +149,6 @@ def _family(name, title, builder, defaults, options, head, streams="rgb+flow", f
         options={**common, **options}, builder=builder, classifier=("Logits",) if head == "last_step" else (
             ("Logits_rgb", "Logits_flow") if head == "stream_average" else ("logits",)),
         fixed_input=fixed_input, min_size=inception.MIN_SIZE, head=head, streams=streams,
-        tasks=("rgb_flow",) if streams == "rgb+flow" else ("classification", "multi_label"),
         from_2d="models.quo_vadis:from_imagenet", feature_end_points=lambda member: ())
 
 

@@ -40,9 +40,8 @@ class Family:
         "stream_average" `[batch, streams, classes]`, one classifier per stream (the prediction
         averages their scores). Training applies the objective to every step or stream.
       tasks: the tasks (`train.tasks`) the family's models can be trained for: "classification"
-        and "multi_label" (one or several labels a video) for classifiers of one stream,
-        "rgb_flow" for classifiers of RGB + flow clips, "detection" for the detectors
-        (`models.detector`: dict inputs and outputs).
+        and "multi_label" (one or several labels a video) for classifiers, "detection" for the
+        detectors (`models.detector`: dict inputs and outputs).
       streams: "rgb" (or flow: 2 channels instead of 3), or "rgb+flow": clips of 5 channels,
         RGB then the x and y flow of a flow dataset of the same videos.
       from_2d: "module:function" that initialises a member from a 2D Inception-v1 (ImageNet, TF-slim

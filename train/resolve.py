@@ -19,7 +19,7 @@ import os
 import pathlib
 
 import models
-from data import datasets, prepare, records
+from data import datasets, pairs, prepare, records
 from data.protocol import CHANNELS, UNIT_RANGE, InputProtocol, ProtocolError
 from train import loading, presets, tasks
 from train.config import ClipConfig, ConfigError, DataSpec, ModelSpec, ResolvedConfig, RunConfig, ScheduleConfig
@@ -71,6 +71,22 @@ def init_source(path):
         return loading.recorded(path)
     except loading.ModelSourceError as error:
         raise ConfigError(f"run.init_checkpoint: {error}") from None
+
+
+def _modality(family, name, info, data):
+    """What the model reads: the data's modality, or RGB + flow for a family of two streams
+    (`Family.streams`) given the flow of the same videos (`data.pairs` checks the pairs now)."""
+    if family.streams != "rgb+flow":
+        if data.flow_data_dir is not None:
+            raise ConfigError(f"data.flow_data_dir: {name} takes one stream; train RGB and flow apart (--data_dir) "
+                              "and combine them with eval.main --two_stream")
+        return info.get("modality", "rgb")
+    if data.flow_data_dir is None:
+        raise ConfigError(f"data.flow_data_dir: {name} takes RGB and optical flow: give --flow_data_dir, the flow of "
+                          f"the videos of {data.data_dir} (data.prepare --modality=flow)")
+    for split in (data.train_split, data.validation_split):
+        pairs.paired_shards(data.data_dir, data.flow_data_dir, split)
+    return "rgb+flow"
 
 
 def _options(intent, recipe, init):
@@ -135,9 +151,12 @@ def resolve(intent, may_prepare=True, announce=print):
     family = models.family_of(name)
     try:
         task = tasks.for_data(family, name, info, data.data_dir)
-        modality = task.modality(info, data)
     except tasks.TaskError as error:
         raise ConfigError(str(error)) from None
+    modality = _modality(family, name, info, data)
+    if modality not in task.modalities:
+        raise ConfigError(f"{data.data_dir}: holds {modality} data; models for {task.title} read "
+                          f"{' or '.join(task.modalities)}")
     init = init_source(intent.run.init_checkpoint)
     stored_fps = info.get("fps") or info.get("native_fps")
     clip = _clip(intent, recipe, init, stored_fps)

@@ -1,5 +1,6 @@
-"""The tasks a model is trained for (`train.tasks.base.Task`): single-label classification, its
-RGB + optical flow variant, multi-label classification and action detection.
+"""The tasks a model is trained for (`train.tasks.base.Task`): single-label classification,
+multi-label classification and action detection (of RGB, flow or RGB + flow inputs: the input's
+modality, which the input protocol and `data.pairs` own, not a task).
 
 A prepared dataset says which task its labels serve (`task` in dataset_info.json); a model family
 says which tasks its models can do (`models.registry.Family.tasks`); `for_data` picks the task of a
@@ -8,11 +9,11 @@ run asks the same task. A new task: a module with a `Task` subclass, and a line 
 """
 
 from train.tasks.base import PredictOptions, Task, TaskError
-from train.tasks.classification import Classification, RgbFlow
+from train.tasks.classification import Classification
 from train.tasks.detection import Detection
 from train.tasks.multi_label import MultiLabel
 
-TASKS = {task.name: task for task in (Classification(), RgbFlow(), MultiLabel(), Detection())}
+TASKS = {task.name: task for task in (Classification(), MultiLabel(), Detection())}
 
 __all__ = ["TASKS", "PredictOptions", "Task", "TaskError", "get", "for_data"]
 

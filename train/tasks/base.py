@@ -58,9 +58,7 @@ class Task:
         (the task may fix what it owns, e.g. a detector's whole-frame resize)."""
         raise NotImplementedError
 
-    def modality(self, info, data):
-        """The modality the model reads ("rgb", "flow", "rgb+flow")."""
-        return info.get("modality", "rgb")
+    modalities = ("rgb", "flow", "rgb+flow")  # the inputs (`data.protocol.CHANNELS`) its models may read
 
     # --- training ---------------------------------------------------------------------------
     def trainer_model(self, model, config):

@@ -1,7 +1,7 @@
 """Single-label video classification: one class per video (Kinetics, Something-Something,
-UCF-101, HMDB-51, the built-in synthetic data); and its RGB + optical flow variant (`RgbFlow`, the
-two-stream 2D and 3D-fused models of "Quo Vadis", which read an RGB and a flow dataset of the same
-videos together).
+UCF-101, HMDB-51, the built-in synthetic data), of RGB, flow, or RGB + flow clips (the two-stream
+2D and 3D-fused models of "Quo Vadis" read an RGB and a flow dataset of the same videos together:
+the input's modality, `data.pairs`, which every classification task takes).
 
 Targets are one-hot `[batch, classes]` (the pipeline's multi-hot targets of one label). A model
 outputs logits `[batch, classes]`, or per time step / per stream `[batch, K, classes]` where its
@@ -29,7 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import models  # noqa: E402
-from data import decode, files, flow, pairs, pipeline, views as views_lib  # noqa: E402
+from data import decode, files, flow, pipeline, views as views_lib  # noqa: E402
 from data.protocol import CHANNELS  # noqa: E402
 from models import layers  # noqa: E402
 from train import finetune  # noqa: E402
@@ -85,12 +85,6 @@ class Classification(Task):
     activation = "softmax"
 
     # --- resolution -------------------------------------------------------------------------
-    def modality(self, info, data):
-        if data.flow_data_dir is not None:
-            raise TaskError(f"flow_data_dir: the model takes one stream; train RGB and flow apart (--data_dir) and "
-                            "combine them with eval.main --two_stream")
-        return info.get("modality", "rgb")
-
     def resolve(self, family, name, options, info, clip, data, protocol):
         channels = CHANNELS[protocol.modality]
         if options.get("input_channels", channels) != channels:
@@ -279,9 +273,23 @@ class Classification(Task):
     # --- prediction -------------------------------------------------------------------------
     def decode(self, loaded, video, max_frames, flow_method):
         """The video's frames as the model's protocol samples them in time, uint8 `[T, H, W, C]`
-        (at most `max_frames`); the serving signature resizes and crops them."""
-        frames, _ = decode.read_video(video, target_fps=loaded.protocol.fps or FPS_OF_RAW_VIDEO)
-        return frames[:max_frames]
+        (at most `max_frames`; the serving signature resizes and crops them). A model of RGB +
+        flow gets each frame's flow too, as `data.prepare --modality=flow` stores it (computed on
+        frames of the protocol's short side), and a fixed-length one only its centre clip's frames
+        (with one frame more, for the flow of the last)."""
+        protocol = loaded.protocol
+        with_flow = protocol.channels == CHANNELS["rgb+flow"]
+        frames, _ = decode.read_video(video, target_fps=protocol.fps or FPS_OF_RAW_VIDEO,
+                                      short_side=protocol.short_side if with_flow else None)
+        frames = frames[:max_frames]
+        if not with_flow:
+            return frames
+        fixed = loaded.config.model.input_shape
+        length = fixed[0] if fixed and fixed[0] else len(frames)
+        start = max(round((len(frames) - length) / 2), 0)
+        frames = frames[start:start + length + 1]
+        fields = flow.to_uint8(flow.flow_fields(frames, flow_method, progress=True))
+        return np.concatenate([frames, fields], axis=-1)[:length]
 
     def predict(self, loaded, video, options):
         """`{"video", "frames", "logits_norm", "predictions": [{"label", "probability", "logit"}]}`:
@@ -303,42 +311,6 @@ class Classification(Task):
 
     def prediction_lines(self, result):
         return [f"{p['probability']:.6f}  {p['logit']:9.4f}  {p['label']}" for p in result["predictions"]]
-
-
-class RgbFlow(Classification):
-    """Single-label classification of RGB + optical flow clips by one network (`two_stream_2d`,
-    `fused_3d`): an RGB dataset read with the flow dataset of the same videos (`data.pairs`), 5
-    channels a frame; prediction computes the flow of the frames it sees."""
-    name = "rgb_flow"
-    title = "RGB + flow classification"
-
-    @property
-    def data_tasks(self):
-        return ("classification",)
-
-    def modality(self, info, data):
-        if data.flow_data_dir is None:
-            raise TaskError(f"flow_data_dir: the model takes RGB and optical flow: give --flow_data_dir, the flow of "
-                            f"the videos of {data.data_dir} (data.prepare --modality=flow)")
-        for split in (data.train_split, data.validation_split):  # checks the pairs now
-            pairs.paired_shards(data.data_dir, data.flow_data_dir, split)
-        return "rgb+flow"
-
-    def decode(self, loaded, video, max_frames, flow_method):
-        """RGB frames and their flow as `data.prepare --modality=flow` stores it (computed on frames
-        of the protocol's short side), uint8 `[T, H, W, 5]`; for a fixed-length model only its
-        centre clip's span (and one frame more, for the flow of the span's last frame)."""
-        protocol = loaded.protocol
-        frames, _ = decode.read_video(video, target_fps=protocol.fps or FPS_OF_RAW_VIDEO,
-                                      short_side=protocol.short_side)
-        frames = frames[:max_frames]
-        fixed = loaded.config.model.input_shape
-        if fixed and fixed[0]:
-            start = max(round((len(frames) - fixed[0]) / 2), 0)
-            frames = frames[start:start + fixed[0] + 1]
-            fields = flow.to_uint8(flow.flow_fields(frames, flow_method, progress=True))
-            return np.concatenate([frames, fields], axis=-1)[:fixed[0]]
-        return np.concatenate([frames, flow.to_uint8(flow.flow_fields(frames, flow_method, progress=True))], axis=-1)
 
 
 # --- metrics and report -----------------------------------------------------------------------

@@ -66,14 +66,9 @@ class Detection(Task):
     reported = ("frame_map_act", "frame_map_voc")
     multi_worker = False
 
-    # --- resolution -------------------------------------------------------------------------
-    def modality(self, info, data):
-        if data.flow_data_dir is not None:
-            raise TaskError("flow_data_dir: detectors take RGB clips")
-        if info.get("modality", "rgb") != "rgb":
-            raise TaskError(f"{data.data_dir}: holds {info['modality']} frames; detectors read RGB")
-        return "rgb"
+    modalities = ("rgb",)
 
+    # --- resolution -------------------------------------------------------------------------
     def resolve(self, family, name, options, info, clip, data, protocol):
         options = detector.parsed_options(models.registry.resolve_options(name, options))
         size = tuple(options["image_size"])
