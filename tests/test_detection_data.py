@@ -238,6 +238,24 @@ def test_training_dataset(synthetic_detection_dir):
     assert seen["mirrored"] > 0 and seen["plain"] > 0
 
 
+def test_training_dataset_for_rois_sampled_in_the_model(synthetic_detection_dir):
+    info = records.load_info(synthetic_detection_dir)
+    anchors = detection_ops.generate_anchors((48, 64), stride=16, scales=(16, 32))
+    plain, mirrored = ground_truth_boxes(synthetic_detection_dir, "train", info["class_names"])
+    dataset = detection_pipeline.training_dataset(synthetic_detection_dir, "train", 4, num_frames=5, image_size=(48, 64),
+                                                  max_boxes=3, anchors=anchors, seed=1, roi_sampling="proposals")
+    for features, targets in dataset.take(3):
+        assert set(features) == {"clips", "gt_boxes", "gt_labels", "gt_mask"} and set(targets) == {"rpn_logits",
+                                                                                                   "rpn_deltas"}
+        boxes, labels, mask = (features[key].numpy() for key in ("gt_boxes", "gt_labels", "gt_mask"))
+        assert boxes.shape == (4, 3, 4) and labels.dtype == np.int32 and mask[:, 0].all()
+        assert (labels[~mask] == -1).all() and not boxes[~mask].any()
+        for box, label in zip(boxes[mask], labels[mask]):
+            assert (*np.round(box, 3), label) in plain | mirrored
+    with pytest.raises(ValueError, match="anchors"):
+        detection_pipeline.training_dataset(synthetic_detection_dir, "train", 4, roi_sampling="proposals")
+
+
 def test_flip_mirrors_clip_boxes_and_labels():
     clip = tf.constant(np.arange(2 * 4 * 5 * 3).reshape(2, 4, 5, 3), tf.uint8)
     boxes = tf.constant([[0.1, 0.2, 0.5, 0.3], [0, 0, 0, 0]])
