@@ -70,7 +70,7 @@ def _detection_records(data_dir, split, training, input_context, seed):
     info = records.load_info(data_dir, split)
     if info.get("task") != "detection":
         raise records.DatasetError(f"{data_dir}: holds the classification dataset {info['dataset']!r}, not a "
-                                   "detection dataset (jhmdb, ucf101_24, synthetic_detection)")
+                                   "detection dataset (jhmdb, ucf101_24, synthetic_detection[_motion])")
     if info.get("modality", "rgb") != "rgb":
         raise records.DatasetError(f"{data_dir}: holds {info['modality']} frames; the detection pipelines read RGB")
     _, _, dataset = pipeline._records(data_dir, split, training, input_context, seed)

@@ -6,6 +6,7 @@ TFRecords of JPEG frames, the only input `data.pipeline` reads.
   python -m data.prepare --dataset=synthetic --output_dir=datasets/synthetic
   python -m data.prepare --dataset=jhmdb --split_index=1 --source_dir=/data/JHMDB --output_dir=datasets/jhmdb1
   python -m data.prepare --dataset=synthetic_detection --output_dir=datasets/synthetic_detection
+  python -m data.prepare --dataset=synthetic_detection_motion --output_dir=datasets/synthetic_detection_motion
   python -m data.prepare --dataset=kinetics700 --source_dir=... --output_dir=... --engine=beam \
       [-- BEAM PIPELINE OPTIONS, e.g. --runner=FlinkRunner --flink_master=HOST:8081]
 
@@ -410,7 +411,7 @@ def define(values):
     flags.DEFINE_integer("examples_per_shard", 64, "Videos per TFRecord shard.", lower_bound=1, **common)
     flags.DEFINE_integer("synthetic_seed", 0, "Seed of the synthetic dataset.", **common)
     flags.DEFINE_integer("synthetic_per_class", None, "Synthetic videos per class (default: train 48, validation 12; "
-                         "synthetic_detection: 24, 8).",
+                         "synthetic_detection, synthetic_detection_motion: 24, 8).",
                          lower_bound=1, **common)
     flags.DEFINE_bool("progress", True, "Show a progress bar on stderr.", **common)
 

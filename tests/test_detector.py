@@ -285,7 +285,10 @@ def test_rpn_proposals_sampled_in_the_model_train_with_frozen_head_batch_norm():
     before = {name: [v.numpy() for v in model.get_layer(name).trainable_weights] for name in watched}
     head = [bn for block in detector.HEAD_BLOCKS for bn in batch_norms(model.get_layer(block))]
     backbone = batch_norms(model.get_layer("inception_features"))
-    statistics = lambda norms: [v.numpy().copy() for bn in norms for v in (bn.moving_mean, bn.moving_variance)]  # noqa: E731
+
+    def statistics(norms):
+        return [v.numpy().copy() for bn in norms for v in (bn.moving_mean, bn.moving_variance)]
+
     head_before, backbone_before = statistics(head), statistics(backbone)
     history = trainer.fit(x, y, batch_size=2, epochs=1, verbose=0).history
     assert np.isfinite(history["loss"][0]) and history["class_logits_loss"][0] > 0
