@@ -296,6 +296,8 @@ def test_rpn_proposals_sampled_in_the_model_train_with_frozen_head_batch_norm():
     assert changed_layers(model, before) == set(watched)  # the head's beta trains, its statistics do not:
     assert all(np.array_equal(a, b) for a, b in zip(statistics(head), head_before))
     assert not all(np.array_equal(a, b) for a, b in zip(statistics(backbone), backbone_before))
+    # Inference on its layers is the other RPN detectors': proposals, the second stage, NMS.
+    check_detections(detector.detection_model(model, **OPTIONS)({"clips": x["clips"]}), OPTIONS["max_detections"])
     with pytest.raises(ValueError, match="needs proposals='rpn'"):
         build(proposals="given", roi_sampling="proposals")
 
