@@ -110,6 +110,10 @@ DATASETS = {spec.name: spec for spec in (
         "    UCF101v2-GT.pkl   ground truth (Singh et al.'s corrected boxes), keys as JHMDB-GT.pkl")),
     DatasetSpec("synthetic_detection", ("train", "validation"), "demo_detection", fps=None, short_side=None, task="detection",
                 layout="nothing: the videos are rendered (data/synthetic_detection.py) at 96x128 pixels, 25 fps."),
+    DatasetSpec("synthetic_detection_motion", ("train", "validation"), "demo_detection", fps=None, short_side=None,
+                task="detection", layout=(
+                    "nothing: rendered as synthetic_detection, each twin's video the other's played backwards "
+                    "(time is the only cue)")),
 )}
 
 

@@ -6,6 +6,10 @@ written by `data.prepare` (jhmdb, ucf101_24, synthetic_detection: the region lis
     features {"clips": uint8 [B, T, H, W, 3], "rois": float32 [B, R, 4], "roi_mask": bool [B, R]}
     targets  {"class_logits": int32 [B, R], "box_deltas": float32 [B, R, 5]
               [, "rpn_logits": int32 [B, A], "rpn_deltas": float32 [B, A, 5]]}
+    or, with roi_sampling="proposals" (the model samples its RoIs from its RPN's proposals):
+    features {"clips", "gt_boxes": float32 [B, M, 4], "gt_labels": int32 [B, M] (-1 padding),
+              "gt_mask": bool [B, M]}
+    targets  {"rpn_logits", "rpn_deltas"}
   evaluation_dataset(data_dir, split, batch_size, ...)  -> (features, metadata), one element per
     annotated keyframe: features {"clips", "boxes" [B, M, 4], "box_mask" [B, M]},
     metadata {"media_id" [B], "frame" [B], "size" [B, 2] (stored height, width), "labels" [B, M],
@@ -66,7 +70,7 @@ def _detection_records(data_dir, split, training, input_context, seed):
     info = records.load_info(data_dir, split)
     if info.get("task") != "detection":
         raise records.DatasetError(f"{data_dir}: holds the classification dataset {info['dataset']!r}, not a "
-                                   "detection dataset (jhmdb, ucf101_24, synthetic_detection)")
+                                   "detection dataset (jhmdb, ucf101_24, synthetic_detection[_motion])")
     if info.get("modality", "rgb") != "rgb":
         raise records.DatasetError(f"{data_dir}: holds {info['modality']} frames; the detection pipelines read RGB")
     _, _, dataset = pipeline._records(data_dir, split, training, input_context, seed)
@@ -197,7 +201,7 @@ def _flip(clip_frames, boxes, labels, mask, flip_labels, seed):
 
 def training_dataset(data_dir, split, batch_size, num_frames=20, frame_stride=1, image_size=(320, 400), max_boxes=8,
                      flip=True, anchors=None, num_rois=16, roi_positive_fraction=0.5, seed=None, input_context=None,
-                     shuffle_buffer=64):
+                     shuffle_buffer=64, roi_sampling="pipeline"):
     """Training clips with detection targets, repeated forever: `(features, targets)` dicts (see
     the module docstring).
 
@@ -214,9 +218,17 @@ def training_dataset(data_dir, split, batch_size, num_frames=20, frame_stride=1,
       num_rois: R, second-stage RoIs per clip: sampled from the ground truth, jittered copies and
         random boxes, at most `roi_positive_fraction` of them foreground (0.5: balanced for a
         small demo; Detectron samples 512 at 0.25).
+      roi_sampling: the detector's option of that name. "pipeline": the RoIs and their targets
+        come from here (above); "proposals": the model samples its RoIs itself, so the features
+        carry the keyframe's ground truth instead (`gt_boxes`, `gt_labels`, `gt_mask`, padded to
+        `max_boxes`, flipped with the clip) and the targets only the RPN's (`anchors` needed).
       seed: makes the keyframes, flips and samples reproducible (the order of examples is not).
       input_context: a `tf.distribute.InputContext`; each input pipeline reads its share of files.
     """
+    if roi_sampling not in ("pipeline", "proposals"):
+        raise ValueError(f"roi_sampling must be pipeline or proposals, got {roi_sampling!r}")
+    if roi_sampling == "proposals" and anchors is None:
+        raise ValueError("roi_sampling='proposals' trains an RPN: give its anchors")
     info, dataset = _detection_records(data_dir, split, True, input_context, seed)
     base_seed = random.randrange(2 ** 31) if seed is None else int(seed)
     flip_labels = tf.constant(pipeline.flip_table(info["class_names"]), tf.int32)
@@ -234,10 +246,15 @@ def training_dataset(data_dir, split, batch_size, num_frames=20, frame_stride=1,
         boxes, mask, labels, _ = keyframe_boxes(example, keyframe, max_boxes)
         if flip:
             clip_frames, boxes, labels = _flip(clip_frames, boxes, labels, mask, flip_labels, seeds[1])
-        rois, roi_mask, class_logits, box_deltas = roi_targets(boxes, mask, labels, num_rois, roi_positive_fraction,
-                                                               seeds[2])
-        features = {"clips": clip_frames, "rois": rois, "roi_mask": roi_mask}
-        targets = {"class_logits": class_logits, "box_deltas": box_deltas}
+        if roi_sampling == "proposals":
+            features = {"clips": clip_frames, "gt_boxes": boxes, "gt_labels": tf.where(mask, labels, -1),
+                        "gt_mask": mask}
+            targets = {}
+        else:
+            rois, roi_mask, class_logits, box_deltas = roi_targets(boxes, mask, labels, num_rois,
+                                                                   roi_positive_fraction, seeds[2])
+            features = {"clips": clip_frames, "rois": rois, "roi_mask": roi_mask}
+            targets = {"class_logits": class_logits, "box_deltas": box_deltas}
         if anchors is not None:
             targets["rpn_logits"], targets["rpn_deltas"] = rpn_targets(anchors, boxes, mask, seeds[3])
         return features, targets

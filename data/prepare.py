@@ -8,6 +8,7 @@ TFRecords of JPEG frames, the only input `data.pipeline` reads.
   python -m data.prepare --dataset=synthetic_detection --output_dir=datasets/synthetic_detection
   python -m data.prepare --dataset=charades --source_dir=/data/Charades --output_dir=datasets/charades
   python -m data.prepare --dataset=synthetic_multilabel --output_dir=datasets/synthetic_multilabel
+  python -m data.prepare --dataset=synthetic_detection_motion --output_dir=datasets/synthetic_detection_motion
   python -m data.prepare --dataset=kinetics700 --source_dir=... --output_dir=... --engine=beam \
       [-- BEAM PIPELINE OPTIONS, e.g. --runner=FlinkRunner --flink_master=HOST:8081]
 
@@ -429,8 +430,8 @@ def define(values):
     flags.DEFINE_integer("examples_per_shard", 64, "Videos per TFRecord shard.", lower_bound=1, **common)
     flags.DEFINE_integer("synthetic_seed", 0, "Seed of the synthetic dataset.", **common)
     flags.DEFINE_integer("synthetic_per_class", None, "Synthetic videos per class (default: train 48, validation 12; "
-                         "synthetic_detection: 24, 8; synthetic_multilabel: about 40, 10, with 1-3 classes a "
-                         "video).",
+                         "synthetic_detection, synthetic_detection_motion: 24, 8; synthetic_multilabel: about "
+                         "40, 10, with 1-3 classes a video).",
                          lower_bound=1, **common)
     flags.DEFINE_bool("progress", True, "Show a progress bar on stderr.", **common)
 

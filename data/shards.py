@@ -48,7 +48,7 @@ def load_frames(video, options):
     (`sources.Video.tubes`; None otherwise) for one `sources.Video`."""
     if video.seed is not None:
         if video.detection:
-            frames, tubes = synthetic_detection.render(video.label, list(video.seed))
+            frames, tubes = synthetic_detection.RENDERERS[video.renderer](video.label, list(video.seed))
         elif video.multi_label:
             frames, tubes = synthetic_multilabel.render(video.labels, list(video.seed)), None
         else:

@@ -48,6 +48,7 @@ class Video:
     path: pathlib.Path = None
     seed: tuple = None  # rendered videos only
     detection: bool = False
+    renderer: str = None  # rendered detection videos: the `synthetic_detection.RENDERERS` key
     tubes: tuple = None
     num_frames: int = None
     labels: tuple = None
@@ -354,12 +355,11 @@ def synthetic_source(splits, seed=0, per_class=None):
     return Source("synthetic", list(synthetic.CLASSES), videos, [], native_fps=synthetic.FPS)
 
 
-def synthetic_detection_source(splits, seed=0, per_class=None):
-    videos = {split: [Video(media_id, label, seed=tuple(video_seed), detection=True)
-                      for media_id, label, video_seed in synthetic_detection.examples(split, seed, per_class)]
+def synthetic_detection_source(splits, seed=0, per_class=None, dataset=synthetic_detection.DATASET):
+    videos = {split: [Video(media_id, label, seed=tuple(video_seed), detection=True, renderer=dataset)
+                      for media_id, label, video_seed in synthetic_detection.examples(split, seed, per_class, dataset)]
               for split in splits}
-    return Source("synthetic_detection", list(synthetic_detection.CLASSES), videos, [],
-                  native_fps=synthetic_detection.FPS)
+    return Source(dataset, list(synthetic_detection.CLASSES), videos, [], native_fps=synthetic_detection.FPS)
 
 
 def synthetic_multilabel_source(splits, seed=0, per_class=None):
@@ -370,7 +370,12 @@ def synthetic_multilabel_source(splits, seed=0, per_class=None):
                   native_fps=synthetic_multilabel.FPS)
 
 
+def synthetic_detection_motion_source(splits, seed=0, per_class=None):
+    return synthetic_detection_source(splits, seed, per_class, synthetic_detection.MOTION_DATASET)
+
+
 RENDERED = {"synthetic": synthetic_source, "synthetic_detection": synthetic_detection_source,
+            "synthetic_detection_motion": synthetic_detection_motion_source,
             "synthetic_multilabel": synthetic_multilabel_source}
 
 

@@ -1,4 +1,5 @@
-"""The built-in `synthetic_detection` dataset: rendered videos of one or two moving shapes (the
+"""The built-in `synthetic_detection` and `synthetic_detection_motion` datasets: rendered videos
+of one or two moving shapes (the
 actors, each with a per-frame box and a motion class) among one or two static distractor shapes
 (no box), for spatio-temporal action detection without a download.
 
@@ -15,6 +16,13 @@ Every video is a function of (seed, split, index) alone. Frames are uint8 RGB
 `[FRAMES, HEIGHT, WIDTH, 3]` at `FPS`. Video `index` of a split has its first actor in class
 `CLASSES[index // per_class]` (the video's label); a second actor, when there is one, has a
 random class.
+
+`synthetic_detection_motion` (`render_motion`) makes time the only cue between twins exactly: the
+video of the second class of a twin pair (`synthetic.MOTION_CLASSES` lists them in pairs) is, frame
+for frame and box for box, the video of the first class drawn with the same seed played
+backwards, every actor's class its twin. The twins' videos are thus identically distributed up to
+the direction of time: a detector blind to time order (I2D at a clip length its pooling keeps
+symmetric) scores a clip and its reversal alike and cannot tell twins apart.
 """
 
 import numpy as np
@@ -27,6 +35,8 @@ HEIGHT, WIDTH = 96, 128
 CLASSES = tuple(sorted(name for name in synthetic.MOTION_CLASSES if name not in ("appearing", "disappearing")))
 SPLITS = {"train": 24, "validation": 8}  # videos per class
 _SPLIT_IDS = {"train": 0, "validation": 1}
+DATASET, MOTION_DATASET = "synthetic_detection", "synthetic_detection_motion"
+_SEED_BASES = {DATASET: 100, MOTION_DATASET: 200}  # never the seeds of `data.synthetic` videos, nor each other's
 _ACTOR_KINDS = ("circle", "triangle", "square")
 _DISTRACTOR_KINDS = ("star", "ring", "cross")
 
@@ -101,14 +111,42 @@ def render(label, seed, hide=()):
     return np.stack(frames), tubes
 
 
-def video_seed(seed, split, index):
-    """The seed of video `index` of `split` in the dataset drawn with `seed`."""
-    return [int(seed), 100 + _SPLIT_IDS[split], int(index)]  # 100+: never the seed of a `data.synthetic` video
+def reversed_video(frames, tubes):
+    """`render`'s `(frames, tubes)` played backwards: frames in reverse order, each box row moved
+    to frame `FRAMES - 1 - frame` (rows kept in frame order), each actor's class its twin."""
+    reversed_tubes = tuple((CLASSES.index(synthetic.TWINS[CLASSES[label]]), track,
+                            tuple((FRAMES - 1 - row[0], *row[1:]) for row in reversed(rows)))
+                           for label, track, rows in tubes)
+    return frames[::-1].copy(), reversed_tubes
 
 
-def examples(split, seed=0, per_class=None):
-    """`(media_id, label, seed)` for every video of `split`, in a fixed order."""
+def _first_of_twins(label):
+    """The twin of the pair `{label, its twin}` listed first in `synthetic.MOTION_CLASSES`."""
+    twin = synthetic.TWINS[label]
+    return min(label, twin, key=synthetic.MOTION_CLASSES.index)
+
+
+def render_motion(label, seed, hide=()):
+    """A video of `synthetic_detection_motion` (module docstring): `render` of the first twin of
+    `label`'s pair, played backwards (`reversed_video`) when `label` is the second. Same outputs
+    and `hide` as `render`."""
+    first = _first_of_twins(label)
+    frames, tubes = render(first, seed, hide)
+    return (frames, tubes) if label == first else reversed_video(frames, tubes)
+
+
+RENDERERS = {DATASET: render, MOTION_DATASET: render_motion}
+
+
+def video_seed(seed, split, index, dataset=DATASET):
+    """The seed of video `index` of `split` in `dataset` drawn with `seed`."""
+    return [int(seed), _SEED_BASES[dataset] + _SPLIT_IDS[split], int(index)]
+
+
+def examples(split, seed=0, per_class=None, dataset=DATASET):
+    """`(media_id, label, seed)` for every video of `split` of `dataset` (`RENDERERS`), in a fixed
+    order."""
     per_class = SPLITS[split] if per_class is None else per_class
-    return [(f"synthetic_detection/{split}/{class_index * per_class + k:05d}", label,
-             video_seed(seed, split, class_index * per_class + k))
+    return [(f"{dataset}/{split}/{class_index * per_class + k:05d}", label,
+             video_seed(seed, split, class_index * per_class + k, dataset))
             for class_index, label in enumerate(CLASSES) for k in range(per_class)]

@@ -351,3 +351,41 @@ def sample_boxes(labels, num_samples, positive_fraction, seed=None):
     indices = ops.cast(indices, "int32")
     valid = ops.take_along_axis(ops.logical_or(sampled_fg, sampled_bg), indices, axis=1)
     return indices, valid
+
+
+def sample_rois(proposals, proposal_mask, gt_boxes, gt_labels, gt_mask, num_rois, positive_fraction=0.25,
+                foreground_iou=0.5, seed=None):
+    """The second stage's training RoIs and their targets, as Detectron samples them: the
+    proposals and the ground-truth boxes together, matched to the ground truth (foreground at IoU
+    >= `foreground_iou`, background below; `match_boxes`), `num_rois` of them drawn with at most
+    `int(num_rois * positive_fraction)` foreground (`sample_boxes`).
+
+    Inputs: `proposals [B, P, 4]` with `proposal_mask [B, P]` (e.g. the RPN's, `Proposals`),
+    `gt_boxes [B, M, 4]`, `gt_labels [B, M]` (class index, 0-based) and `gt_mask [B, M]`; P + M >=
+    num_rois. Candidates of zero area are left out. `seed`: as `sample_boxes`.
+
+    Returns `(rois [B, R, 4], roi_mask [B, R] bool, class_targets [B, R] int32, box_targets [B, R,
+    5] float32)`: the sampled foreground RoIs first, then the background ones, then padding (zero
+    boxes, mask False); class targets `c + 1` for a foreground RoI matched to a box of class c, 0
+    for background, -1 for padding; box targets the `BOX_HEAD_WEIGHTS` deltas to the matched box
+    (`box_targets`) and a fifth column, the regression weight (1.0 for foreground, else 0 with
+    zero deltas). Nothing here has a gradient (`ops.stop_gradient`): the sampling is a target.
+    """
+    proposals, gt_boxes = ops.stop_gradient(ops.cast(proposals, "float32")), ops.cast(gt_boxes, "float32")
+    gt_mask = ops.cast(gt_mask, "bool")
+    candidates = ops.concatenate([proposals, gt_boxes], axis=1)  # [B, P + M, 4]
+    valid = ops.logical_and(ops.concatenate([ops.cast(proposal_mask, "bool"), gt_mask], axis=1),
+                            box_area(candidates) > 0.0)
+    labels, matched = match_boxes(candidates, gt_boxes, gt_mask, foreground_iou, foreground_iou, mask=valid)
+    indices, roi_mask = sample_boxes(labels, num_rois, positive_fraction, seed)
+    foreground = ops.logical_and(roi_mask, ops.take_along_axis(labels, indices, axis=1) == 1)
+    matched = ops.take_along_axis(matched, indices, axis=1)
+    rois = ops.where(roi_mask[..., None], ops.take_along_axis(candidates, indices[..., None], axis=1), 0.0)
+    matched_labels = ops.take_along_axis(ops.cast(gt_labels, "int32"), matched, axis=1)
+    class_targets = ops.where(roi_mask, ops.where(foreground, matched_labels + 1, 0), -1)
+    # Padding is encoded against the whole frame (never a zero-size box); its targets are zeroed.
+    safe_rois = ops.where(roi_mask[..., None], rois, ops.convert_to_tensor([0.0, 0.0, 1.0, 1.0]))
+    deltas = box_targets(safe_rois, gt_boxes, ops.cast(foreground, "int32"), matched)
+    weight = ops.cast(foreground, "float32")[..., None]
+    box_deltas = ops.concatenate([ops.where(foreground[..., None], deltas, 0.0), weight], axis=-1)
+    return (ops.stop_gradient(rois), roi_mask, ops.cast(class_targets, "int32"), ops.stop_gradient(box_deltas))

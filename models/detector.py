@@ -17,10 +17,24 @@ Two stages, all in `keras.ops` (TensorFlow and JAX alike), fixed shapes througho
   index 0 = background; softmax) and the class-agnostic `box_deltas` (Faster R-CNN deltas with
   `detection_ops.BOX_HEAD_WEIGHTS`).
 
-The family builds the TRAINING model: it takes the RoIs the input pipeline sampled and has no
-target assignment inside (targets come with the batch; `train.detection_objectives` holds the
-losses). `detection_model` builds the INFERENCE model on the same layers (shared weights):
-proposals, the second stage on them, box refinement and class-agnostic NMS. Layer and variable
+The family builds the TRAINING model. Its second stage trains on RoIs sampled one of two ways
+(`roi_sampling`):
+- "pipeline": the input pipeline samples them (ground truth, jittered copies, random boxes) and
+  computes their targets; the model takes `rois` and `roi_mask` and has no target assignment
+  inside (targets come with the batch; `train.detection_objectives` holds the losses). The only
+  way with `proposals="given"`.
+- "proposals" (with the RPN; Detectron's): the model takes the keyframe's ground truth
+  (`gt_boxes`, `gt_labels`, `gt_mask`) and samples its RoIs from its own RPN's proposals (no
+  gradient) and the ground-truth boxes (`RoiSampler`, `detection_ops.sample_rois`); it outputs
+  their targets beside its predictions (`TARGET_OUTPUTS`), which `SampledTargetsModel` hands to the
+  losses in place of the batch's.
+`detection_model` builds the INFERENCE model on the same layers (shared weights): proposals, the
+second stage on them, box refinement and class-agnostic NMS.
+
+The RoI head's batch norms (`Mixed_4f`, `Mixed_5b`, `Mixed_5c` on the B x R RoIs, padding
+included) are frozen by default (`frozen_head_batch_norm`): they normalise with their moving
+statistics (the classifier's, with `from_classifier`) and never update them, as Detectron's
+fine-tuning keeps them; their beta still trains. Layer and variable
 names of the Inception blocks are the classifier's (`Mixed_5b/...`), so a Kinetics classifier of
 the same member starts the detector (`from_classifier`).
 
@@ -47,6 +61,11 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 GAUSSIAN = keras.initializers.RandomNormal(stddev=0.01)
 BOX_GAUSSIAN = keras.initializers.RandomNormal(stddev=0.001)
 PROPOSAL_MODES = ("rpn", "given")
+ROI_SAMPLING_MODES = ("auto", "pipeline", "proposals")
+ROI_POSITIVE_FRACTION = 0.25  # Detectron's share of foreground among the sampled RoIs
+ROI_FOREGROUND_IOU = 0.5  # a RoI is foreground at IoU >= 0.5 with a ground-truth box, background below
+# The training model's outputs that are targets (roi_sampling="proposals"): {predicted output: its target}.
+TARGET_OUTPUTS = {"class_logits": "class_targets", "box_deltas": "box_targets"}
 INFERENCE_OPTIONS = ("pre_nms_proposals", "num_proposals", "rpn_nms_threshold", "max_detections",
                      "score_threshold", "nms_threshold")
 
@@ -60,10 +79,22 @@ def _sizes(value, name, kind=int):
     return values
 
 
+def roi_sampling_of(roi_sampling, proposals):
+    """The training RoIs' source: "auto" samples the RPN's own proposals where the RPN is trained
+    (Detectron's Faster R-CNN), and takes the pipeline's ground-truth RoIs where boxes are given."""
+    if roi_sampling == "auto":
+        return "proposals" if proposals == "rpn" else "pipeline"
+    return roi_sampling
+
+
 def parsed_options(options):
-    """`options` with the tuple options as tuples (a command line gives them as text "320,400")."""
+    """`options` with the tuple options as tuples (a command line gives them as text "320,400")
+    and `roi_sampling` made explicit (`roi_sampling_of`)."""
     kinds = {"image_size": int, "anchor_scales": float, "anchor_ratios": float}
-    return {key: _sizes(value, key, kinds[key]) if key in kinds else value for key, value in options.items()}
+    parsed = {key: _sizes(value, key, kinds[key]) if key in kinds else value for key, value in options.items()}
+    if "roi_sampling" in parsed:
+        parsed["roi_sampling"] = roi_sampling_of(parsed["roi_sampling"], parsed.get("proposals", "rpn"))
+    return parsed
 
 
 @keras.saving.register_keras_serializable(package=layers.PACKAGE)
@@ -222,6 +253,66 @@ class Detections(keras.layers.Layer):
                 "score_threshold": self.score_threshold, "iou_threshold": self.iou_threshold}
 
 
+@keras.saving.register_keras_serializable(package=layers.PACKAGE)
+class RoiSampler(keras.layers.Layer):
+    """`detection_ops.sample_rois` as a layer with its own random state (a `SeedGenerator`, so
+    that a jitted JAX step draws new samples each call): inputs `proposals [B, P, 4]`,
+    `proposal_mask [B, P]`, `gt_boxes [B, M, 4]`, `gt_labels [B, M]`, `gt_mask [B, M]`; outputs
+    `(rois [B, R, 4], roi_mask [B, R], class_targets [B, R], box_targets [B, R, 5])`. It samples
+    in training and inference calls alike (validation scores sampled RoIs too)."""
+
+    def __init__(self, num_rois, positive_fraction=ROI_POSITIVE_FRACTION, foreground_iou=ROI_FOREGROUND_IOU,
+                 seed=None, **kwargs):
+        super().__init__(autocast=False, **kwargs)
+        self.num_rois = int(num_rois)
+        self.positive_fraction = float(positive_fraction)
+        self.foreground_iou = float(foreground_iou)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
+
+    def call(self, proposals, proposal_mask, gt_boxes, gt_labels, gt_mask):
+        return detection_ops.sample_rois(proposals, proposal_mask, gt_boxes, gt_labels, gt_mask, self.num_rois,
+                                         self.positive_fraction, self.foreground_iou, self.seed_generator)
+
+    def compute_output_spec(self, proposals, proposal_mask, gt_boxes, gt_labels, gt_mask):
+        batch, count = proposals.shape[0], self.num_rois
+        return (keras.KerasTensor((batch, count, 4), "float32"), keras.KerasTensor((batch, count), "bool"),
+                keras.KerasTensor((batch, count), "int32"), keras.KerasTensor((batch, count, 5), "float32"))
+
+    def get_config(self):
+        return {**super().get_config(), "num_rois": self.num_rois, "positive_fraction": self.positive_fraction,
+                "foreground_iou": self.foreground_iou, "seed": self.seed}
+
+
+def split_targets(y, y_pred):
+    """`(y, y_pred)` with the targets a training model sampled itself (`TARGET_OUTPUTS`) moved
+    from its outputs `y_pred` into the batch's targets `y` (a dict, or None), keyed by the output
+    they train; unchanged when `y_pred` holds no such targets."""
+    if not isinstance(y_pred, dict) or not all(target in y_pred for target in TARGET_OUTPUTS.values()):
+        return y, y_pred
+    y, y_pred = dict(y or {}), dict(y_pred)
+    for output, target in TARGET_OUTPUTS.items():
+        y[output] = y_pred.pop(target)
+    return y, y_pred
+
+
+@keras.saving.register_keras_serializable(package=layers.PACKAGE)
+class SampledTargetsModel(keras.Model):
+    """A functional model, `SampledTargetsModel(inputs, outputs, name=...)`, whose compiled losses
+    and metrics take the second stage's targets from its own outputs (`split_targets`): the
+    trainer model of a detector with `roi_sampling="proposals"`, compiled with the same loss dict
+    as the others (`{"class_logits", "box_deltas", "rpn_logits", "rpn_deltas"}`) and fed batches
+    whose targets hold only the RPN's. For other detectors it is a plain functional model."""
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        y, y_pred = split_targets(y, y_pred)
+        return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        y, y_pred = split_targets(y, y_pred)
+        return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+
 def _rpn(layer, clips):
     """The proposal stage on `clips` -> `(rpn_logits [batch, A], rpn_deltas [batch, A, 4])`;
     `layer(name)` gives the layer of that name."""
@@ -246,7 +337,8 @@ def build_detector(name="s3dg_detector", num_classes=21, input_shape=(None, None
                    proposals="rpn", image_size=(320, 400), num_rois=64, anchor_scales=(32, 64, 128, 256, 512),
                    anchor_ratios=(0.5, 1.0, 2.0), pre_nms_proposals=1000, num_proposals=300, rpn_nms_threshold=0.7,
                    max_detections=100, score_threshold=0.05, nms_threshold=0.5, depth_multiplier=1.0,
-                   dropout_rate=0.5, batch_norm_momentum=layers.BATCH_NORM_MOMENTUM, imagenet_resnet=False):
+                   dropout_rate=0.5, batch_norm_momentum=layers.BATCH_NORM_MOMENTUM, imagenet_resnet=False,
+                   roi_sampling="pipeline", frozen_head_batch_norm=True):
     """The training model of detector `name` with `num_classes` action classes.
 
     Args:
@@ -262,24 +354,39 @@ def build_detector(name="s3dg_detector", num_classes=21, input_shape=(None, None
       depth_multiplier, dropout_rate, batch_norm_momentum: of the Inception backbone and head.
       imagenet_resnet: the ResNet-50 starts from keras.applications' ImageNet weights
         (downloaded once into ~/.keras); otherwise from random initialisation.
+      roi_sampling: "pipeline" (the batch brings the RoIs) or "proposals" (the model samples them
+        from its RPN's proposals and the ground truth; needs proposals="rpn"). See the module
+        docstring.
+      frozen_head_batch_norm: the RoI head's batch norms stay in inference mode while training
+        (`layers.freeze_batch_norm`); False trains them on batch statistics.
 
     Inputs `{"clips": [batch, T, H, W, 3] in [-1, 1], "rois": float32 [batch, R, 4],
-    "roi_mask": bool [batch, R]}`; outputs `{"class_logits": [batch, R, C + 1], "box_deltas":
-    [batch, R, 4]}`, and with the RPN `{"rpn_logits": [batch, A], "rpn_deltas": [batch, A, 4]}`,
-    A the anchors of `detection_ops.generate_anchors(image_size, 16, anchor_scales,
-    anchor_ratios)` in its order.
+    "roi_mask": bool [batch, R]}`, or with roi_sampling="proposals" `{"clips", "gt_boxes": float32
+    [batch, M, 4], "gt_labels": int32 [batch, M] (class index, -1 padding), "gt_mask": bool [batch,
+    M]}` (M any). Outputs `{"class_logits": [batch, R, C + 1], "box_deltas": [batch, R, 4]}`, and
+    with the RPN `{"rpn_logits": [batch, A], "rpn_deltas": [batch, A, 4]}`, A the anchors of
+    `detection_ops.generate_anchors(image_size, 16, anchor_scales, anchor_ratios)` in its order;
+    with roi_sampling="proposals" also `{"class_targets": int32 [batch, R], "box_targets": float32
+    [batch, R, 5]}` (`detection_ops.sample_rois`; the training targets of class_logits and
+    box_deltas, laid out as the pipeline's).
     """
     image_size, frames = _check(backbone, proposals, image_size, input_shape, num_rois, num_classes)
+    if roi_sampling not in ROI_SAMPLING_MODES:
+        raise ValueError(f"roi_sampling must be one of {', '.join(ROI_SAMPLING_MODES)}, got {roi_sampling!r}")
+    roi_sampling = roi_sampling_of(roi_sampling, proposals)
+    if roi_sampling == "proposals" and proposals != "rpn":
+        raise ValueError("roi_sampling='proposals' samples the RPN's proposals: it needs proposals='rpn'")
     _check_inference(dict(pre_nms_proposals=pre_nms_proposals, num_proposals=num_proposals,
                           rpn_nms_threshold=rpn_nms_threshold, max_detections=max_detections,
                           score_threshold=score_threshold, nms_threshold=nms_threshold))
     scales, ratios = _sizes(anchor_scales, "anchor_scales", float), _sizes(anchor_ratios, "anchor_ratios", float)
     clips = keras.Input((frames, *image_size, 3), name="clips")
-    rois = keras.Input((num_rois, 4), name="rois")
-    roi_mask = keras.Input((num_rois,), dtype="bool", name="roi_mask")
 
     classifier = inception.build_inception(backbone, num_classes=0, input_shape=(frames, *image_size),
                                            depth_multiplier=depth_multiplier, batch_norm_momentum=batch_norm_momentum)
+    if frozen_head_batch_norm:
+        for block in HEAD_BLOCKS:
+            layers.freeze_batch_norm(classifier.get_layer(block))
     created = {
         "inception_features": keras.Model(classifier.input, classifier.get_layer(FEATURE_END_POINT).output,
                                           name="inception_features"),
@@ -293,7 +400,7 @@ def build_detector(name="s3dg_detector", num_classes=21, input_shape=(None, None
                                            name="class_logits"),
         "box_deltas": keras.layers.Dense(4, dtype="float32", kernel_initializer=BOX_GAUSSIAN, name="box_deltas"),
     }
-    inputs = {"clips": clips, "rois": rois, "roi_mask": roi_mask}
+    inputs = {"clips": clips}
     outputs = {}
     if proposals == "rpn":
         resnet = keras.applications.ResNet50(include_top=False, weights="imagenet" if imagenet_resnet else None,
@@ -312,9 +419,16 @@ def build_detector(name="s3dg_detector", num_classes=21, input_shape=(None, None
             "rpn_deltas": AnchorOutputs(image_size, scales, ratios, values=4, name="rpn_deltas"),
         })
         outputs["rpn_logits"], outputs["rpn_deltas"] = _rpn(created.__getitem__, clips)
+    inputs.update(rois=keras.Input((num_rois, 4), name="rois"),
+                  roi_mask=keras.Input((num_rois,), dtype="bool", name="roi_mask"))
     features = created["inception_features"](clips)
-    outputs["class_logits"], outputs["box_deltas"] = _second_stage(created.__getitem__, features, rois, roi_mask)
-    return keras.Model(inputs, outputs, name=name)
+    outputs["class_logits"], outputs["box_deltas"] = _second_stage(created.__getitem__, features, inputs["rois"],
+                                                                   inputs["roi_mask"])
+    model = keras.Model(inputs, outputs, name=name)
+    if roi_sampling == "proposals":
+        return proposal_sampling_model(model, pre_nms_proposals=pre_nms_proposals, num_proposals=num_proposals,
+                                       rpn_nms_threshold=rpn_nms_threshold)
+    return model
 
 
 def _check(backbone, proposals, image_size, input_shape, num_rois, num_classes):
@@ -346,6 +460,40 @@ def _check_inference(options):
                 raise ValueError(f"{key} must be in [0, 1], got {value!r}")
         elif int(value) != value or value < 1:
             raise ValueError(f"{key} must be a positive integer, got {value!r}")
+
+
+def proposal_sampling_model(training_model, **options):
+    """The training model with roi_sampling="proposals" on the layers of `training_model`, the
+    training model of a detector with an RPN (shared weights; e.g. a run's model whose RoIs the
+    pipeline sampled, whose weights file has another layout).
+
+    Inputs `{"clips", "gt_boxes" [batch, M, 4], "gt_labels" [batch, M], "gt_mask" [batch, M]}`.
+    Its RoIs: `Proposals` of the RPN's outputs (`pre_nms_proposals`, `num_proposals`,
+    `rpn_nms_threshold` of `options`, the family's defaults for `training_model.name` where not
+    given) and the ground-truth boxes, sampled by `RoiSampler` to the training model's R; outputs
+    those of `training_model` and `class_targets`, `box_targets` (see `build_detector`).
+    """
+    if "rpn_logits" not in training_model.output:
+        raise ValueError(f"{training_model.name}: has no RPN whose proposals could be sampled (proposals='given')")
+    options = registry.resolve_options(training_model.name, options)
+    _check_inference(options)
+    layer = training_model.get_layer
+    num_rois = (layer("roi_sampler").num_rois if "gt_boxes" in training_model.input
+                else training_model.input["rois"].shape[1])
+    inputs = {"clips": keras.Input(training_model.input["clips"].shape[1:], name="clips"),
+              "gt_boxes": keras.Input((None, 4), name="gt_boxes"),
+              "gt_labels": keras.Input((None,), dtype="int32", name="gt_labels"),
+              "gt_mask": keras.Input((None,), dtype="bool", name="gt_mask")}
+    outputs = dict(zip(("rpn_logits", "rpn_deltas"), _rpn(layer, inputs["clips"])))
+    anchors = layer("rpn_logits")
+    proposer = Proposals(anchors.image_size, anchors.scales, anchors.aspect_ratios, options["num_proposals"],
+                         options["pre_nms_proposals"], options["rpn_nms_threshold"], name="proposals")
+    proposed, proposed_mask = proposer(outputs["rpn_logits"], outputs["rpn_deltas"])
+    rois, roi_mask, outputs["class_targets"], outputs["box_targets"] = RoiSampler(num_rois, name="roi_sampler")(
+        proposed, proposed_mask, inputs["gt_boxes"], inputs["gt_labels"], inputs["gt_mask"])
+    features = layer("inception_features")(inputs["clips"])
+    outputs["class_logits"], outputs["box_deltas"] = _second_stage(layer, features, rois, roi_mask)
+    return keras.Model(inputs, outputs, name=training_model.name)
 
 
 def detection_model(training_model, **options):
@@ -413,7 +561,8 @@ def _member(backbone):
                 anchor_scales=(32, 64, 128, 256, 512), anchor_ratios=(0.5, 1.0, 2.0), pre_nms_proposals=1000,
                 num_proposals=300, rpn_nms_threshold=0.7, max_detections=100, score_threshold=0.05,
                 nms_threshold=0.5, depth_multiplier=1.0, dropout_rate=0.5,
-                batch_norm_momentum=layers.BATCH_NORM_MOMENTUM, imagenet_resnet=False)
+                batch_norm_momentum=layers.BATCH_NORM_MOMENTUM, imagenet_resnet=False, roi_sampling="auto",
+                frozen_head_batch_norm=True)
 
 
 FAMILY = registry.Family(
@@ -442,6 +591,14 @@ FAMILY = registry.Family(
         "batch_norm_momentum": registry.Option(float, "Decay of the batch-norm moving averages.", architecture=False),
         "imagenet_resnet": registry.Option(bool, "Start the RPN's ResNet-50 from ImageNet weights (downloaded).",
                                            architecture=False),
+        "roi_sampling": registry.Option(str, "Training RoIs: pipeline (jittered ground truth, targets from the "
+                                             "input pipeline), proposals (the RPN's own proposals and the ground "
+                                             "truth, sampled in the model, as Detectron; needs the RPN), or auto "
+                                             "(proposals with the RPN, pipeline with given boxes).",
+                                        ROI_SAMPLING_MODES),
+        "frozen_head_batch_norm": registry.Option(bool, "Keep the RoI head's batch norms in inference mode while "
+                                                        "training (moving statistics; beta still trains).",
+                                                  architecture=False),
     },
     builder=build_detector, classifier=("class_logits", "box_deltas"), min_size=inception.MIN_SIZE, tasks=("detection",),
     feature_end_points=lambda member: ())

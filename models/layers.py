@@ -249,6 +249,9 @@ class Unit3D(keras.layers.Layer):
       batch_norm_scale: BN with a learned scale (gamma), as ResNets use; Inception units have none.
       batch_norm_epsilon: BN's epsilon (TF-slim and DeepMind 1e-3, PyTorch's default 1e-5).
       padding: "same" (TensorFlow's), or "symmetric" (PyTorch's `(k - 1) // 2` on both sides).
+      frozen_batch_norm: the batch norms run in inference mode also while the model trains: they
+        normalise with their moving statistics and never update them; their beta (and gamma) still
+        train when the layer is trainable (MMAction2's `norm_eval`; see `freeze_batch_norm`).
 
     Input `[batch, T, H, W, C_in]`, output `[batch, ceil(T/st), ceil(H/sh), ceil(W/sw), filters]`.
     """
@@ -256,9 +259,10 @@ class Unit3D(keras.layers.Layer):
     def __init__(self, filters, kernel_size=1, strides=1, use_batch_norm=True, use_bias=False,
                  activation="relu", self_gating=False, gating_bias=False,
                  batch_norm_momentum=BATCH_NORM_MOMENTUM, groups=1, batch_norm_scale=False,
-                 batch_norm_epsilon=BATCH_NORM_EPSILON, padding="same", **kwargs):
+                 batch_norm_epsilon=BATCH_NORM_EPSILON, padding="same", frozen_batch_norm=False, **kwargs):
         super().__init__(**kwargs)
         self.filters = int(filters)
+        self.frozen_batch_norm = bool(frozen_batch_norm)
         self.kernel_size = _triple(kernel_size, "kernel_size")
         self.strides = _triple(strides, "strides")
         self.use_batch_norm = use_batch_norm
@@ -317,7 +321,7 @@ class Unit3D(keras.layers.Layer):
         return self.activation_fn(x) if self.activation else x
 
     def call(self, inputs, training=None):
-        x = self._transform(inputs, training)
+        x = self._transform(inputs, training and not self.frozen_batch_norm)
         return self.gating(x) if self.gating is not None else x
 
     def get_config(self):
@@ -327,7 +331,7 @@ class Unit3D(keras.layers.Layer):
                 "self_gating": self.self_gating, "gating_bias": self.gating_bias,
                 "batch_norm_momentum": self.batch_norm_momentum, "groups": self.groups,
                 "batch_norm_scale": self.batch_norm_scale, "batch_norm_epsilon": self.batch_norm_epsilon,
-                "padding": self.padding}
+                "padding": self.padding, "frozen_batch_norm": self.frozen_batch_norm}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -399,14 +403,16 @@ class InceptionBlock(keras.layers.Layer):
       temporal_kernel: t of the 3x3 convs (1 makes the block 2D).
       separable: split the `[t, 3, 3]` convs into `[1, 3, 3]` + `[t, 1, 1]`.
       self_gating, gating_bias, temporal_batch_norm: as `Unit3D` / `SeparableUnit3D`.
-      batch_norm_momentum, batch_norm_scale, batch_norm_epsilon, padding: every unit's (`Unit3D`).
+      batch_norm_momentum, batch_norm_scale, batch_norm_epsilon, padding, frozen_batch_norm: every
+        unit's (`Unit3D`).
 
     Input `[batch, T, H, W, C_in]`, output `[batch, T, H, W, b0 + b1_3x3 + b2_3x3 + b3]`.
     """
 
     def __init__(self, filters, temporal_kernel=3, separable=False, self_gating=False,
                  gating_bias=False, temporal_batch_norm=False, batch_norm_momentum=BATCH_NORM_MOMENTUM,
-                 batch_norm_scale=False, batch_norm_epsilon=BATCH_NORM_EPSILON, padding="same", **kwargs):
+                 batch_norm_scale=False, batch_norm_epsilon=BATCH_NORM_EPSILON, padding="same",
+                 frozen_batch_norm=False, **kwargs):
         super().__init__(**kwargs)
         self.filters = tuple(int(f) for f in filters)
         if len(self.filters) != 6:
@@ -417,7 +423,8 @@ class InceptionBlock(keras.layers.Layer):
         self.gating_bias = gating_bias
         self.temporal_batch_norm = temporal_batch_norm
         self.unit_options = dict(batch_norm_momentum=batch_norm_momentum, batch_norm_scale=batch_norm_scale,
-                                 batch_norm_epsilon=batch_norm_epsilon, padding=padding)
+                                 batch_norm_epsilon=batch_norm_epsilon, padding=padding,
+                                 frozen_batch_norm=bool(frozen_batch_norm))
         b0, b1a, b1b, b2a, b2b, b3 = self.filters
         gate = dict(self_gating=self_gating, gating_bias=gating_bias, **self.unit_options)
         spatiotemporal = dict(separable=separable, temporal_batch_norm=temporal_batch_norm, **gate)
@@ -458,6 +465,19 @@ class InceptionBlock(keras.layers.Layer):
                 "temporal_kernel": self.temporal_kernel, "separable": self.separable,
                 "self_gating": self.self_gating, "gating_bias": self.gating_bias,
                 "temporal_batch_norm": self.temporal_batch_norm, **self.unit_options}
+
+
+def freeze_batch_norm(block):
+    """Keeps the batch norms of an already built `InceptionBlock` (or `Unit3D`) in inference mode
+    while the model trains (`frozen_batch_norm` of its units): moving statistics used and never
+    updated, beta (and gamma) still trained. Returns `block`."""
+    units = [block] if isinstance(block, Unit3D) else [layer for branch in block._branches() for layer in branch
+                                                         if isinstance(layer, Unit3D)]
+    if isinstance(block, InceptionBlock):
+        block.unit_options["frozen_batch_norm"] = True
+    for unit in units:
+        unit.frozen_batch_norm = True
+    return block
 
 
 def _window_coverage(length, window):

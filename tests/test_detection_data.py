@@ -225,12 +225,12 @@ def test_ucf101_24_tubes_and_frames_without_boxes(tmp_path):
         prepare.prepare("ucf101_24", tmp_path / "ucf2", root, split_index=2)
 
 
-def pixel_box(seed, label, track, tracks):
+def pixel_box(seed, label, track, tracks, render=synthetic_detection.render):
     """Per frame, the [y1, x1, y2, x2] pixel bounds (y2, x2 exclusive) of the pixels actor `track`
     changes: the video rendered with only it, against the video without actors; None if none."""
     others = [t for t in range(tracks) if t != track]
-    alone, _ = synthetic_detection.render(label, seed, hide=others)
-    empty, _ = synthetic_detection.render(label, seed, hide=range(tracks))
+    alone, _ = render(label, seed, hide=others)
+    empty, _ = render(label, seed, hide=range(tracks))
     bounds = []
     for frame in np.any(alone != empty, axis=-1):
         rows, cols = np.nonzero(frame)
@@ -261,6 +261,46 @@ def test_synthetic_detection_boxes_enclose_the_actors(synthetic_detection_dir):
                 # Exactly the rows and columns of the pixels the actor changes (the noise is the same).
                 np.testing.assert_allclose(box, bounds, atol=1e-3, err_msg=f"{media_id} frame {frame} track {track}")
     assert two_actors >= 1
+
+
+def test_synthetic_detection_motion_twins_are_each_other_played_backwards(tmp_path):
+    size = np.array([synthetic_detection.HEIGHT, synthetic_detection.WIDTH] * 2)
+    last = synthetic_detection.FRAMES - 1
+    for first, second, seed in (("moving left to right", "moving right to left", [0, 200, 5]),
+                                ("rotating clockwise", "rotating counterclockwise", [3, 201, 1])):
+        forward, forward_tubes = synthetic_detection.render_motion(first, seed)
+        backward, backward_tubes = synthetic_detection.render_motion(second, seed)
+        assert np.array_equal(backward, forward[::-1]) and not np.array_equal(backward, forward)
+        assert len(forward_tubes) == len(backward_tubes)
+        for (label, track, rows), (twin_label, twin_track, twin_rows) in zip(forward_tubes, backward_tubes):
+            name = synthetic_detection.CLASSES[label]
+            assert twin_track == track and synthetic_detection.CLASSES[twin_label] == synthetic.TWINS[name]
+            assert [r[0] for r in twin_rows] == sorted(last - r[0] for r in rows)
+            assert {r[0]: r[1:] for r in twin_rows} == {last - r[0]: r[1:] for r in rows}
+        assert synthetic_detection.CLASSES[backward_tubes[0][0]] == second
+        # The boxes are the tight boxes of the drawn pixels, in the reversed video as in the forward one.
+        for track in range(len(backward_tubes)):
+            bounds = pixel_box(seed, second, track, len(backward_tubes), synthetic_detection.render_motion)
+            for frame, *box in backward_tubes[track][2]:
+                np.testing.assert_allclose(np.array(box) * size, bounds[frame], atol=1e-3)
+    # The dataset: registered, rendered by data.prepare, its boxes those of render_motion.
+    out = tmp_path / "motion"
+    summary = prepare.prepare("synthetic_detection_motion", out, splits=["validation"], synthetic_per_class=1)
+    assert summary["splits"] == {"validation": len(synthetic_detection.CLASSES)}
+    info = records.load_info(out)
+    assert info["task"] == "detection" and info["class_names"] == list(synthetic_detection.CLASSES)
+    videos = read(out, "validation")
+    for media_id, label, seed in synthetic_detection.examples("validation", per_class=1,
+                                                              dataset="synthetic_detection_motion")[:2]:
+        assert media_id.startswith("synthetic_detection_motion/validation/")
+        _, tubes = synthetic_detection.render_motion(label, seed)
+        video = videos[media_id]
+        assert video["label"] == info["class_names"].index(label) and video["annotated"].all()
+        for label_index, track, rows in tubes:
+            for frame, *box in rows:
+                stored = video["boxes"][frame][video["tracks"][frame] == track][0]
+                np.testing.assert_allclose(stored, box, atol=1e-6)
+                assert video["labels"][frame][video["tracks"][frame] == track][0] == label_index
 
 
 def test_roi_targets_are_consistent():
@@ -335,6 +375,25 @@ def test_training_dataset(synthetic_detection_dir):
                 seen["plain" if key in plain else "mirrored"] += 1
                 assert detection_ops.pairwise_iou(roi[None, None], box[None, None]).numpy()[0, 0, 0] >= 0.5 - 1e-4
     assert seen["mirrored"] > 0 and seen["plain"] > 0
+
+
+def test_training_dataset_for_rois_sampled_in_the_model(synthetic_detection_dir):
+    info = records.load_info(synthetic_detection_dir)
+    anchors = detection_ops.generate_anchors((48, 64), stride=16, scales=(16, 32))
+    plain, mirrored = ground_truth_boxes(synthetic_detection_dir, "train", info["class_names"])
+    dataset = detection_pipeline.training_dataset(synthetic_detection_dir, "train", 4, num_frames=5,
+                                                  image_size=(48, 64), max_boxes=3, anchors=anchors, seed=1,
+                                                  roi_sampling="proposals")
+    for features, targets in dataset.take(3):
+        assert set(features) == {"clips", "gt_boxes", "gt_labels", "gt_mask"} and set(targets) == {"rpn_logits",
+                                                                                                   "rpn_deltas"}
+        boxes, labels, mask = (features[key].numpy() for key in ("gt_boxes", "gt_labels", "gt_mask"))
+        assert boxes.shape == (4, 3, 4) and labels.dtype == np.int32 and mask[:, 0].all()
+        assert (labels[~mask] == -1).all() and not boxes[~mask].any()
+        for box, label in zip(boxes[mask], labels[mask]):
+            assert (*np.round(box, 3), label) in plain | mirrored
+    with pytest.raises(ValueError, match="anchors"):
+        detection_pipeline.training_dataset(synthetic_detection_dir, "train", 4, roi_sampling="proposals")
 
 
 def test_flip_mirrors_clip_boxes_and_labels():

@@ -316,6 +316,74 @@ def test_sample_boxes_draws_a_fixed_size_balanced_sample():
         det.sample_boxes(labels, 61, 0.25)
 
 
+def sampled_rois_reference(proposals, proposal_mask, gt_boxes, gt_labels, gt_mask, sampled, num_rois,
+                           positive_fraction):
+    """Checks `det.sample_rois`'s outputs `sampled` = (rois, roi_mask, class_targets, box_targets)
+    against numpy: every RoI a distinct valid candidate (proposals, then ground truth), labelled by
+    its best IoU (foreground >= 0.5), the foreground capped at the fraction and first, background
+    filling up, then padding; class and box targets of the best-matching box. Returns the number of
+    foreground RoIs per clip."""
+    rois, roi_mask, classes, targets = map(np.asarray, sampled)
+    counts = []
+    for k in range(len(rois)):
+        candidates = np.concatenate([proposals[k], gt_boxes[k]])
+        valid = np.concatenate([proposal_mask[k], gt_mask[k]])
+        valid &= (candidates[:, 2] - candidates[:, 0]) * (candidates[:, 3] - candidates[:, 1]) > 0
+        real = np.flatnonzero(gt_mask[k])
+        iou = np.array([[iou_reference(c, gt_boxes[k][g]) for g in real] for c in candidates])
+        best = iou.max(axis=1)
+        labels = np.where(valid, (best >= 0.5).astype(int), -1)
+        num_fg = min((labels == 1).sum(), int(num_rois * positive_fraction))
+        num_bg = min((labels == 0).sum(), num_rois - num_fg)
+        assert roi_mask[k].tolist() == [True] * (num_fg + num_bg) + [False] * (num_rois - num_fg - num_bg)
+        chosen = [int(np.flatnonzero((candidates == roi).all(axis=1) & valid)[0]) for roi in rois[k][roi_mask[k]]]
+        assert len(set(chosen)) == len(chosen) and labels[chosen].tolist() == [1] * num_fg + [0] * num_bg
+        for slot, index in enumerate(chosen):
+            if labels[index] == 1:
+                match = real[int(np.argmax(iou[index]))]
+                assert classes[k, slot] == gt_labels[k][match] + 1 and targets[k, slot, 4] == 1.0
+                (cy, cx, h, w), (gy, gx, gh, gw) = [((b[0] + b[2]) / 2, (b[1] + b[3]) / 2, b[2] - b[0], b[3] - b[1])
+                                                    for b in (candidates[index], gt_boxes[k][match])]
+                deltas = [10 * (gy - cy) / h, 10 * (gx - cx) / w, 5 * np.log(gh / h), 5 * np.log(gw / w)]
+                np.testing.assert_allclose(targets[k, slot, :4], deltas, rtol=1e-4, atol=1e-5)
+            else:
+                assert classes[k, slot] == 0 and not targets[k, slot].any()
+        padding = ~roi_mask[k]
+        assert (classes[k][padding] == -1).all() and not rois[k][padding].any() and not targets[k][padding].any()
+        counts.append(num_fg)
+    return counts
+
+
+def rois_case():
+    """Clip 0: two ground-truth boxes and four proposals overlapping them (six foreground
+    candidates, more than the cap), two background proposals; clip 1: one ground-truth box (the
+    second is padding), one foreground proposal, four background ones, one masked and one of zero
+    area."""
+    gt = np.array([[[0.1, 0.1, 0.5, 0.4], [0.5, 0.5, 0.9, 0.95]], [[0.2, 0.2, 0.6, 0.7], [0, 0, 0, 0]]], "float32")
+    labels, gt_mask = np.array([[2, 0], [1, -1]], "int32"), np.array([[True, True], [True, False]])
+    proposals = np.array([
+        [[0.12, 0.1, 0.5, 0.42], [0.1, 0.12, 0.48, 0.4], [0.52, 0.5, 0.9, 0.9], [0.5, 0.55, 0.88, 0.95],
+         [0.0, 0.6, 0.3, 0.9], [0.6, 0.0, 0.95, 0.3], [0.3, 0.3, 0.4, 0.4], [0.7, 0.7, 0.8, 0.8]],
+        [[0.22, 0.2, 0.6, 0.68], [0.0, 0.0, 0.2, 0.2], [0.7, 0.7, 0.95, 0.95], [0.0, 0.7, 0.3, 1.0],
+         [0.7, 0.0, 1.0, 0.3], [0.4, 0.4, 0.9, 0.9], [0.5, 0.5, 0.5, 0.6], [0.3, 0.3, 0.6, 0.6]]], "float32")
+    proposal_mask = np.ones((2, 8), bool)
+    proposal_mask[0, 6:] = False  # clip 0: two background proposals only
+    proposal_mask[1, 7] = False
+    return proposals, proposal_mask, gt, labels, gt_mask
+
+
+def test_sample_rois_mixes_proposals_and_ground_truth_as_numpy_does():
+    proposals, proposal_mask, gt, labels, gt_mask = rois_case()
+    for seed in range(3):
+        sampled = det.sample_rois(proposals, proposal_mask, gt, labels, gt_mask, 8, 0.25, seed=seed)
+        # Clip 0: 6 foreground candidates capped at int(8 * 0.25) = 2, its 2 background proposals, 4 padding;
+        # clip 1: 2 foreground (the proposal and the box itself), 4 background, 2 padding.
+        assert sampled_rois_reference(proposals, proposal_mask, gt, labels, gt_mask, sampled, 8, 0.25) == [2, 2]
+    rois = [np.asarray(det.sample_rois(proposals, proposal_mask, gt, labels, gt_mask, 8, 0.25, seed=s)[0])
+            for s in range(6)]
+    assert len({r[0, :2].tobytes() for r in rois}) > 1  # the capped foreground is a random draw
+
+
 JAX_SCRIPT = """
 import sys
 import jax, keras, numpy as np

@@ -13,8 +13,9 @@ import pytest
 import tensorflow as tf
 
 import models
-from models import detection_ops, detector
+from models import detection_ops, detector, layers
 from tests.conftest import REPO_ROOT
+from tests.test_detection_ops import sampled_rois_reference
 from train.tasks import detection_objectives as objectives
 
 FRAMES, HEIGHT, WIDTH, CLASSES, ROIS = 4, 64, 80, 3, 4
@@ -23,9 +24,9 @@ OPTIONS = dict(image_size=(HEIGHT, WIDTH), depth_multiplier=0.25, num_rois=ROIS,
 ANCHORS = detection_ops.generate_anchors((HEIGHT, WIDTH), 16, (32, 64), (0.5, 2.0))
 
 
-def build(name="s3dg_detector", proposals="rpn"):
+def build(name="s3dg_detector", proposals="rpn", **options):
     return models.build(name, num_classes=CLASSES, input_shape=(FRAMES, HEIGHT, WIDTH), proposals=proposals,
-                        **OPTIONS)
+                        **OPTIONS, **options)
 
 
 def random_boxes(rng, shape):
@@ -205,6 +206,126 @@ def test_one_training_step_moves_the_trained_layers(proposals):
     assert np.isfinite(history.history["loss"][0]) and 0 <= history.history["class_logits_roi_accuracy"][0] <= 1
 
 
+# I2D's temporal reductions at the detector's end points are Conv3d_1a's stride 2 (kernel 1) and
+# MaxPool3d_4a's window 3, stride 2, SAME; the RoI head averages over time. Reversing the clip maps
+# both window grids onto themselves exactly when T = 1 (mod 4) (docs/detection_notes.md).
+SYMMETRIC_FRAMES, ASYMMETRIC_FRAMES = 17, 15
+REVERSAL_OPTIONS = dict(OPTIONS, image_size=(32, 32), anchor_scales=(16, 32))
+
+
+def reversal_case(frames, seed=0):
+    rng = np.random.default_rng(seed)
+    clips = rng.uniform(-1.0, 1.0, (2, frames, 32, 32, 3)).astype(np.float32)
+    return clips, random_boxes(rng, (2, ROIS)), np.ones((2, ROIS), bool)
+
+
+def reversal_change(model, frames):
+    """The largest change of the class logits of given boxes when the clip is reversed, relative
+    to the largest logit."""
+    clips, rois, mask = reversal_case(frames)
+    forward, backward = (np.asarray(model({"clips": c, "rois": rois, "roi_mask": mask})["class_logits"])
+                         for c in (clips, clips[:, ::-1].copy()))
+    return np.abs(forward - backward).max() / np.abs(forward).max()
+
+
+def test_i2d_detector_is_blind_to_time_at_the_symmetric_clip_length():
+    keras.utils.set_random_seed(0)
+    model = models.build("i2d_detector", num_classes=CLASSES, input_shape=(SYMMETRIC_FRAMES, 32, 32),
+                         **REVERSAL_OPTIONS)
+    assert reversal_change(model, SYMMETRIC_FRAMES) < 1e-5  # boxes given (float32 rounding: ~2e-7)
+    # The RPN sees the keyframe, T // 2 = 8, which reversal leaves in place: the detections agree too.
+    clips = reversal_case(SYMMETRIC_FRAMES)[0]
+    inference = detector.detection_model(model, **REVERSAL_OPTIONS)
+    forward, backward = (inference({"clips": c}) for c in (clips, clips[:, ::-1].copy()))
+    assert np.asarray(forward["valid"]).any()
+    np.testing.assert_array_equal(backward["valid"], forward["valid"])
+    for key in ("boxes", "scores"):
+        np.testing.assert_allclose(backward[key], forward[key], rtol=0, atol=1e-6, err_msg=key)
+    # The same detector at a length whose pooling windows reversal does not map onto themselves.
+    short = models.build("i2d_detector", num_classes=CLASSES, input_shape=(ASYMMETRIC_FRAMES, 32, 32),
+                         **dict(REVERSAL_OPTIONS, proposals="given"))
+    assert reversal_change(short, ASYMMETRIC_FRAMES) > 1e-3  # 5% here
+    # And I3D (random 3D kernels) at the symmetric length: its convolutions see the order.
+    # (S3D-G starts time-blind too: its temporal convs are initialised to the identity.)
+    i3d = models.build("i3d_detector", num_classes=CLASSES, input_shape=(SYMMETRIC_FRAMES, 32, 32),
+                       **dict(REVERSAL_OPTIONS, proposals="given"))
+    assert reversal_change(i3d, SYMMETRIC_FRAMES) > 1e-3
+
+
+def ground_truth():
+    """The keyframes' boxes for `batch()`: two in clip 0, one (and padding) in clip 1."""
+    boxes = np.array([[[0.1, 0.1, 0.6, 0.5], [0.5, 0.5, 0.9, 0.9]], [[0.2, 0.3, 0.7, 0.8], [0, 0, 0, 0]]], np.float32)
+    labels = np.array([[0, 2], [1, -1]], np.int32)
+    return {"gt_boxes": boxes, "gt_labels": labels, "gt_mask": labels >= 0}
+
+
+def batch_norms(layer):
+    return [sub for sub in layer._flatten_layers() if isinstance(sub, keras.layers.BatchNormalization)]
+
+
+def test_rpn_proposals_sampled_in_the_model_train_with_frozen_head_batch_norm():
+    keras.utils.set_random_seed(0)
+    model = build(roi_sampling="proposals")
+    assert set(model.input) == {"clips", "gt_boxes", "gt_labels", "gt_mask"}
+    x = {"clips": batch()["clips"], **ground_truth()}
+    # The RoIs and targets it samples are those of detection_ops.sample_rois on its RPN's proposals.
+    sampling = keras.Model(model.input, [*model.get_layer("proposals").output, *model.get_layer("roi_sampler").output])
+    proposals, proposal_mask, *sampled = sampling(x)
+    counts = sampled_rois_reference(np.asarray(proposals), np.asarray(proposal_mask), x["gt_boxes"], x["gt_labels"],
+                                    x["gt_mask"], sampled, ROIS, detector.ROI_POSITIVE_FRACTION)
+    assert counts == [1, 1]  # int(4 * 0.25): at least the ground-truth boxes are foreground
+    # The trainer's model: the loss dict of the other detectors, targets only for the RPN in the batch.
+    inputs = {name: keras.Input(spec.shape[1:], dtype=spec.dtype, name=name) for name, spec in model.input.items()}
+    trainer = detector.SampledTargetsModel(inputs, model(inputs), name="trainer")
+    trainer.compile(optimizer=keras.optimizers.SGD(0.01), loss=objectives.losses(rpn=True),
+                    metrics=objectives.metrics(), run_eagerly=True)  # graph mode is slower to trace, not different
+    y = {key: value for key, value in targets().items() if key.startswith("rpn")}
+    watched = ["inception_features", "Mixed_5b", "Mixed_5c", "class_logits", "box_deltas", "resnet50_conv4",
+               "rpn_conv", "rpn_objectness", "rpn_box"]
+    before = {name: [v.numpy() for v in model.get_layer(name).trainable_weights] for name in watched}
+    head = [bn for block in detector.HEAD_BLOCKS for bn in batch_norms(model.get_layer(block))]
+    backbone = batch_norms(model.get_layer("inception_features"))
+
+    def statistics(norms):
+        return [v.numpy().copy() for bn in norms for v in (bn.moving_mean, bn.moving_variance)]
+
+    head_before, backbone_before = statistics(head), statistics(backbone)
+    history = trainer.fit(x, y, batch_size=2, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0]) and history["class_logits_loss"][0] > 0
+    assert 0 <= history["class_logits_roi_accuracy"][0] <= 1
+    assert changed_layers(model, before) == set(watched)  # the head's beta trains, its statistics do not:
+    assert all(np.array_equal(a, b) for a, b in zip(statistics(head), head_before))
+    assert not all(np.array_equal(a, b) for a, b in zip(statistics(backbone), backbone_before))
+    # Inference on its layers is the other RPN detectors': proposals, the second stage, NMS.
+    check_detections(detector.detection_model(model, **OPTIONS)({"clips": x["clips"]}), OPTIONS["max_detections"])
+    with pytest.raises(ValueError, match="needs proposals='rpn'"):
+        build(proposals="given", roi_sampling="proposals")
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_frozen_batch_norm_keeps_statistics_and_trains_beta(frozen):
+    keras.utils.set_random_seed(0)
+    block = layers.InceptionBlock((8, 8, 8, 8, 8, 8), temporal_kernel=3, batch_norm_scale=True)
+    block.build((2, 3, 7, 7, 16))
+    if frozen:
+        layers.freeze_batch_norm(block)
+        assert block.get_config()["frozen_batch_norm"]
+    norms = batch_norms(block)
+    assert len(norms) == 6
+    before = {name: [getattr(bn, name).numpy().copy() for bn in norms]
+              for name in ("moving_mean", "moving_variance", "gamma", "beta")}
+    x = tf.random.normal((2, 3, 7, 7, 16), mean=1.0)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(block(x, training=True) ** 2)
+    variables = block.trainable_weights
+    keras.optimizers.SGD(0.1).apply_gradients(zip(tape.gradient(loss, variables), variables))
+    moved = {name: any(not np.array_equal(getattr(bn, name).numpy(), old) for bn, old in zip(norms, values))
+             for name, values in before.items()}
+    assert moved == {"moving_mean": not frozen, "moving_variance": not frozen, "gamma": True, "beta": True}
+    if frozen:  # in training it computes what inference computes
+        np.testing.assert_allclose(block(x, training=True), block(x, training=False), rtol=1e-5, atol=1e-6)
+
+
 def test_classifier_weights_transfer(tmp_path):
     keras.utils.set_random_seed(0)
     classifier = models.build("s3dg", num_classes=7, depth_multiplier=0.25)
@@ -304,6 +425,15 @@ for proposals in ("rpn", "given"):
         result[f"{proposals}/{key}"] = np.asarray(value)
     for key, value in model(t.batch()).items():
         result[f"{proposals}/train/{key}"] = np.asarray(value)
+    if proposals == "rpn":
+        rpn_model = model
+# The training model that samples its RoIs from its RPN's proposals, jitted.
+model = detector.proposal_sampling_model(rpn_model, **t.OPTIONS)
+sampling = keras.Model(model.input, [model.output["rpn_logits"], *model.get_layer("proposals").output,
+                                     *model.get_layer("roi_sampler").output, model.output["class_logits"]])
+outputs = sampling.predict_on_batch({"clips": t.batch()["clips"], **t.ground_truth()})
+names = ("rpn_logits", "proposals", "proposal_mask", "rois", "roi_mask", "class_targets", "box_targets", "class_logits")
+result.update({f"sampling/{name}": np.asarray(value) for name, value in zip(names, outputs)})
 np.savez(f"{sys.argv[1]}/jax.npz", **result)
 """
 
@@ -317,10 +447,19 @@ def test_inference_under_jax_matches_tensorflow(rpn_model, given_model, tmp_path
         inference = detector.detection_model(model, **OPTIONS)
         want.update({f"{proposals}/{k}": v for k, v in inference(inputs).items()})
         want.update({f"{proposals}/train/{k}": v for k, v in model(batch()).items()})
+    sampling = detector.proposal_sampling_model(rpn_model, **OPTIONS)
+    x = {"clips": batch()["clips"], **ground_truth()}
+    proposer = keras.Model(sampling.input, [sampling.output["rpn_logits"], *sampling.get_layer("proposals").output])
+    want.update(zip(("sampling/rpn_logits", "sampling/proposals", "sampling/proposal_mask"), proposer(x)))
     result = subprocess.run([sys.executable, "-c", JAX_SCRIPT, str(tmp_path)], cwd=REPO_ROOT, capture_output=True,
                             text=True, timeout=600, env={**os.environ, "KERAS_BACKEND": "jax"})
     assert result.returncode == 0, result.stderr[-3000:]
     got = dict(np.load(tmp_path / "jax.npz"))
+    # JAX draws other random samples: its RoIs and targets are checked against numpy instead.
+    sampled = [got.pop(f"sampling/{name}") for name in ("rois", "roi_mask", "class_targets", "box_targets")]
+    assert got.pop("sampling/class_logits").shape == (2, ROIS, CLASSES + 1)
+    sampled_rois_reference(got["sampling/proposals"], got["sampling/proposal_mask"], x["gt_boxes"], x["gt_labels"],
+                           x["gt_mask"], sampled, ROIS, detector.ROI_POSITIVE_FRACTION)
     assert set(got) == set(want)
     assert got["rpn/valid"].any()
     assert_same(got, want, tolerance=1e-4)  # another backend's float32 arithmetic

@@ -365,8 +365,9 @@ def _from_format_2(values):
         protocol["resize_to"] = data["resize_to"]
     elif data.get("short_side"):
         protocol["short_side"] = data["short_side"]
-    if family.tasks == ("detection",):
+    if family.tasks == ("detection",):  # trained before in-model RoI sampling and frozen head batch norm
         protocol.update(crop_size=None, resize_to=model["options"]["image_size"], short_side=None)
+        model = {**model, "options": {**model["options"], "roi_sampling": "pipeline", "frozen_head_batch_norm": False}}
     stored_fps = (datasets.get(data["dataset"]).fps or None) if data.get("dataset") in datasets.DATASETS else None
     if stored_fps:
         protocol["fps"] = stored_fps / clip.get("frame_stride", 1)

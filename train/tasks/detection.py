@@ -78,14 +78,15 @@ class Detection(Task):
 
     # --- training ---------------------------------------------------------------------------
     def trainer_model(self, model, config):
-        """`{"clips": uint8, "rois", "roi_mask"}` -> the model's outputs (a dict keyed like the
-        pipeline's targets), the clips normalised by the protocol."""
-        spec = model.input
-        inputs = {"clips": keras.Input(spec["clips"].shape[1:], dtype="uint8", name="clips"),
-                  "rois": keras.Input(spec["rois"].shape[1:], name="rois"),
-                  "roi_mask": keras.Input(spec["roi_mask"].shape[1:], dtype="bool", name="roi_mask")}
+        """The model's inputs as the pipeline gives them (`{"clips": uint8, "rois", "roi_mask"}`, or
+        the ground truth `{"clips", "gt_boxes", "gt_labels", "gt_mask"}` where the model samples its
+        RoIs from its proposals) -> its outputs, the clips normalised by the protocol; its losses
+        take the second stage's targets from the outputs where the model samples them
+        (`models.detector.SampledTargetsModel`)."""
+        inputs = {name: keras.Input(spec.shape[1:], dtype="uint8" if name == "clips" else spec.dtype, name=name)
+                  for name, spec in model.input.items()}
         clips = layers.Normalise(config.protocol.mean, config.protocol.std, name="normalise")(inputs["clips"])
-        return keras.Model(inputs, model({**inputs, "clips": clips}), name=f"{model.name}_trainer")
+        return detector.SampledTargetsModel(inputs, model({**inputs, "clips": clips}), name=f"{model.name}_trainer")
 
     def loss(self, config, reduction="sum_over_batch_size"):
         return detection_objectives.losses(rpn=with_rpn(config))
@@ -96,7 +97,8 @@ class Detection(Task):
     def _pipeline_options(self, config):
         return dict(data_dir=config.data.data_dir, num_frames=config.clip.num_frames,
                     frame_stride=config.clip.frame_stride, image_size=image_size(config),
-                    num_rois=config.model.options["num_rois"], anchors=anchors(config))
+                    num_rois=config.model.options["num_rois"], anchors=anchors(config),
+                    roi_sampling=config.model.options["roi_sampling"])
 
     def datasets(self, config, strategy, global_batch_size):
         """Validation samples one keyframe and its RoIs per validation video (fixed seed, no flip)."""
