@@ -27,7 +27,7 @@ import scipy.special  # noqa: E402
 
 import models  # noqa: E402
 from data import files, pipeline, synthetic  # noqa: E402
-from eval import analytic, evaluate  # noqa: E402
+from eval import evaluate  # noqa: E402
 from flags import cli  # noqa: E402
 from train import loading  # noqa: E402
 from train.tasks import classification  # noqa: E402
@@ -101,13 +101,14 @@ def speed_accuracy(model_dirs, checkpoint="best", num_clips=1, batch_size=1):
     for model_dir in model_dirs:
         probabilities, labels, loaded = _video_probabilities(model_dir, checkpoint, False, num_clips, batch_size)
         spec, clip = loaded.config.model, loaded.config.clip
-        if models.family_of(spec.name).name != "inception3d":
-            raise evaluate.EvalError(f"{model_dir}: speed_accuracy plots the Inception-3D family, not {spec.name}")
-        options = dict(transition=spec.options["transition"], depth_multiplier=spec.options["depth_multiplier"])
-        paper = analytic.inception_counts(spec.name, **options)
-        run = analytic.inception_counts(spec.name, num_classes=spec.num_classes, frames=clip.num_frames,
-                                        height=clip.crop_size, width=clip.crop_size, **options)
-        rows.append({"model": spec.name, "transition": spec.options["transition"] or "",
+        family = models.family_of(spec.name)
+        if family.analytic is None:
+            raise evaluate.EvalError(f"{model_dir}: speed_accuracy needs arithmetic counts, which {family.title} has not")
+        count = models.registry.imported(family.analytic)
+        options = {k: v for k, v in spec.options.items() if family.options[k].architecture}
+        paper = count(spec.name, 400, 64, 224, 224, **options)
+        run = count(spec.name, spec.num_classes, clip.num_frames, clip.crop_size, clip.crop_size, **options)
+        rows.append({"model": spec.name, "transition": spec.options.get("transition") or "",
                      "gmacs_64x224": paper.macs / 1e9, "gmacs_run_clip": run.macs / 1e9,
                      "video_top1": float((probabilities.argmax(-1) == labels).mean())})
     figure, axes = plt.subplots(figsize=(6, 4.5))

@@ -6,7 +6,7 @@ r"""Parameters, multiply-adds and (optionally) speed of a model, or the whole fa
   python -m eval.complexity --quo_vadis [--json]
 
 Parameters are trainable parameters. GMACs are 10^9 multiply-adds of the conv and dense layers for
-one clip, counted by TensorFlow's profiler on the inference graph (`eval.analytic` counts them
+one clip, counted by TensorFlow's profiler on the inference graph (`models.analytic` counts them
 independently; the two are printed side by side). `--table` prints, at the given clip size, every
 family member next to the paper's figures and the bottom-/top-heavy curve (x-axis of the paper's
 Fig. 4). `--quo_vadis` prints the five architectures of "Quo Vadis" (its Table 1) at 400 classes
@@ -28,7 +28,7 @@ import tensorflow as tf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import models  # noqa: E402
-from eval import analytic, speed  # noqa: E402
+from eval import speed  # noqa: E402
 from flags import cli, model_flags  # noqa: E402
 from models import inception  # noqa: E402
 from train import loading  # noqa: E402
@@ -146,15 +146,13 @@ def report(name, frames=None, size=None, num_classes=400, **options):
     result = {"model": name, "transition": None, "input": [frames, size, size, channels],
               "num_classes": num_classes, "params": trainable_params(model),
               "gmacs": profiled_macs(model, (frames, size, size, channels)) / 1e9}
-    analytic_options = {k: v for k, v in options.items() if k not in ("dropout_rate", "batch_norm_momentum")}
-    if family.name == "resnet3d":
-        expected = analytic.resnet_counts(name, num_classes, frames, size, size, **analytic_options)
+    result["transition"] = options.get("transition")
+    analytic_options = {k: v for k, v in options.items() if family.options[k].architecture}
+    expected = None  # a family without arithmetic counts: the profiler's only
+    if family.analytic:
+        expected = models.registry.imported(family.analytic)(name, num_classes, frames, size, size, **analytic_options)
+    if getattr(expected, "interactions", None) is not None:
         result.update(interactions=conv_interactions(model), analytic_interactions=expected.interactions)
-    elif family.name == "inception3d":
-        expected = analytic.inception_counts(name, num_classes, frames, size, size, **analytic_options)
-        result["transition"] = options["transition"]
-    else:  # profiler only
-        expected = None
     result.update(analytic_params=expected and expected.params, analytic_gmacs=expected and expected.macs / 1e9)
     return result, model
 

@@ -253,5 +253,5 @@ FAMILY = registry.Family(
                                    layers.PADDINGS),
         "input_channels": registry.Option(int, "3 for RGB, 2 for optical flow."),
     },
-    builder=build_inception, classifier=("Logits",), min_size=MIN_SIZE, from_2d="models.inflation:inflate",
+    builder=build_inception, classifier=("Logits",), min_size=MIN_SIZE, from_2d="models.inflation:inflate", analytic="models.analytic:inception_counts",
     feature_end_points=lambda member: ("Mixed_3c", "Mixed_4f", "Mixed_5c"))

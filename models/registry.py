@@ -45,7 +45,11 @@ class Family:
       streams: "rgb" (or flow: 2 channels instead of 3), or "rgb+flow": clips of 5 channels,
         RGB then the x and y flow of a flow dataset of the same videos.
       from_2d: "module:function" that initialises a member from a 2D Inception-v1 (ImageNet, TF-slim
-        names; `models.inflate`); None where that does not apply.
+        names; `models.inflation`); None where that does not apply.
+      analytic: "module:function" counting a member's parameters and multiply-adds by arithmetic
+        (`models.analytic`: `(name, num_classes, frames, height, width, **options)` -> counts with
+        `params` and `macs`, and `interactions` where the family counts channel interactions);
+        None where only the profiler counts.
       feature_end_points: member -> the end points the feature analyses use by default (t-SNE;
         the first also ends the "lower layers" of the weight statistics).
     """
@@ -61,6 +65,7 @@ class Family:
     tasks: tuple = ("classification", "multi_label")
     streams: str = "rgb"
     from_2d: str = None
+    analytic: str = None
     feature_end_points: callable = None
 
     def defaults(self, member):
@@ -106,6 +111,13 @@ def families():
 def available():
     """Every registered model name, sorted."""
     return sorted(name for family in _FAMILIES for name in family.members)
+
+
+def imported(path):
+    """The function a "module:function" path of a family (`from_2d`, `analytic`) names."""
+    import importlib
+    module, function = path.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def family_of(name):

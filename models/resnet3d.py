@@ -256,5 +256,5 @@ FAMILY = registry.Family(
         "head_pool": registry.Option(tuple, "t,h,w window averaged (stride 1) before the global average (PyTorchVideo's "
                                             "heads: 4,7,7); none: the global average alone.", architecture=False),
     },
-    builder=build_resnet3d, classifier=("logits",),
+    builder=build_resnet3d, classifier=("logits",), analytic="models.analytic:resnet_counts",
     feature_end_points=lambda member: tuple(f"{stage}_{count}" for stage, count in zip(STAGES[1:], MODELS[member].blocks[1:])))

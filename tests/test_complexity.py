@@ -4,7 +4,8 @@ paper's figures, and the `eval.complexity` command."""
 import pytest
 
 import models
-from eval import analytic, complexity
+from eval import complexity
+from models import analytic
 from models import inception
 from tests.conftest import invoke, last_json, one_line_error
 

@@ -10,7 +10,8 @@ import tensorflow as tf
 
 import models
 from data import pairs, pipeline, records
-from eval import analytic, complexity
+from eval import complexity
+from models import analytic
 from models import inception_v1, layers, quo_vadis
 from tests.conftest import FIXTURES, TINY_FLAGS, invoke, last_json, one_line_error, tiny_config
 from tests.test_inflate import randomise

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 import models
-from eval import analytic, complexity
+from eval import complexity
+from models import analytic
 from models import layers
 
 

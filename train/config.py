@@ -365,16 +365,14 @@ def _from_format_2(values):
         protocol["resize_to"] = data["resize_to"]
     elif data.get("short_side"):
         protocol["short_side"] = data["short_side"]
-    if family.tasks == ("detection",):  # trained before in-model RoI sampling and frozen head batch norm
-        protocol.update(crop_size=None, resize_to=model["options"]["image_size"], short_side=None)
-        model = {**model, "options": {**model["options"], "roi_sampling": "pipeline", "frozen_head_batch_norm": False}}
     stored_fps = (datasets.get(data["dataset"]).fps or None) if data.get("dataset") in datasets.DATASETS else None
     if stored_fps:
         protocol["fps"] = stored_fps / clip.get("frame_stride", 1)
-    return {"format": FORMAT, "task": family.tasks[0], "intent": None,
+    from train import tasks  # the tasks' own adjustments, e.g. a detector's whole-frame protocol
+    return tasks.get(family.tasks[0]).from_format_2({"format": FORMAT, "task": family.tasks[0], "intent": None,
             "model": {key: model.get(key) for key in ("name", "options", "num_classes", "input_shape")},
             "data": {**{key: data.get(key) for key in ("dataset", "data_dir", "flow_data_dir", "train_split",
                                                        "validation_split", "split_index", "modality", "short_side")
                         if data.get(key) is not None},
                      "class_names": data["class_names"], "fps": stored_fps},
-            "protocol": protocol, "clip": clip, "schedule": values.get("schedule", {}), "run": values.get("run", {})}
+            "protocol": protocol, "clip": clip, "schedule": values.get("schedule", {}), "run": values.get("run", {})})

@@ -11,7 +11,6 @@ which the training recipe then sets), so `--init_checkpoint=OUTPUT` needs nothin
 line of output is a JSON summary with the count of each kind.
 """
 
-import importlib
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -54,10 +53,9 @@ def command(values):
     family = models.family_of(values.model)
     if family.from_2d is None:
         raise cli.UsageError(f"model: {values.model} ({family.title}) has no 2D Inception-v1 counterpart to start from")
-    module, function = family.from_2d.split(":")
     _, backbone = inception_v1.load_slim_checkpoint(values.checkpoint, values.depth_multiplier)
     model = models.build(values.model, num_classes=values.num_classes, **options)
-    counts = getattr(importlib.import_module(module), function)(backbone, model)
+    counts = models.registry.imported(family.from_2d)(backbone, model)
     names = datasets.label_names(values.label_map) if values.label_map else None
     if names is not None and len(names) != values.num_classes:
         raise cli.UsageError(f"--label_map names {len(names)} classes, not --num_classes={values.num_classes}")

@@ -60,6 +60,11 @@ class Task:
 
     modalities = ("rgb", "flow", "rgb+flow")  # the inputs (`data.protocol.CHANNELS`) its models may read
 
+    def from_format_2(self, values):
+        """A format-3 config dict converted from the first two waves' format 2 (`train.config`),
+        with what the task's models did then that their options or protocol say otherwise now."""
+        return values
+
     # --- training ---------------------------------------------------------------------------
     def trainer_model(self, model, config):
         """The model the trainer compiles: uint8 inputs as the pipeline gives them, normalised by

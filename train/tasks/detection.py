@@ -76,6 +76,15 @@ class Detection(Task):
         protocol = protocol.replace(crop_size=None, short_side=None, resize_to=size, antialias=False)
         return dict(options=options, num_classes=info["num_classes"], input_shape=(clip.num_frames, *size)), protocol
 
+    def from_format_2(self, values):
+        """Detectors of the first waves: whole frames at their image size; RoIs from the pipeline
+        and trained head batch norm (before those options existed)."""
+        options = values["model"]["options"]
+        return {**values, "model": {**values["model"], "options": {**options, "roi_sampling": "pipeline",
+                                                                   "frozen_head_batch_norm": False}},
+                "protocol": {**values["protocol"], "crop_size": None, "short_side": None,
+                             "resize_to": options["image_size"]}}
+
     # --- training ---------------------------------------------------------------------------
     def trainer_model(self, model, config):
         """The model's inputs as the pipeline gives them (`{"clips": uint8, "rois", "roi_mask"}`, or
