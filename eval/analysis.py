@@ -22,6 +22,10 @@ import pathlib
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy.special  # noqa: E402
 
@@ -30,12 +34,10 @@ from data import files, pipeline, synthetic  # noqa: E402
 from eval import evaluate  # noqa: E402
 from flags import cli  # noqa: E402
 from train import loading  # noqa: E402
-from train.tasks import classification  # noqa: E402
 
 PROGRAM = "eval.analysis"
 ARGUMENTS = "ANALYSIS"
 ANALYSES = ("time_reversal", "speed_accuracy", "weight_stats", "tsne")
-plt = classification.plt
 
 
 def write_table(output_dir, name, rows):

@@ -1,7 +1,8 @@
 """Every model family through every command, in process, at the smallest sizes: train, resume,
 evaluate, export and serve, fine-tune from the run folder and from its best.weights.h5 to another
-class count with frozen lower layers, and predict a real video. Training runs eagerly here (the
-graph-mode path of the same trainer is what tests/test_train.py runs)."""
+class count with frozen lower layers, and predict a real video; the families' members take turns
+at the single-label (synthetic) and multi-label (synthetic_multilabel) tasks. Training runs
+eagerly here (the graph-mode path of the same trainer is what tests/test_train.py runs)."""
 
 import contextlib
 import io
@@ -21,6 +22,14 @@ from train import finetune, loading, runs, trainer
 MEMBERS = {"i3d": "Mixed_3c", "s3dg": "Mixed_4b", "fast_s3d": "Conv3d_2c_3x3", "r3d_18": "conv3_2",
            "ir_csn_50": "conv2_3", "ip_csn_50": "conv3_1", "r2plus1d_18": "stem", "c3d": "conv3b",
            "convnet_lstm": "inception_v1"}
+MULTI_LABEL = ("s3dg", "r3d_18", "ip_csn_50", "c3d", "convnet_lstm")  # trained on synthetic_multilabel
+
+
+@pytest.fixture(scope="module")
+def multilabel_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synthetic_multilabel")
+    prepare.prepare("synthetic_multilabel", out, synthetic_per_class=2, examples_per_shard=4, short_side=36)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +53,12 @@ def layer_weights(model, name):
 
 
 @pytest.mark.parametrize("name", MEMBERS)
-def test_every_family_runs_through_every_command(name, synthetic_dir, ucf101_dir, fixtures_dir, tmp_path):
+def test_every_family_runs_through_every_command(name, synthetic_dir, multilabel_dir, ucf101_dir, fixtures_dir,
+                                                 tmp_path):
     run = tmp_path / "run"
-    config = tiny_config(name, synthetic_dir, run, train_steps=2, eval_every=4, run_eagerly=True, export=False)
+    data, dataset = (multilabel_dir, "synthetic_multilabel") if name in MULTI_LABEL else (synthetic_dir, "synthetic")
+    config = tiny_config(name, data, run, dataset=dataset, train_steps=2, eval_every=4, run_eagerly=True,
+                         export=False)
     first, _ = train_quietly(config)
     assert first["step"] == 2 and (run / runs.BEST).exists() and not (run / runs.EXPORT).exists()
 
@@ -55,7 +67,10 @@ def test_every_family_runs_through_every_command(name, synthetic_dir, ucf101_dir
     assert (run / runs.SUMMARY).exists() and (run / runs.KERAS).exists()
 
     results = evaluate.run(evaluate.EvalConfig(model=str(run)))
-    assert results["num_videos"] == 26 and 0 <= results["video_top1"] <= results["video_top5"] <= 1
+    if name in MULTI_LABEL:
+        assert results["task"] == "multi_label" and 0 <= results["mAP"] <= 1
+    else:
+        assert results["num_videos"] == 26 and 0 <= results["video_top1"] <= results["video_top5"] <= 1
 
     # The SavedModel serves raw frames of any length and size as the rebuilt run does.
     frames = np.random.default_rng(0).integers(0, 256, (2, 9, 40, 50, 3), dtype=np.uint8)

@@ -18,22 +18,18 @@ import pathlib
 import warnings
 
 import keras
-import matplotlib
 import numpy as np
 import scipy.special
 import sklearn.metrics
 import tensorflow as tf
 from keras import ops
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-import models  # noqa: E402
-from data import decode, files, flow, pipeline, views as views_lib  # noqa: E402
-from data.protocol import CHANNELS  # noqa: E402
-from models import layers  # noqa: E402
-from train import finetune  # noqa: E402
-from train.tasks.base import Task, TaskError  # noqa: E402
+import models
+from data import decode, files, flow, pipeline, views as views_lib
+from data.protocol import CHANNELS
+from models import layers
+from train import finetune
+from train.tasks.base import Task, TaskError
 
 REPORTED = ("top1", "top5", "video_top1", "video_top5", "mean_class_accuracy")
 FPS_OF_RAW_VIDEO = 25.0  # what `predict` resamples a video to when the protocol names no rate
@@ -341,6 +337,9 @@ def summarise(view_probabilities, labels):
 
 def plot_confusion(matrix, class_names, path, title):
     """Writes the row-normalised confusion matrix as a PNG (class names on the axes up to 60 classes)."""
+    import matplotlib  # noqa: PLC0415 - loads slowly; only reports need it
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
     rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     size = min(4 + 0.25 * len(class_names), 30)
     figure, axes = plt.subplots(figsize=(size, size))
