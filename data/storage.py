@@ -54,6 +54,18 @@ def is_remote(path):
     return scheme(path) != ""
 
 
+TENSORFLOW_SCHEMES = ("", "gs")  # what tf.io.gfile (and so tf.data, checkpoints, SavedModels) reads in TF 2.21
+
+
+def for_tensorflow(path, what):
+    """`str(path)` for TensorFlow's own readers and writers; UnsupportedPath (one line naming `what`,
+    e.g. a flag) for an s3:// URL: TensorFlow >= 2.18 has no S3 filesystem (that was tensorflow-io)."""
+    if scheme(path) not in TENSORFLOW_SCHEMES:
+        raise UnsupportedPath(f"{path}: {what}: TensorFlow cannot read or write {scheme(path)}:// (it has no S3 "
+                              "filesystem since 2.18); use a local folder or gs://")
+    return str(path)
+
+
 def _split(path):
     """(scheme, bucket, key) of an object URL; the key has no leading or trailing slash."""
     name, rest = str(path).split("://", 1)

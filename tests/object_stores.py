@@ -9,11 +9,16 @@ filesystem) through `STORAGE_EMULATOR_HOST`, boto3 (and Beam's S3 filesystem) th
 `https://www.googleapis.com/storage/v1/`, `https://www.googleapis.com/upload/storage/v1/` and
 `https://storage.googleapis.com/` (tsl/platform/cloud/gcs_file_system.cc; its GCS_* variables set
 caches, timeouts and retries only). It does use libcurl's proxy variables and `CURL_CA_BUNDLE`,
-and takes `GOOGLE_AUTH_TOKEN_FOR_TESTING` instead of real credentials, so `TensorFlowGateway`
+and takes `GOOGLE_AUTH_TOKEN_FOR_TESTING` instead of real credentials, so `google_gateway`
 is an HTTPS proxy that answers CONNECT for those hosts itself, with a certificate made here for
 them and trusted through `CURL_CA_BUNDLE`, and hands each request to fake-gcs-server over plain
 HTTP (dropping the `Transfer-Encoding: identity` header that TensorFlow sends on empty POSTs and
 that Go's HTTP server refuses).
+
+The same process answers plain requests as a Compute Engine metadata server (`GCE_METADATA_HOST`):
+Google's default credentials (google-auth) then find an account and a token there, as on a Google
+Cloud VM or a Dataflow worker. Beam's GCS filesystem asks for them in every process and, when there
+are none, retries for ~20 s before it goes on anonymously.
 """
 
 import contextlib
@@ -21,6 +26,7 @@ import ctypes
 import datetime
 import http.client
 import http.server
+import json
 import os
 import pathlib
 import signal
@@ -145,6 +151,8 @@ class _GatewayHandler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    tunnel = False  # True once a CONNECT made this connection TLS to a Google host
+
     def do_CONNECT(self):
         if self.path.split(":")[0] not in GOOGLE_HOSTS:
             self.send_error(403, "only Google storage hosts")
@@ -155,6 +163,25 @@ class _GatewayHandler(http.server.BaseHTTPRequestHandler):
         self.rfile = self.connection.makefile("rb")
         self.wfile = self.connection.makefile("wb", buffering=0)
         self.close_connection = False
+        self.tunnel = True
+
+    def _metadata(self):
+        """The answers of a Compute Engine metadata server that google-auth asks for."""
+        path = self.path.split("?")[0]
+        answers = {"/": "", "/computeMetadata/v1/project/project-id": "test-project",
+                   "/computeMetadata/v1/universe/universe-domain": "googleapis.com",
+                   "/computeMetadata/v1/instance/service-accounts/default/": json.dumps(
+                       {"email": "test@test-project.iam.gserviceaccount.com", "aliases": ["default"],
+                        "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}),
+                   "/computeMetadata/v1/instance/service-accounts/default/token": json.dumps(
+                       {"access_token": "emulator", "expires_in": 3600, "token_type": "Bearer"})}
+        data = answers.get(path)
+        self.send_response(404 if data is None else 200)
+        self.send_header("Metadata-Flavor", "Google")
+        self.send_header("Content-Type", "application/json" if (data or "").startswith("{") else "text/plain")
+        self.send_header("Content-Length", str(len(data or "")))
+        self.end_headers()
+        self.wfile.write((data or "").encode())
 
     def _body(self):
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -167,6 +194,9 @@ class _GatewayHandler(http.server.BaseHTTPRequestHandler):
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
     def _forward(self):
+        if not self.tunnel:
+            self._metadata()
+            return
         body = self._body()
         headers = {name: value for name, value in self.headers.items() if name.lower() not in HOP_BY_HOP}
         headers["Content-Length"] = str(len(body))
@@ -192,19 +222,20 @@ class _GatewayHandler(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def tensorflow_gateway(gcs_url, folder):
-    """The HTTPS proxy in front of fake-gcs-server at `gcs_url` for TensorFlow's GCS filesystem
-    (see the module docstring), in a process of its own (TensorFlow holds the GIL in some of its
-    file calls, so a proxy thread in the calling process could deadlock with it); yields the
-    environment variables that route TensorFlow to it."""
+def google_gateway(gcs_url, folder):
+    """The HTTPS proxy in front of fake-gcs-server at `gcs_url` for TensorFlow's GCS filesystem,
+    and the metadata server (see the module docstring), in a process of its own (TensorFlow holds
+    the GIL in some of its file calls, so a proxy thread in the calling process could deadlock with
+    it); yields the environment variables that route TensorFlow and google-auth to it."""
     ca, certificate, key = _certificates(folder)
     port = free_port()
     upstream_host, upstream_port = gcs_url.split("//")[1].split(":")
     with _server([sys.executable, "-m", "tests.object_stores", str(port), upstream_host, upstream_port,
                   str(certificate), str(key)], f"http://127.0.0.1:{port}/", "the TensorFlow gateway"):
         yield {"https_proxy": f"http://127.0.0.1:{port}", "CURL_CA_BUNDLE": str(ca),
-               "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator", "NO_GCE_CHECK": "true",
-               "no_proxy": "127.0.0.1,localhost", "NO_PROXY": "127.0.0.1,localhost"}
+               "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator",
+               "no_proxy": "127.0.0.1,localhost", "NO_PROXY": "127.0.0.1,localhost",
+               "GCE_METADATA_HOST": f"127.0.0.1:{port}", "GCE_METADATA_IP": f"127.0.0.1:{port}"}
 
 
 def serve_gateway(port, upstream_host, upstream_port, certificate, key):

@@ -31,13 +31,13 @@ SMALL = ["--noprogress", "--short_side=36"]
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
-    """Both emulators and TensorFlow's gateway, with the environment pointing every client at
-    them (for this process and the commands it starts)."""
+    """Both emulators and the gateway for TensorFlow and google-auth, with the environment pointing
+    every client at them (for this process and the commands it starts)."""
     with object_stores.fake_gcs_server() as gcs, object_stores.moto_s3_server() as s3, \
-            object_stores.tensorflow_gateway(gcs, tmp_path_factory.mktemp("gateway")) as tensorflow_variables, \
+            object_stores.google_gateway(gcs, tmp_path_factory.mktemp("gateway")) as google_variables, \
             object_stores.environment({"STORAGE_EMULATOR_HOST": gcs, "AWS_ENDPOINT_URL": s3,
                                        "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                                       "AWS_DEFAULT_REGION": "us-east-1", **tensorflow_variables}):
+                                       "AWS_DEFAULT_REGION": "us-east-1", **google_variables}):
         yield
 
 
@@ -238,7 +238,7 @@ def test_beam_prepares_from_a_bucket_into_a_bucket_and_a_killed_driver_s_rerun_r
     root = new_bucket("gs", request)
     _kinetics_source(f"{root}/kinetics", tmp_path / "kinetics")
     args = ["--dataset=kinetics400", f"--source_dir={root}/kinetics", f"--output_dir={root}/prepared",
-            "--examples_per_shard=1", "--engine=beam", *SMALL]
+            "--examples_per_shard=2", "--engine=beam", *SMALL]
     driver = subprocess.Popen([sys.executable, "-m", "data.prepare", *args, *DIRECT_RUNNER], cwd=REPO_ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -252,12 +252,12 @@ def test_beam_prepares_from_a_bucket_into_a_bucket_and_a_killed_driver_s_rerun_r
     assert storage.exists(f"{root}/prepared/{files.LOCK_FILE}")  # left by the killed driver
 
     summary = last_json(invoke("data.prepare", *args, *DIRECT_RUNNER))
-    assert summary["written"] == 8 and summary["shards_written"] + summary["shards_reused"] == 9
+    assert summary["written"] == 8 and summary["shards_written"] + summary["shards_reused"] == 5
     assert summary["shards_reused"] >= 1
     assert {name: storage.stat(f"{root}/prepared/{name}").mtime_ns for name in finished} == finished
     prepared = f"{root}/prepared"
     assert not storage.exists(f"{prepared}/{files.LOCK_FILE}")
-    info = storage.read_json(f"{prepared}/{records.INFO_FILE}")
+    info = records.load_info(prepared, "train")
     assert info["splits"]["train"]["num_examples"] == 4 and info["config"]["source_dir"] == f"{root}/kinetics"
     skipped = storage.read_json(f"{prepared}/{records.SKIPPED_FILE}")
     assert [entry["path"] for entry in skipped] == [f"{root}/kinetics/train/zzcorrupt01_000000_000010.mp4"]
@@ -266,10 +266,12 @@ def test_beam_prepares_from_a_bucket_into_a_bucket_and_a_killed_driver_s_rerun_r
 
     local = tmp_path / "local"  # the same source read from a local folder by the local engine
     last_json(invoke("data.prepare", "--dataset=kinetics400", f"--source_dir={tmp_path / 'kinetics'}",
-                     f"--output_dir={local}", "--examples_per_shard=1", "--workers=1", *SMALL))
+                     f"--output_dir={local}", "--examples_per_shard=2", "--workers=1", *SMALL))
     assert shard_bytes(prepared) == shard_bytes(local)
-    files_of_train = [f"{prepared}/{name}" for name in info["splits"]["train"]["files"]]
-    assert sum(1 for _ in tf.data.TFRecordDataset(files_of_train)) == 4  # TensorFlow reads them from the bucket
+    shards = records.shard_files(prepared, info, "train")
+    assert shards[0].startswith(f"{root}/prepared/train/")
+    assert sum(1 for _ in tf.data.TFRecordDataset(shards)) == 4  # TensorFlow reads them from the bucket
+    assert len(records.video_statistics(prepared, "train")) == 4
 
 
 def test_local_engine_prepares_from_s3_into_s3_and_resumes(stores, request, tmp_path):
@@ -282,6 +284,10 @@ def test_local_engine_prepares_from_s3_into_s3_and_resumes(stores, request, tmp_
     assert storage.read_json(f"{root}/prepared/{records.INFO_FILE}")["splits"]["val"]["num_examples"] == 4
     again = last_json(invoke("data.prepare", *args))
     assert (again["shards_written"], again["shards_reused"]) == (0, 5)
+    info = records.load_info(f"{root}/prepared", "train")  # readable, but not by TensorFlow:
+    with pytest.raises(storage.UnsupportedPath, match=r"^s3://.*/prepared: the prepared dataset: TensorFlow cannot "
+                                                      r"read or write s3://"):
+        records.shard_files(f"{root}/prepared", info, "train")
 
 
 def test_beam_writes_into_s3_through_beam_s_s3_filesystem(stores, request):
