@@ -16,7 +16,7 @@ at Kinetics scale) and the pipeline reads it back:
                                         | failed again, or a write error (full disk)
                                         v
                                    the shard is failed (counted; the rerun retries it)
-    Count -> every skipped video and failed shard -> dead_letter.jsonl ({file, reason, split})
+    Count -> every skipped video and failed shard -> one list -> dead_letter.jsonl ({file, reason, split})
 
 `WriteShard` and `ProbeVideo` run in a subprocess of the Beam worker (Beam's
 `with_exception_handling(use_subprocess=True, timeout=...)`), so a decoder that crashes (a
@@ -27,13 +27,20 @@ in place. Counters (namespace `data.prepare`, in the runner's UI while it runs a
 shards_written, shards_reused, shards_failed, videos_written, videos_skipped, videos_reused,
 frames_written, busy_ms (the writing time of the shards written now, summed over workers).
 
-Paths are local (or a filesystem mounted at the same place on the driver and every worker).
+Paths are local (or a filesystem mounted at the same place on the driver and every worker), or
+gs:// and s3:// URLs: the driver and the shard writer go through `data.storage` (google-cloud-storage,
+boto3), Beam's own reads and writes (the plan, the dead-letter file) through Beam's `FileSystems`
+(its GCS and S3 filesystems; S3 options such as `--s3_endpoint_url` after `--`).
 """
 
+import ctypes
 import json
 import multiprocessing
-import pathlib
-import shutil
+import os
+import pickle
+import signal
+import time
+import traceback
 from concurrent.futures.process import BrokenProcessPool
 
 import apache_beam as beam
@@ -41,7 +48,7 @@ import cv2
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from data import decode, files, shards, sources
+from data import decode, files, shards, sources, storage
 
 # Beam's subprocess isolation starts its process pool with multiprocessing's default method. Forked
 # from a Beam worker (gRPC threads running), the child sometimes dies at once (SIGSEGV), which
@@ -71,7 +78,7 @@ def _tuple(values, convert=lambda value: value):
 def task_from_json(line):
     """The `shards.ShardTask` of one plan line (`task_to_json`)."""
     task = json.loads(line)
-    videos = tuple((sources.Video(media_id, label, None if path is None else pathlib.Path(path), _tuple(seed),
+    videos = tuple((sources.Video(media_id, label, None if path is None else storage.path_of(path), _tuple(seed),
                                   labels=_tuple(labels), segments=_tuple(segments, tuple)),
                     label_index if labels is None else tuple(label_index))
                    for media_id, label, path, seed, label_index, labels, segments in task["videos"])
@@ -214,8 +221,16 @@ def build(pipeline, plan_path, output_dir, options, shard_timeout, video_timeout
     skipped = (written, rewritten) | "Reports" >> beam.Flatten() | "Count" >> beam.ParDo(Count())
     failures = ((write_failed, failed_again) | "Failures" >> beam.Flatten()
                 | "CountFailed" >> beam.ParDo(CountFailedShard(output_dir)))
-    _ = ((skipped, failures) | "DeadLetters" >> beam.Flatten() | "WriteDeadLetters" >> beam.io.WriteToText(
-        str(pathlib.Path(output_dir) / DEAD_LETTER_FILE), shard_name_template="", num_shards=1))
+    _ = ((skipped, failures) | "DeadLetters" >> beam.Flatten() | "AllDeadLetters" >> beam.combiners.ToList()
+         | "WriteDeadLetters" >> beam.Map(write_dead_letters, str(storage.path_of(output_dir) / DEAD_LETTER_FILE)))
+
+
+def write_dead_letters(lines, path):
+    """Writes the dead-letter file in one piece, its lines sorted (`files.atomic`: renamed into
+    place, or in a bucket uploaded once complete). One file of one line per bad video: small next
+    to the shards, and a rerun rewrites it whole."""
+    with files.atomic(path) as temporary:
+        temporary.write_text("".join(f"{line}\n" for line in sorted(lines)))
 
 
 def run(tasks, output_dir, options, workers, beam_args, shard_timeout, video_timeout):
@@ -223,13 +238,87 @@ def run(tasks, output_dir, options, workers, beam_args, shard_timeout, video_tim
     and waits for it. `beam_args`: Beam pipeline options (`--runner=...`); the DirectRunner runs
     in multi-processing mode on `workers` processes unless they say otherwise. Returns the work
     done {shards_written, shards_reused, videos, frames, busy_seconds} from the counters (videos
-    and frames of the shards written now), all the counters and the dead letter file's path."""
-    output_dir = pathlib.Path(output_dir)
+    and frames of the shards written now), all the counters and the dead letter file's path.
+
+    The plan is written here; the pipeline runs in a child process in a session of its own, with
+    the Beam workers it starts. Ctrl-C (SIGINT to the terminal's process group) then reaches this
+    process only: it stops that whole session (SIGTERM, then SIGKILL after STOP_SECONDS) and raises
+    KeyboardInterrupt, so the command ends with one line and status 130 instead of every worker's
+    traceback. The child dies with this process (kill -9 of the driver), as the workers then do
+    after the shard in hand."""
+    output_dir = storage.path_of(output_dir)
     plan_path = output_dir / PLAN_FILE
     with files.atomic(plan_path) as temporary:
         temporary.write_text("".join(task_to_json(task) + "\n" for task in tasks))
-    for leftover in output_dir.glob("beam-temp-*"):  # a killed run's text sink; this process owns the folder
-        shutil.rmtree(leftover, ignore_errors=True)
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_pipeline_process, name="beam-pipeline", args=(
+        sender, str(plan_path), str(output_dir), options, workers, tuple(beam_args), shard_timeout, video_timeout))
+    child.start()
+    sender.close()
+    try:
+        while not receiver.poll(0.5):
+            if not child.is_alive() and not receiver.poll():
+                raise RuntimeError(f"the Beam pipeline's process died (exit status {child.exitcode})")
+        outcome, value, trace = receiver.recv()
+    except KeyboardInterrupt:
+        _stop_session(child)
+        raise
+    child.join()
+    if outcome == "error":
+        raise value from _ChildTraceback(trace)
+    return value
+
+
+STOP_SECONDS = 5.0
+
+
+class _ChildTraceback(Exception):
+    """The traceback of an error raised in the pipeline's process (shown as the cause)."""
+
+    def __str__(self):
+        return "\n" + self.args[0]
+
+
+def _stop_session(child):
+    """Ends the pipeline's process and everything it started (its session's process group)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(child.pid, sig)
+        except ProcessLookupError:
+            break
+        child.join(STOP_SECONDS)
+    deadline = time.monotonic() + STOP_SECONDS
+    while time.monotonic() < deadline:  # the workers, reparented when the child ended
+        try:
+            os.killpg(child.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+
+
+def _pipeline_process(sender, plan_path, output_dir, options, workers, beam_args, shard_timeout, video_timeout):
+    """The child of `run`: a session of its own, SIGINT ignored (and so by the Beam workers it
+    starts, which inherit that), killed with its parent; sends back ("done", work, None) or
+    ("error", exception, traceback text)."""
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass
+    try:
+        work = _run_pipeline(plan_path, output_dir, options, workers, beam_args, shard_timeout, video_timeout)
+        sender.send(("done", work, None))
+    except BaseException as error:  # noqa: B902 - handed to the parent, which raises it
+        trace = traceback.format_exc()
+        try:
+            sender.send(("error", error, trace))
+        except (pickle.PicklingError, TypeError, AttributeError):
+            sender.send(("error", RuntimeError(f"{type(error).__name__}: {error}"), trace))
+
+
+def _run_pipeline(plan_path, output_dir, options, workers, beam_args, shard_timeout, video_timeout):
     pipeline_options = PipelineOptions(["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}",
                                         "--default_sdk_harness_log_level=WARNING",
                                         *beam_args])
@@ -244,4 +333,4 @@ def run(tasks, output_dir, options, workers, beam_args, shard_timeout, video_tim
     return {"shards_written": counters["shards_written"], "shards_reused": counters["shards_reused"],
             "videos": counters["videos_written"] + counters["videos_skipped"],
             "frames": counters["frames_written"], "busy_seconds": counters["busy_ms"] / 1000, "counters": counters,
-            "dead_letter": str(output_dir / DEAD_LETTER_FILE)}
+            "dead_letter": str(storage.path_of(output_dir) / DEAD_LETTER_FILE)}

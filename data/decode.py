@@ -14,6 +14,8 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from data import storage  # noqa: E402
+
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 # A file that decodes to fewer than this fraction of the frames its container declares is broken.
 TRUNCATION_FRACTION = 0.9
@@ -104,8 +106,11 @@ def read_video(path, target_fps=None, short_side=None, native_fps=None):
       native_fps: the rate of a frame folder (folders carry none), or an override for files.
 
     Returns `(frames, fps)`: uint8 RGB `[time, height, width, 3]` and the frame rate of `frames`.
-    Raises `VideoError` for a missing, empty, undecodable or frameless video.
+    Raises `VideoError` for a missing, empty, undecodable or frameless video. A video in a bucket
+    (`gs://`, `s3://`) is decoded from a temporary local copy (OpenCV reads local files only).
     """
+    if storage.is_remote(path):
+        return _read_remote_video(path, target_fps, short_side, native_fps)
     path = pathlib.Path(path)
     if not path.exists():
         raise VideoError(path, "broken or looping symbolic link" if path.is_symlink() else "file does not exist")
@@ -119,3 +124,18 @@ def read_video(path, target_fps=None, short_side=None, native_fps=None):
     indices = resample_indices(len(frames), fps, target_fps) if fps > 0 else np.arange(len(frames))
     video = np.stack([frames[i] for i in indices])[..., ::-1]  # BGR -> RGB
     return np.ascontiguousarray(video), (target_fps if target_fps and fps > 0 else fps)
+
+
+def _read_remote_video(url, target_fps, short_side, native_fps):
+    """`read_video` of an object (or a folder of frame objects) through a temporary local copy;
+    errors name the object."""
+    try:
+        with storage.local_copy(url) as local:
+            try:
+                return read_video(local, target_fps, short_side, native_fps)
+            except VideoError as error:
+                raise VideoError(error.path.replace(str(local), str(url).rstrip("/"), 1), error.reason) from None
+    except FileNotFoundError:
+        raise VideoError(url, "file does not exist") from None
+    except OSError as error:
+        raise VideoError(url, f"cannot be read ({error})") from None

@@ -23,7 +23,9 @@ data/beam_prepare.py); bad videos, and videos whose decoder crashes or hangs, ar
 output_dir/dead_letter.jsonl. Missing, empty, corrupt or
 frameless videos and bad annotation rows are reported and skipped; the last line of output is a
 JSON summary (`written`, `skipped`, ...) and output_dir/skipped.json lists the skipped files.
-Detection datasets (jhmdb, ucf101_24, synthetic_detection) keep their native rate and size
+--source_dir and --output_dir may be local folders or gs:// and s3:// URLs (data/storage.py; the
+output is committed object by object, see data/files.py). Detection datasets (jhmdb, ucf101_24,
+synthetic_detection) keep their native rate and size
 (boxes are per frame), store each frame's boxes beside it (data/records.py) and are marked
 "task": "detection" in dataset_info.json; a frame folder with missing frames is skipped.
 Multi-label datasets (charades, synthetic_multilabel) store every class of a video, and Charades'
@@ -37,7 +39,6 @@ import dataclasses
 import json
 import multiprocessing
 import os
-import pathlib
 import queue
 import random
 import signal
@@ -48,7 +49,7 @@ import time
 from absl import flags
 from tqdm import tqdm
 
-from data import datasets, files, flow, records, shards, sources
+from data import datasets, files, flow, records, shards, sources, storage
 from flags import cli
 
 __doc__ += datasets.layouts()
@@ -329,17 +330,16 @@ def prepare(dataset, output_dir, source_dir=None, splits=None, split_index=1, wo
                            "no --fps) and it is prepared with --engine=local")
     if engine == "beam":
         _beam_engine()  # before anything is written
-    remote = [str(path) for path in (output_dir, source_dir) if path is not None and "://" in str(path)]
-    if remote:  # pathlib would turn gs://b into a local folder gs:/b
-        raise PrepareError(f"{remote[0]}: remote paths (gs://, hdfs://) are not supported yet; use a local folder or "
-                           "one mounted at the same place on every machine")
-    output_dir = pathlib.Path(output_dir)
+    for path in (output_dir, source_dir):  # local paths, gs:// and s3:// (data.storage); others refused
+        if path is not None:
+            storage.scheme(path)
+    output_dir = storage.path_of(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise PrepareError(f"{output_dir}: --output_dir is a file, not a folder")
     source = sources.load_source(dataset, source_dir, splits, split_index, synthetic_seed, synthetic_per_class)
     duplicates = deduplicate(source, datasets.get(dataset).train_split)
     options = frame_options(source, fps, short_side, jpeg_quality, modality, flow_method)
-    config = {"dataset": dataset, "source_dir": str(pathlib.Path(source_dir).resolve()) if source_dir else None,
+    config = {"dataset": dataset, "source_dir": str(storage.path_of(source_dir).resolve()) if source_dir else None,
               "split_index": split_index, "fps": options.target_fps, "short_side": options.short_side,
               "jpeg_quality": jpeg_quality, "examples_per_shard": examples_per_shard, "modality": modality,
               "flow_method": flow_method if modality == "flow" else None,

@@ -28,6 +28,8 @@ import json
 import numbers
 import pathlib
 
+from data import storage
+
 MEDIA_ID = "clip/media_id"
 LABEL_INDEX = "clip/label/index"
 LABEL_STRING = "clip/label/string"
@@ -165,7 +167,7 @@ def region_feature_lists(regions):
 
 def load_info(data_dir, split=None):
     """The `dataset_info.json` of a prepared dataset; checks that `split` was prepared."""
-    info_path = pathlib.Path(data_dir) / INFO_FILE
+    info_path = storage.path_of(data_dir) / INFO_FILE
     if not info_path.exists():
         raise DatasetError(f"{data_dir}: no prepared dataset here ({INFO_FILE} is missing; data.prepare "
                            "writes it last, so an interrupted preparation has none: run data.prepare again)")
@@ -176,8 +178,10 @@ def load_info(data_dir, split=None):
 
 
 def shard_files(data_dir, info, split):
-    """Absolute paths of `split`'s TFRecord shards."""
-    return [str(pathlib.Path(data_dir) / name) for name in info["splits"][split]["files"]]
+    """Absolute paths of `split`'s TFRecord shards, for TensorFlow's readers (URLs for a dataset in
+    a gs:// bucket: TensorFlow reads them itself; an s3:// dataset is refused in one line)."""
+    storage.for_tensorflow(data_dir, "the prepared dataset")
+    return [str(storage.path_of(data_dir) / name) for name in info["splits"][split]["files"]]
 
 
 def video_statistics(data_dir, split):
@@ -186,7 +190,7 @@ def video_statistics(data_dir, split):
     info = load_info(data_dir, split)
     videos = []
     for name in info["splits"][split]["files"]:
-        videos += json.loads((pathlib.Path(data_dir) / name).with_suffix(".json").read_text())["videos"]
+        videos += json.loads((storage.path_of(data_dir) / name).with_suffix(".json").read_text())["videos"]
     if not videos:
         raise DatasetError(f"{data_dir}: split {split!r} holds no videos")
     return videos

@@ -2,7 +2,8 @@
 frames and write the SequenceExamples. Runs in the worker processes of `data.prepare`'s engines
 (local processes, or Beam workers: `data.beam_prepare`).
 
-A shard is written to a temporary name and renamed when complete, then its statistics file,
+A shard is written to a temporary name and renamed when complete (in a bucket: uploaded when
+complete, `files.atomic`), then its statistics file,
 which also holds the shard's manifest (each video's id, label and source file size and time): a
 `.tfrecord` that exists is always whole, and a rerun skips it only when its manifest matches the
 videos the plan now gives it (an annotation file or a video that changed is prepared again).
@@ -11,14 +12,12 @@ videos the plan now gives it (an annotation file or a video that changed is prep
 import dataclasses
 import hashlib
 import json
-import os
-import pathlib
 import time
 
 import cv2
 import numpy as np
 
-from data import decode, files, flow, records, synthetic, synthetic_detection, synthetic_multilabel
+from data import decode, files, flow, records, storage, synthetic, synthetic_detection, synthetic_multilabel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +39,7 @@ class FrameOptions:
 
 
 def shard_path(output_dir, task):
-    return pathlib.Path(output_dir) / records.shard_name(task.split, task.index, task.count)
+    return storage.path_of(output_dir) / records.shard_name(task.split, task.index, task.count)
 
 
 def load_frames(video, options):
@@ -105,8 +104,8 @@ def manifest(task):
             source = ["seed", *video.seed]
         else:
             try:
-                status = os.stat(video.path)
-                source = [str(video.path), status.st_size, status.st_mtime_ns]
+                status = storage.stat(video.path)
+                source = [str(video.path), status.size, status.mtime_ns]
             except OSError:
                 source = [str(video.path), None, None]
         for annotations in (video.tubes, video.segments):  # changed annotations redo the shard

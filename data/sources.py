@@ -8,18 +8,19 @@ sorted for JHMDB and UCF101-24), so boxes keep the label indices the pickle's tu
 Charades, whose indices are its class codes (`c092` is class 92). A row that is malformed, names an
 unknown class, or points outside `--source_dir` is skipped with its reason; such paths are never
 read. Multi-label datasets (Charades, synthetic_multilabel) give each video all its classes
-(`Video.labels`) and, for Charades, its action intervals (`Video.segments`).
+(`Video.labels`) and, for Charades, its action intervals (`Video.segments`). `--source_dir` may be
+a bucket (`gs://`, `s3://`: `data.storage`); Kinetics' video files are then found in one listing
+per split folder.
 """
 
 import csv
 import dataclasses
 import json
-import os
 import pathlib
 import pickle
 import re
 
-from data import datasets, safe_pickle, synthetic, synthetic_detection, synthetic_multilabel
+from data import datasets, safe_pickle, storage, synthetic, synthetic_detection, synthetic_multilabel
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi")
 SOMETHING_SOMETHING_FPS = 12.0
@@ -91,8 +92,8 @@ def _inside(root, relative, skipped, origin):
     """`root / relative` if it names a place inside `root`, else None (recorded as skipped, never
     read). The test is on the names (`..` resolved, links not followed), so a video inside that is
     a symbolic link to a file elsewhere is used."""
-    path = pathlib.Path(os.path.normpath(root / relative))
-    if not path.is_relative_to(os.path.normpath(root)):
+    path = storage.path_of(storage.normpath(root / relative))
+    if not path.is_relative_to(storage.normpath(root)):
         skipped.append({"path": str(relative), "reason": f"{origin}: path leads outside the source directory"})
         return None
     return path
@@ -129,7 +130,7 @@ def _read_lines(path):
 def _kinetics_rows(csv_path, skipped):
     """`(label, youtube_id, start, end)` of each well-formed row of a Kinetics CSV."""
     rows = []
-    with open(_require(csv_path, "annotation file"), newline="") as handle:
+    with storage.open(_require(csv_path, "annotation file"), newline="") as handle:
         reader = csv.DictReader(handle)
         missing = {"youtube_id", "time_start", "time_end"} - set(reader.fieldnames or [])
         if missing:
@@ -148,13 +149,16 @@ def _kinetics_rows(csv_path, skipped):
     return rows
 
 
-def _kinetics_video(split_dir, label, youtube_id, start, end, skipped, csv_path):
+def _kinetics_video(split_dir, label, youtube_id, start, end, skipped, csv_path, listing=None):
+    """The video file of a Kinetics row. `listing`: the files under `split_dir` (relative paths),
+    listed once for a bucket instead of a request per candidate name."""
     stem = f"{youtube_id}_{start:06d}_{end:06d}"
     candidates = [pathlib.Path(stem), pathlib.Path(label) / stem, pathlib.Path(label.replace(" ", "_")) / stem]
     for relative in candidates:
         for suffix in VIDEO_SUFFIXES:
             path = _inside(split_dir, relative.with_suffix(suffix), [], csv_path)
-            if path is not None and path.exists():
+            if path is not None and (path.exists() if listing is None else
+                                     relative.with_suffix(suffix).as_posix() in listing):
                 return path
     path = _inside(split_dir, candidates[0].with_suffix(".mp4"), skipped, csv_path)
     return path  # missing: reported when it is read
@@ -172,11 +176,12 @@ def _kinetics(root, splits, class_names=None, id_lists=None):
     for split in splits:
         csv_path = root / "annotations" / f"{split}.csv"
         videos[split] = []
+        listing = set(storage.walk_files(root / split)) if storage.is_remote(root) else None
         for label, youtube_id, start, end in rows[split]:
             if label not in known:
                 skipped.append({"path": f"{csv_path}: {youtube_id}", "reason": f"unknown label {label!r}"})
                 continue
-            path = _kinetics_video(root / split, label, youtube_id, start, end, skipped, csv_path)
+            path = _kinetics_video(root / split, label, youtube_id, start, end, skipped, csv_path, listing)
             if path is not None:
                 videos[split].append(Video(f"{youtube_id}_{start:06d}_{end:06d}", label, path))
     return class_names, videos, skipped
@@ -392,7 +397,7 @@ def load_ground_truth(path):
     names; SourceError when missing, unreadable, incomplete or naming anything but what such a
     file holds."""
     try:
-        with open(_require(path, "ground-truth pickle"), "rb") as handle:
+        with storage.open(_require(path, "ground-truth pickle"), "rb") as handle:
             gt = safe_pickle.load(handle)
     except safe_pickle.RefusedGlobal as error:
         raise SourceError(f"{path}: refuses to unpickle {error.name} (only ACT ground-truth contents are read: "
@@ -490,7 +495,7 @@ def load_source(dataset, source_dir, splits=None, split_index=1, synthetic_seed=
         raise ValueError(f"splits: {dataset} has splits {', '.join(spec.splits)}, not {', '.join(sorted(unknown))}")
     if dataset in RENDERED:
         return RENDERED[dataset](splits, synthetic_seed, synthetic_per_class)
-    root = pathlib.Path(source_dir) if source_dir else None
+    root = storage.path_of(source_dir) if source_dir else None
     if root is None or not root.is_dir():
         raise SourceError(f"{source_dir}: source directory not found")
     if spec.official_splits and split_index not in range(1, spec.official_splits + 1):
