@@ -561,7 +561,7 @@ def _member(backbone):
                 anchor_scales=(32, 64, 128, 256, 512), anchor_ratios=(0.5, 1.0, 2.0), pre_nms_proposals=1000,
                 num_proposals=300, rpn_nms_threshold=0.7, max_detections=100, score_threshold=0.05,
                 nms_threshold=0.5, depth_multiplier=1.0, dropout_rate=0.5,
-                batch_norm_momentum=layers.BATCH_NORM_MOMENTUM, imagenet_resnet=False, roi_sampling="auto",
+                batch_norm_momentum=layers.BATCH_NORM_MOMENTUM, imagenet_resnet=False, roi_sampling="pipeline",
                 frozen_head_batch_norm=True)
 
 

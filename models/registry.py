@@ -141,7 +141,7 @@ def check_options(name, options):
             continue
         kinds = (int, float) if option.kind is float else (option.kind,)
         if option.kind is tuple:
-            kinds = (tuple, list)
+            kinds = (tuple, list, str)  # or "320,400", as a command line gives it: the family parses it
         if not isinstance(value, kinds) or (isinstance(value, bool) and option.kind is not bool):
             raise ValueError(f"{key} must be a {option.kind.__name__}, got {value!r}")
         if option.choices and value not in option.choices:

@@ -22,6 +22,11 @@ SIZE = dict(image_size=(32, 48), scales=(16.0, 32.0), aspect_ratios=(1.0,))
 ANCHORS = len(detection_ops.generate_anchors((32, 48), detector.STRIDE, (16.0, 32.0), (1.0,)))
 
 
+# Layers that draw random numbers: the backends' generators differ, so under JAX only their outputs'
+# shapes and dtypes are compared (under TensorFlow a clone with the same seed draws the same).
+RANDOM = ("RoiSampler",)
+
+
 def clips(rng, shape):
     return rng.uniform(-1, 1, shape).astype("float32")
 
@@ -61,6 +66,9 @@ CASES = {
     "UnfoldRois": (detector.UnfoldRois, lambda rng: [clips(rng, (6, 2, 2, 5)), boxes(rng, 2, 3)]),
     "Proposals": (lambda: detector.Proposals(**SIZE, num_proposals=4, pre_nms=8),
                   lambda rng: [clips(rng, (2, ANCHORS)), clips(rng, (2, ANCHORS, 4)) * 0.2]),
+    "RoiSampler": (lambda: detector.RoiSampler(4, seed=3),
+                   lambda rng: [boxes(rng, 2, 5), np.array([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]], bool), boxes(rng, 2, 2),
+                                np.array([[0, 1], [1, -1]], "int32"), np.array([[1, 1], [1, 0]], bool)]),
     "Detections": (lambda: detector.Detections(max_detections=3),
                    lambda rng: [clips(rng, (2, 4, 4)), clips(rng, (2, 4, 4)) * 0.2, boxes(rng, 2, 4),
                                 np.array([[1, 1, 1, 0], [1, 1, 0, 0]], bool)]),

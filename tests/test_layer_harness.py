@@ -15,7 +15,7 @@ import pytest
 import models  # noqa: F401 - registers every custom layer
 from models import layers
 from tests.conftest import REPO_ROOT
-from tests.layer_cases import CASES, outputs
+from tests.layer_cases import CASES, RANDOM, outputs
 
 
 def assert_same(got, want, what):
@@ -27,7 +27,7 @@ def assert_same(got, want, what):
 def test_every_registered_layer_has_a_case():
     registered = {name.split(">")[-1] for name, kind in keras.saving.get_custom_objects().items()
                   if name.startswith(f"{layers.PACKAGE}>") and isinstance(kind, type)
-                  and issubclass(kind, keras.layers.Layer)}
+                  and issubclass(kind, keras.layers.Layer) and not issubclass(kind, keras.Model)}
     assert registered and registered <= set(CASES), sorted(registered - set(CASES))
 
 
@@ -41,6 +41,9 @@ def test_layer_builds_serialises_and_reloads(name, tmp_path):
     clone = keras.saving.deserialize_keras_object(json.loads(json.dumps(keras.saving.serialize_keras_object(layer))))
     as_json = lambda config: json.loads(json.dumps(config, default=str))  # noqa: E731 - tuples and lists alike
     assert type(clone) is type(layer) and as_json(clone.get_config()) == as_json(layer.get_config())
+    if name in RANDOM:  # the same seed draws the same; the state then moves on, so compare first draws
+        assert_same(outputs(clone, args), first, f"{name} from its config")
+        return
     outputs(clone, args)
     clone.set_weights(layer.get_weights())
     assert_same(outputs(clone, args), first, f"{name} from its config")
@@ -71,4 +74,7 @@ def test_every_layer_gives_the_same_outputs_under_jax(tmp_path):
     got = np.load(tmp_path / "jax.npz")
     assert set(got.files) == set(expected)
     for key, value in expected.items():
-        np.testing.assert_allclose(got[key], value, rtol=1e-4, atol=1e-4, err_msg=key)
+        if key.split("/")[0] in RANDOM:
+            assert (got[key].shape, got[key].dtype) == (value.shape, value.dtype), key
+        else:
+            np.testing.assert_allclose(got[key], value, rtol=1e-4, atol=1e-4, err_msg=key)

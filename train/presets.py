@@ -96,9 +96,10 @@ RECIPES = {recipe.name: recipe for recipe in (
     # 320x400; 21 here, the nearest length at which I2D's temporal pooling is symmetric in time,
     # T = 1 mod 4, so that I2D is exactly blind to time order: WORKSPACE.md). The paper gives no
     # schedule; this is the fine-tuning recipe's, from a Kinetics classifier (--init_checkpoint),
-    # with Detectron's 64 RoIs a clip.
+    # with Detectron's 64 RoIs a clip, sampled from the RPN's own proposals and the ground truth
+    # where the RPN trains (roi_sampling auto).
     _recipe("detection", dict(num_frames=21, frame_stride=1, crop_size=224),
-            dict(dropout_rate=0.5), dict(image_size=(320, 400), num_rois=64), batch_size=4, reference_batch_size=32,
+            dict(dropout_rate=0.5), dict(image_size=(320, 400), num_rois=64, roi_sampling="auto"), batch_size=4, reference_batch_size=32,
             learning_rate=0.01, lr_schedule="step", decay_steps=(6000,), train_steps=8000, weight_decay=1e-7,
             checkpoint_every=500, eval_every=2000),
     # The built-in synthetic_detection data (96x128 frames) on a 2-core CPU in minutes: 17-frame
@@ -107,7 +108,7 @@ RECIPES = {recipe.name: recipe for recipe in (
     _recipe("demo_detection", dict(num_frames=17, frame_stride=1, crop_size=96),
             dict(dropout_rate=0.2, depth_multiplier=0.25, batch_norm_momentum=0.9),
             dict(image_size=(96, 128), num_rois=16, anchor_scales=(16, 32, 64), pre_nms_proposals=200,
-                 num_proposals=32, max_detections=16),
+                 num_proposals=32, max_detections=16, roi_sampling="auto"),
             batch_size=8, reference_batch_size=8, optimizer="adam", learning_rate=0.001, lr_schedule="cosine",
             train_steps=400, checkpoint_every=100, eval_every=200),
 )}

@@ -70,6 +70,9 @@ class Detection(Task):
 
     # --- resolution -------------------------------------------------------------------------
     def resolve(self, family, name, options, info, clip, data, protocol):
+        if not float(clip.frame_stride).is_integer():
+            raise TaskError(f"clip.frame_stride: detectors take whole frame strides (boxes are per stored frame), got "
+                            f"{clip.frame_stride}")
         options = detector.parsed_options(models.registry.resolve_options(name, options))
         size = tuple(options["image_size"])
         # A detector sees whole frames, resized to its image size, at the clip's rate.
@@ -105,7 +108,7 @@ class Detection(Task):
 
     def _pipeline_options(self, config):
         return dict(data_dir=config.data.data_dir, num_frames=config.clip.num_frames,
-                    frame_stride=config.clip.frame_stride, image_size=image_size(config),
+                    frame_stride=int(config.clip.frame_stride), image_size=image_size(config),
                     num_rois=config.model.options["num_rois"], anchors=anchors(config),
                     roi_sampling=config.model.options["roi_sampling"])
 
@@ -200,7 +203,7 @@ class Detection(Task):
         config = loaded.config
         detect = self.detector_function(loaded)
         dataset = detection_pipeline.evaluation_dataset(data_dir, split, eval_config.batch_size, config.clip.num_frames,
-                                                        config.clip.frame_stride, image_size(config))
+                                                        int(config.clip.frame_stride), image_size(config))
         collector, pictures, pictured = Collector(), [], set()
         for features, metadata in dataset:
             metadata = {key: value.numpy() for key, value in metadata.items()}
@@ -256,7 +259,7 @@ class Detection(Task):
         drawn, detections = [], []
         for start in range(0, len(keyframes), batch_size):
             batch = keyframes[start:start + batch_size]
-            clips = np.stack([resized[clip_indices(k, config.clip.num_frames, config.clip.frame_stride, len(frames))]
+            clips = np.stack([resized[clip_indices(k, config.clip.num_frames, int(config.clip.frame_stride), len(frames))]
                               for k in batch])
             outputs = detect(clips)
             for i, keyframe in enumerate(batch):
