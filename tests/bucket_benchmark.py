@@ -2,7 +2,7 @@
 local folder, and what an object-store commit costs.
 
   python -m tests.bucket_benchmark [--per_class=8] [--rounds=3] [--workers=1] [--commits=40]
-  python -m tests.bucket_benchmark --video=../shared/fixtures/videos/kinetics_arm_wrestling_340x256_28fps.mp4 --videos=16
+  python -m tests.bucket_benchmark --video=tests/fixtures/videos/kinetics_arm_wrestling_340x256_28fps.mp4 --videos=16
 
 Writes a Kinetics-layout source (tests/layouts.py: 2 classes x --per_class videos per split, 20
 frames of 96x128; or, with --video, --videos copies of that clip as data.prepare_benchmark makes

@@ -1,4 +1,4 @@
-"""Shared test helpers: quiet TensorFlow, the path of `../shared/fixtures`, a small prepared
+"""Shared test helpers: quiet TensorFlow, the fixture files (`tests/fixtures`), a small prepared
 synthetic dataset, tiny experiment configs, and commands run in-process (`invoke`)."""
 
 import contextlib
@@ -11,7 +11,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-FIXTURES = REPO_ROOT.parent / "shared" / "fixtures"
+FIXTURES = REPO_ROOT / "tests" / "fixtures"  # real videos and checkpoint indexes, kept in the project
 # The smallest settings that run every model: 4 frames of 32 pixels, quarter width, 2-clip batches.
 TINY_FLAGS = ["--num_frames=4", "--crop_size=32", "--batch_size=2", "--depth_multiplier=0.25", "--checkpoint_every=2",
               "--eval_every=2"]
@@ -19,9 +19,7 @@ TINY_FLAGS = ["--num_frames=4", "--crop_size=32", "--batch_size=2", "--depth_mul
 
 @pytest.fixture
 def fixtures_dir():
-    """`../shared/fixtures`, or a skip naming the missing folder."""
-    if not FIXTURES.is_dir():
-        pytest.skip(f"fixtures folder {FIXTURES} is absent (it lies beside the repository in CI)")
+    """The project's fixture files (`tests/fixtures/README.md`)."""
     return FIXTURES
 
 

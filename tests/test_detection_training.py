@@ -63,7 +63,6 @@ def test_boxes_given_detector_trains_resumes_evaluates_exports_and_refuses_to_pr
     assert "serves detections only" in line and "run folder" in line
 
 
-@pytest.mark.skipif(not (FIXTURES / "videos").exists(), reason="needs ../shared/fixtures/videos")
 def test_rpn_detector_trains_evaluates_and_draws_its_boxes_into_a_gif(synthetic_detection_dir, tmp_path):
     run = tmp_path / "rpn"
     summary = last_json(train(synthetic_detection_dir, run, "--train_steps=2"))
