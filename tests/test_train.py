@@ -183,7 +183,7 @@ def test_help_shows_the_flags_and_the_defaults_that_apply(synthetic_dir):
     assert "Inception-3D 0.999" in out and "ResNet3D / CSN / R(2+1)D 0.9" in out  # per-family defaults
     assert "demo, demo_multilabel 8; detection 21; demo_detection 17" in " ".join(out.split())  # recipes' clips
     status, out, err = invoke("train.main", "--model=r3d_18", "--schedule=kinetics", "--print_config",
-                              f"--data_dir={synthetic_dir}")
+                              f"--data_dir={synthetic_dir}", "--crop_size=32")
     assert status == 0, err
     printed = json.loads(out)
     assert printed["intent"]["schedule"]["recipe"] == "kinetics" and printed["intent"]["clip"]["num_frames"] is None
@@ -191,7 +191,10 @@ def test_help_shows_the_flags_and_the_defaults_that_apply(synthetic_dir):
     assert config["schedule"]["recipe"] == "kinetics" and config["clip"]["num_frames"] == 64
     assert config["model"]["options"]["batch_norm_momentum"] == 0.9  # ResNet's own, not Inception's 0.999
     assert config["model"]["options"]["dropout_rate"] == 0.5  # the recipe's
-    assert config["protocol"]["crop_size"] == 224 and config["protocol"]["short_side"] == 36
+    assert config["protocol"]["crop_size"] == 32 and config["protocol"]["short_side"] == 36
+    unprepared = json.loads(invoke("train.main", "--model=r3d_18", "--print_config", "--dataset=ucf101",
+                                   "--data_dir=/nonexistent")[1])
+    assert unprepared["resolved"] is None and "no prepared dataset here" in unprepared["unresolved_because"]
 
 
 def test_flags_make_the_experiment_config(tmp_path):
