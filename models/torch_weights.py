@@ -214,3 +214,13 @@ def classes_of(spec, state, checkpoint):
     if spec.classifier not in state:
         raise checkpoints.CheckpointError(f"{checkpoint}: no classifier {spec.classifier}: not the weights of this model")
     return state[spec.classifier].shape[0]
+
+
+def torchvision_peer(member):
+    """(torchvision's name, its SourceModel) of the torchvision network that our `member` reproduces
+    with the SourceModel's options (`s3d`, `r3d_18`, `mc3_18`, `r2plus1d_18`)."""
+    for name, spec in SOURCES["torchvision"].items():
+        if spec.member == member:
+            return name, spec
+    peers = ", ".join(spec.member for spec in SOURCES["torchvision"].values())
+    raise ValueError(f"model: torchvision has no {member!r}; the members with a torchvision peer: {peers}")
