@@ -9,6 +9,10 @@ import pathlib
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist runs one worker per core: each TensorFlow (and the commands the tests start) then
+    # uses one thread for an op instead of all cores, so the workers do not fight over them.
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = REPO_ROOT / "tests" / "fixtures"  # real videos and checkpoint indexes, kept in the project
