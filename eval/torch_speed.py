@@ -4,7 +4,7 @@ r"""Forward latency of a converted model against the same PyTorch model, on the 
   python -m eval.torch_speed --model=s3d --frames=32 --size=224
 
 Builds the torchvision model (random weights and batch-norm statistics), converts its state dict
-with `models.convert_torch`, and times, round after round, one forward pass of each on the same
+with `models.torch_weights`, and times, round after round, one forward pass of each on the same
 random clip: ours as a `tf.function` (inference, batch norm folded), PyTorch's under
 `torch.inference_mode()` with channels-last (`torch.channels_last_3d`) memory. Reports the median
 seconds of each after a warm-up round, and the median of the per-round ratios ours / PyTorch
@@ -27,14 +27,14 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from flags import cli  # noqa: E402
-from models import convert_torch  # noqa: E402
+from models import torch_weights  # noqa: E402
 
 PROGRAM = "eval.torch_speed"
 
 
 def define(values):
     common = dict(flag_values=values)
-    flags.DEFINE_enum("model", "r2plus1d_18", list(convert_torch.SOURCES["torchvision"]), "torchvision model.", **common)
+    flags.DEFINE_enum("model", "r2plus1d_18", list(torch_weights.SOURCES["torchvision"]), "torchvision model.", **common)
     flags.DEFINE_integer("frames", None, "Clip length [default: the weights' training clip].", lower_bound=1, **common)
     flags.DEFINE_integer("size", None, "Frame height and width [default: the weights' crop].", lower_bound=32, **common)
     flags.DEFINE_integer("rounds", 7, "Timed rounds (each times both).", lower_bound=1, **common)
@@ -48,12 +48,12 @@ def _seconds(run):
 
 
 def measure(model_name, frames=None, size=None, rounds=7):
-    spec = convert_torch.SOURCES["torchvision"][model_name]
-    frames, size = frames or spec.num_frames, size or spec.crop_size
+    spec = torch_weights.SOURCES["torchvision"][model_name]
+    frames, size = frames or spec.protocol["num_frames"], size or spec.protocol["crop_size"]
     theirs = getattr(torchvision.models.video, model_name)().eval().to(memory_format=torch.channels_last_3d)
     with tempfile.TemporaryDirectory() as folder:
         torch.save(theirs.state_dict(), f"{folder}/state.pth")
-        ours, _ = convert_torch.convert("torchvision", model_name, f"{folder}/state.pth")
+        ours = torch_weights.convert(spec, torch_weights.read_state_dict(f"{folder}/state.pth"))
     clip = np.random.default_rng(0).uniform(-1, 1, (1, frames, size, size, 3)).astype(np.float32)
     torch_clip = torch.from_numpy(clip).permute(0, 4, 1, 2, 3).contiguous(memory_format=torch.channels_last_3d)
     forward = tf.function(lambda x: ours(x, training=False), autograph=False)
