@@ -23,7 +23,7 @@ from train import runs
 # is initialised) and the progress bar's refreshes: not lines of the command's own.
 NOT_OURS = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} |To enable the following instructions|\s*\d+%\|)")
 BAR_STEP = re.compile(r"\b([1-9]\d*)/\d+ \[")
-STEPS = ["--train_steps=20", "--checkpoint_every=10", "--eval_every=10", "--noexport", "--run_eagerly"]
+STEPS = ["--train_steps=20", "--checkpoint_every=10", "--eval_every=10", "--noexport"]
 
 
 def own_lines(err):
@@ -84,7 +84,7 @@ def test_sigint_and_sigterm_stop_at_the_step_with_a_checkpoint_and_the_rerun_los
     """Ctrl-C (130), then SIGTERM of the resumed run (143), each between checkpoints (every 10
     steps); then the same command finishes the 20 steps."""
     model_dir = tmp_path / "run"
-    args = ["--model=i2d", *TINY_FLAGS, *STEPS, f"--data_dir={synthetic_dir}", f"--model_dir={model_dir}"]
+    args = ["--model=i2d", *TINY_FLAGS, *STEPS, "--run_eagerly", f"--data_dir={synthetic_dir}", f"--model_dir={model_dir}"]
     stops = []
     for sent, expected_status in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
         log = tmp_path / sent.name
