@@ -24,6 +24,9 @@ from train import runs
 NOT_OURS = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} |To enable the following instructions|\s*\d+%\|)")
 BAR_STEP = re.compile(r"\b([1-9]\d*)/\d+ \[")
 STEPS = ["--train_steps=20", "--checkpoint_every=10", "--eval_every=10", "--noexport"]
+# Two workers stop ~1 s after the signal (the handler polls once a second), 10-20 graph steps on a
+# quiet machine: twice as many steps, so the stop still comes before the end.
+WORKER_STEPS = ["--train_steps=40", "--checkpoint_every=20", "--eval_every=20", "--noexport"]
 
 
 def own_lines(err):
@@ -73,10 +76,10 @@ def assert_saved_at(model_dir, step, signal_name):
     assert not (model_dir / files.LOCK_FILE).exists()
 
 
-def assert_finished(model_dir):
-    """The last checkpoint at step 20 (a resumed epoch that ran on past the checkpoint step would
-    end the run at 20 + the stop's step), no status of a stop left."""
-    assert json.loads((model_dir / runs.METADATA).read_text()) == {"epoch": 2, "step": 20}
+def assert_finished(model_dir, steps=20):
+    """The last checkpoint at the last step, the second checkpoint (a resumed epoch that ran on past
+    the checkpoint step would end the run that many steps late), no status of a stop left."""
+    assert json.loads((model_dir / runs.METADATA).read_text()) == {"epoch": 2, "step": steps}
     assert not (model_dir / runs.STATUS).exists()
 
 
@@ -112,9 +115,9 @@ def test_sigint_and_sigterm_stop_at_the_step_with_a_checkpoint_and_the_rerun_los
 def test_sigterm_to_one_of_two_workers_stops_both_at_the_same_step_and_the_rerun_finishes(tmp_path, synthetic_dir):
     """Two localhost workers under MultiWorkerMirroredStrategy; SIGTERM to worker 1 (not the chief)
     mid-run: TensorFlow's PreemptionCheckpointHandler makes both stop at one step, the chief saves
-    there; the same two commands resume there and finish."""
+    there; the same two commands resume there and finish the 40 steps."""
     model_dir = tmp_path / "run"
-    args = ["--model=i2d", *TINY_FLAGS, *STEPS, f"--data_dir={synthetic_dir}", f"--model_dir={model_dir}"]
+    args = ["--model=i2d", *TINY_FLAGS, *WORKER_STEPS, f"--data_dir={synthetic_dir}", f"--model_dir={model_dir}"]
 
     def launch(name):
         cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
@@ -135,7 +138,7 @@ def test_sigterm_to_one_of_two_workers_stops_both_at_the_same_step_and_the_rerun
     assert (chief_status, status) == (143, 143), chief_err[-2000:] + err[-2000:]
     tail = r" at step \d+; checkpoint saved, rerun the same command to resume"
     step = stopped_step(err, r"train\.main: stopped by SIGTERM" + tail)
-    assert stopped_step(chief_err, r"train\.main: stopped with another worker's signal" + tail) == step < 20
+    assert stopped_step(chief_err, r"train\.main: stopped with another worker's signal" + tail) == step < 40
     assert_saved_at(model_dir, step, None)  # the chief wrote it; its own process received no signal
     assert seconds < 30, seconds
 
@@ -146,6 +149,6 @@ def test_sigterm_to_one_of_two_workers_stops_both_at_the_same_step_and_the_rerun
         for worker in workers:
             worker.kill()
     for status, out, err in results:
-        assert status == 0 and json.loads(out.strip().splitlines()[-1])["step"] == 20, err[-3000:]
+        assert status == 0 and json.loads(out.strip().splitlines()[-1])["step"] == 40, err[-3000:]
     assert f"resuming from step {step}" in results[0][1]
-    assert_finished(model_dir)
+    assert_finished(model_dir, 40)
