@@ -9,6 +9,8 @@ printed as one JSON line, last, unless the command has a `--json` flag that is o
 The boundary turns every exception class defined in this project (an error that names its file
 or flag and its problem) and the operating system's file errors (missing file, permission, full
 disk) into one line `PROGRAM: error: ...` and exit status 1; bad flags exit 2, Ctrl-C exits 130.
+A project exception with an `exit_status` is a command stopped on request after saving its work
+(`train.preemption.Preempted`: a signal): its line is `PROGRAM: MESSAGE`, its status that one.
 Anything else is a bug: its line, then its traceback.
 """
 
@@ -73,6 +75,9 @@ def run(program, doc, define, command, argv, arguments=None):
         return USAGE
     except (Exception, KeyboardInterrupt) as error:  # noqa: B902 - this is the boundary
         line = describe(error)
+        if line is not None and getattr(error, "exit_status", None):  # stopped on request, its work saved
+            print(f"{program}: {line}", file=sys.stderr)
+            return error.exit_status
         if line is None:
             print(f"{program}: error: unexpected {type(error).__name__}: {error}", file=sys.stderr)
             traceback.print_exc()

@@ -37,8 +37,10 @@ class RunState(keras.callbacks.Callback):
     """Saves the training state (weights and optimizer, with its step counter) to
     `backup/latest.weights.h5` at the end of every epoch of `steps_per_epoch` steps, atomically
     (the previous state stays until the new one is complete), and restores it at the start: the
-    run resumes at the epoch its step counter has reached. `write=False` only restores (the
-    non-chief workers of a multi-worker run)."""
+    run resumes at the epoch its step counter has reached. A state saved between epochs (a
+    preemption, `save`) resumes at its step: the first epoch then ends early, at the next multiple
+    of `steps_per_epoch`, so checkpoints and validations stay on the same steps. `write=False`
+    only restores (the non-chief workers of a multi-worker run)."""
 
     def __init__(self, model_dir, steps_per_epoch, write=True, announce=print):
         super().__init__()
@@ -47,6 +49,7 @@ class RunState(keras.callbacks.Callback):
         self.steps_per_epoch = steps_per_epoch
         self.write = write
         self.announce = announce
+        self._short_epoch = False
 
     def on_train_begin(self, logs=None):
         if not self.path.exists():
@@ -58,13 +61,25 @@ class RunState(keras.callbacks.Callback):
                                 "away to start this run over") from None
         step = _step(self.model)
         self.model._initial_epoch = step // self.steps_per_epoch
+        self._short_epoch = step % self.steps_per_epoch != 0
         if self.announce:
             self.announce(f"resuming from step {step} ({self.path})")
 
+    def on_train_batch_end(self, batch, logs=None):
+        if self._short_epoch and _step(self.model) % self.steps_per_epoch == 0:
+            self.model.stop_training = True  # ends this epoch; on_epoch_end lets training go on
+
     def on_epoch_end(self, epoch, logs=None):
+        if self._short_epoch:
+            self._short_epoch = self.model.stop_training = False
+        self.save()
+
+    def save(self):
+        """Writes the state at the current step (nothing with `write=False`)."""
         if self.write:
             runs.save_weights(self.model, self.path)
-            files.write_json(self.metadata, {"epoch": epoch + 1, "step": _step(self.model)})
+            step = _step(self.model)
+            files.write_json(self.metadata, {"epoch": step // self.steps_per_epoch, "step": step})
 
 
 class BestWeights(keras.callbacks.Callback):

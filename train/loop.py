@@ -33,15 +33,17 @@ class DistributedLoop:
     `loss` maps (targets, the model's outputs) to per-example losses [batch]; `metrics` are the
     task's Keras metrics of (targets, outputs), whose states must be sums. A step minimises the
     mean loss over the global batch plus the model's regularisation losses, as `fit` does; the
-    optimizer sums the replicas' gradients.
+    optimizer sums the replicas' gradients. `run_step(step_function, iterator)` runs each training
+    step (e.g. a `PreemptionCheckpointHandler`'s `run`; default: the step itself).
     """
 
-    def __init__(self, strategy, model, loss, metrics, global_batch_size, jit_compile=False):
+    def __init__(self, strategy, model, loss, metrics, global_batch_size, jit_compile=False, run_step=None):
         self.strategy = strategy
         self.model = model
         self.loss = loss
         self.metrics = list(metrics)
         self.global_batch_size = global_batch_size
+        self.run_step = run_step or (lambda step_function, iterator: step_function(iterator))
         self._replica_train_step = tf.function(self._replica_train_step, jit_compile=jit_compile)
 
     def _states(self, targets, outputs, per_example_loss):
@@ -102,7 +104,8 @@ class DistributedLoop:
 
     def fit(self, dataset, steps_per_epoch, epochs, validation_data, validation_freq, callbacks):
         """Trains like `keras.Model.fit` on a repeated distributed dataset, resuming at the epoch
-        that the optimizer's step counter has reached (for example after `BackupAndRestore`)."""
+        that the optimizer's step counter has reached (restored by `callbacks.RunState`, which may
+        end that epoch early by `stop_training`, as `fit` lets it)."""
         callbacks = keras.callbacks.CallbackList(callbacks, model=self.model)
         callbacks.on_train_begin()
         iterator = iter(dataset)
@@ -112,9 +115,11 @@ class DistributedLoop:
             totals = None
             for batch in range(steps_per_epoch):
                 callbacks.on_train_batch_begin(batch)
-                totals = self._add(totals, self._train_step(iterator))
+                totals = self._add(totals, self.run_step(self._train_step, iterator))
                 logs = self._logs(totals)
                 callbacks.on_train_batch_end(batch, logs)
+                if self.model.stop_training:  # as in `fit`: the epoch ends here
+                    break
             if (epoch + 1) % validation_freq == 0:
                 logs.update({f"val_{name}": value for name, value in self.evaluate(validation_data).items()})
             callbacks.on_epoch_end(epoch, logs)

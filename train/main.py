@@ -11,7 +11,9 @@ lists them, and --print_config shows the resolved config. MODEL_DIR (default run
 holds config.json (that config), TensorBoard logs (train/, validation/), the training state every
 --checkpoint_every steps (backup/, from which the same command resumes after an interruption),
 the best-by-validation weights (best.weights.h5), the Keras model (model.keras), the serving
-SavedModel (export/) and summary.json. A rerun with other model, data or clip settings is refused.
+SavedModel (export/) and summary.json. SIGTERM or Ctrl-C during training saves the training state
+at the current step, writes status.json and exits with status 143 (130); the same command resumes
+at that step (train/preemption.py). A rerun with other model, data or clip settings is refused.
 Training uses all visible GPUs (MirroredStrategy); with a TF_CONFIG naming several workers, the
 same command runs on each machine under MultiWorkerMirroredStrategy (train/loop.py); the chief
 writes MODEL_DIR, which every worker must be able to read. The last line of output is a JSON

@@ -10,6 +10,8 @@
     model.keras                    the final Keras model, self-describing
     export/                        the serving SavedModel (train.serving)
     summary.json                   the final results, written last: its presence marks the run finished
+    status.json                    {"status": "preempted at step N", "step", "signal", "time"} when a
+                                   signal stopped the run (train.preemption); the rerun removes it
     train/, validation/            TensorBoard logs
 
 Every file is written through `data.files.atomic` (a temporary name in the same folder, renamed
@@ -39,6 +41,7 @@ BEST = "best.weights.h5"
 KERAS = "model.keras"
 EXPORT = "export"
 SUMMARY = "summary.json"
+STATUS = "status.json"
 METADATA_ATTRIBUTE = "weights_metadata"
 KERAS_CONFIG_MEMBER = "video_config.json"
 

@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from data import files
 from train import callbacks as run_callbacks
-from train import finetune, loading, loop, resolve, runs, serving, tasks
+from train import finetune, loading, loop, preemption, resolve, runs, serving, tasks
 from train.config import ConfigError
 
 # Keras warns about what is by design here: the pipeline shuffles (fit's shuffle does not apply to
@@ -111,6 +111,17 @@ def chief_callbacks(config, task, model, progress):
     ]
 
 
+def save_stopped(state, model_dir, signals):
+    """Saves the training state where a signal stopped training (`state`: the `RunState`) and,
+    where it writes, the run's status (`runs.STATUS`)."""
+    state.save()
+    if state.write:
+        step = int(state.model.optimizer.iterations.numpy())
+        files.write_json(model_dir / runs.STATUS, {"status": f"preempted at step {step}", "step": step,
+                                                   "signal": signals.name,  # None: another worker's
+                                                   "time": time.strftime("%Y-%m-%d %H:%M:%S")})
+
+
 def run(intent, show_progress=True):
     """Trains `intent` (an `ExperimentConfig`); returns the summary: step, the task's validation
     figures (e.g. val_top1, val_top5), val_loss, model_dir, train_seconds, export_dir (None on
@@ -130,8 +141,9 @@ def run(intent, show_progress=True):
             previous = runs.check_config(model_dir, config)
             files.remove_partials(model_dir)
             config.save(model_dir / runs.CONFIG)
-            if previous is not None and (model_dir / runs.SUMMARY).exists():
-                (model_dir / runs.SUMMARY).unlink()  # the run continues: it is no longer finished
+            if previous is not None:  # the run continues: it is no longer finished, nor stopped
+                (model_dir / runs.SUMMARY).unlink(missing_ok=True)
+                (model_dir / runs.STATUS).unlink(missing_ok=True)
         return _train(config, strategy, multi_worker, chief, show_progress)
 
 
@@ -155,25 +167,30 @@ def _train(config, strategy, multi_worker, chief, show_progress):
     else:  # only the chief writes; the others resume from its last checkpoint
         callbacks = [run_callbacks.StopOnNonFiniteLoss(),
                      run_callbacks.RunState(model_dir, schedule.checkpoint_every, write=False, announce=None)]
+    state = next(callback for callback in callbacks if isinstance(callback, run_callbacks.RunState))
     fit_args = dict(steps_per_epoch=schedule.checkpoint_every, epochs=schedule.train_steps // schedule.checkpoint_every,
                     validation_data=validation_data, validation_freq=schedule.eval_every // schedule.checkpoint_every,
                     callbacks=callbacks)
-    if multi_worker:
-        runner = loop.DistributedLoop(strategy, trainer, task.loss(config, reduction=None), task.metrics(config),
-                                      global_batch_size, config.run.jit_compile)
-        fit, evaluate = runner.fit, runner.evaluate
-    else:
-        if validation_steps is not None:  # validation data that repeats (a detector's)
-            fit_args["validation_steps"] = validation_steps
-        fit = functools.partial(trainer.fit, verbose=0)
-        evaluate = functools.partial(trainer.evaluate, verbose=0, return_dict=True, steps=validation_steps)
-    start = time.perf_counter()
-    try:
-        fit(train_data, **fit_args)
-    except run_callbacks.NonFiniteLoss as error:
-        raise TrainingError(f"{error}; stopped, the last good checkpoint is in {model_dir / runs.BACKUP}") from None
-    finally:
-        progress.close()
+    with preemption.Signals() as signals:
+        save = functools.partial(save_stopped, state, model_dir, signals)
+        if multi_worker:
+            handler = preemption.handler(strategy, trainer, signals, save, model_dir / runs.BACKUP)
+            runner = loop.DistributedLoop(strategy, trainer, task.loss(config, reduction=None), task.metrics(config),
+                                          global_batch_size, config.run.jit_compile, run_step=handler.run)
+            fit, evaluate = runner.fit, runner.evaluate
+        else:
+            callbacks.insert(1, preemption.StopOnSignal(signals, save))  # after the NaN check: a NaN step is not kept
+            if validation_steps is not None:  # validation data that repeats (a detector's)
+                fit_args["validation_steps"] = validation_steps
+            fit = functools.partial(trainer.fit, verbose=0)
+            evaluate = functools.partial(trainer.evaluate, verbose=0, return_dict=True, steps=validation_steps)
+        start = time.perf_counter()
+        try:
+            fit(train_data, **fit_args)
+        except run_callbacks.NonFiniteLoss as error:
+            raise TrainingError(f"{error}; stopped, the last good checkpoint is in {model_dir / runs.BACKUP}") from None
+        finally:
+            progress.close()
     train_seconds = time.perf_counter() - start
     results = evaluate(validation_data)
     step = int(trainer.optimizer.iterations.numpy())
