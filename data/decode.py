@@ -115,6 +115,36 @@ def read_video(path, target_fps=None, short_side=None, native_fps=None):
     return np.stack(frames), stream.fps
 
 
+def resampled(frames, step):
+    """The frames of the iterator `frames` resampled to one every `step` stored frames (stored fps /
+    target fps): output frame i shows stored frame floor(i * step) and exists once the video has
+    lasted through its display time ((i + 1) * step stored frames), which is `resample_indices`
+    decided as frames arrive. Holds the frames of one stored frame's display time at most."""
+    pending, sourced, emitted = collections.deque(), 0, 0
+    for index, frame in enumerate(frames):
+        while np.floor(sourced * step + 1e-6) <= index:
+            pending.append(frame)
+            sourced += 1
+        while pending and emitted + 1 <= (index + 1) / step + 1e-6:
+            yield pending.popleft()
+            emitted += 1
+    if emitted == 0 and pending:  # shorter than one output frame's display time: its first frame
+        yield pending[0]
+
+
+def _same_size(frames, path):
+    """`frames`, checked to be at least one and all of one size (`VideoError` naming `path`)."""
+    shape = None
+    for frame in frames:
+        if shape is None:
+            shape = frame.shape
+        elif frame.shape != shape:
+            raise VideoError(path, "frames change size within the video")
+        yield frame
+    if shape is None:
+        raise VideoError(path, "video has no decodable frames")
+
+
 class VideoStream:
     """The frames of a video file or frame folder one at a time, as `read_video` gives them (before
     its resize): uint8 RGB `[height, width, 3]` resampled to `target_fps` (frame i at `target_fps`
@@ -140,30 +170,12 @@ class VideoStream:
         if not path.exists():
             raise VideoError(path, "broken or looping symbolic link" if path.is_symlink() else "file does not exist")
         native = self.native_fps or (0.0 if path.is_dir() else source_fps(path))
-        resampled = bool(self.target_fps) and native > 0 and abs(native - self.target_fps) >= 1e-3
-        step = native / self.target_fps if resampled else 1.0
+        changes_rate = bool(self.target_fps) and native > 0 and abs(native - self.target_fps) >= 1e-3
+        step = native / self.target_fps if changes_rate else 1.0
         self.fps = self.target_fps if self.target_fps and native > 0 else native
         reader = _read_frame_folder(path) if path.is_dir() else _read_video_file(path)
-        # Output frame i shows stored frame floor(i * step) and exists once the video has lasted
-        # through its display time ((i + 1) * step stored frames): `resample_indices`' count.
-        pending, sourced, emitted, shape = collections.deque(), 0, 0, None
-        for index, frame in enumerate(reader):
-            if shape is None:
-                shape = frame.shape
-            elif frame.shape != shape:
-                raise VideoError(path, "frames change size within the video")
-            rgb = None
-            while np.floor(sourced * step + 1e-6) <= index:
-                rgb = np.ascontiguousarray(frame[..., ::-1]) if rgb is None else rgb  # BGR -> RGB
-                pending.append(rgb)
-                sourced += 1
-            while pending and emitted + 1 <= (index + 1) / step + 1e-6:
-                yield pending.popleft()
-                emitted += 1
-        if shape is None:
-            raise VideoError(path, "video has no decodable frames")
-        if emitted == 0:  # shorter than one output frame's display time: its first frame
-            yield pending[0]
+        rgb = (np.ascontiguousarray(frame[..., ::-1]) for frame in _same_size(reader, path))  # BGR -> RGB
+        yield from resampled(rgb, step)
 
     def _remote(self):
         """The frames of an object (or a folder of frame objects) through a temporary local copy;
