@@ -8,7 +8,7 @@ one `.npy` per video (the layout ActionFormer, TriDet and G-TAD read).
   python -m eval.extract --saved_model=runs/s3dg/export --videos=list.txt --end_point=logits --output_dir=out/
 
 Model sources as `eval.predict` takes them (a SavedModel is rebuilt from its config and variables,
-so its end points can be read too). Videos: `--videos` names a folder (its .mp4, .webm, .avi, .mkv,
+so its end points can be read too). Videos: `--videos` names a video, a folder (its .mp4, .webm, .avi, .mkv,
 .mov and .gif files and its folders of frame images, not recursively) or a text file listing them
 one a line (relative paths from the list's folder); or `--data_dir --split` reads a prepared
 split's records (named by media id). A video is decoded by streaming (`data.decode.VideoStream`:
@@ -18,10 +18,10 @@ and cut into windows through a buffer of `--window` frames, so memory does not g
 video's length.
 
 Windows (frames at the protocol's rate): starts 0, S, 2S, ... (S = `--stride`) while a whole
-window of W = `--window` frames fits; then, if frames remain after the last whole window, one more
-window at the next start, padded to W frames by repeating the video's last frame (a video shorter
-than a window: one window at 0, padded alike). Every frame is in a window and only the last window
-is padded. (Training loops clips of short videos; features of the end of a long video repeat its
+window of W = `--window` frames fits; then, if frames remain after the last whole window and the
+next start is within the video, one more window there, padded to W frames by repeating the video's
+last frame (a video shorter than a window: one window at 0, padded alike). With S <= W every frame
+is in a window; only the last window is ever padded. (Training loops clips of short videos; features of the end of a long video repeat its
 last frame rather than wrap to its start.) Windows are batched across videos (`--batch_size`).
 
 End points: any of the family's (`models.features`: `Mixed_4f`, `Mixed_5c`, `conv5_2`, ...), its
@@ -41,6 +41,7 @@ not. An unreadable video is reported in one line and skipped; the exit status is
 
 import collections
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -106,20 +107,27 @@ def _stem(path):
 
 
 def video_paths(videos):
-    """The videos `--videos` names: a folder's video files and frame folders in name order, or
-    the lines of a list file (relative to its folder; blank lines and `#` comments skipped)."""
+    """The videos `--videos` names: a folder's video files and frame folders in name order (a
+    folder of frames is one video), the lines of a `.txt` list (relative to its folder; blank
+    lines and `#` comments skipped), else itself, a video file."""
     if storage.isdir(videos):
         base = str(videos).rstrip("/")
         entries = sorted(storage.listdir(videos))
+        if any(entry.lower().endswith(decode.FRAME_SUFFIXES) for entry in entries):
+            return [str(videos)]  # a frame folder
         paths = [f"{base}/{entry.rstrip('/')}" for entry in entries]
         paths = [p for p in paths if p.lower().endswith(VIDEO_SUFFIXES) or storage.isdir(p)]
-    elif storage.isfile(videos):
+    elif str(videos).lower().endswith(".txt") and storage.isfile(videos):
         base = str(storage.path_of(videos).parent)
-        lines = [line.strip() for line in storage.read_text(videos).splitlines()]
+        try:
+            text = storage.read_text(videos)
+        except UnicodeDecodeError:
+            raise ExtractError(f"{videos}: not a text list of videos") from None
+        lines = [line.strip() for line in text.splitlines()]
         paths = [line if storage.is_remote(line) or os.path.isabs(line) else f"{base}/{line}"
                  for line in lines if line and not line.startswith("#")]
     else:
-        raise ExtractError(f"{videos}: no such folder or list file")
+        paths = [str(videos)]  # a video file (a missing one is reported when it is decoded)
     if not paths:
         raise ExtractError(f"{videos}: names no videos ({', '.join(VIDEO_SUFFIXES)} files or frame folders)")
     return paths
@@ -171,10 +179,12 @@ def _check_names(videos):
 
 def window_starts(num_frames, window, stride):
     """The first frame of each window of a video of `num_frames` frames (the module docstring's
-    rule: whole windows every `stride` frames, then one padded window if frames remain)."""
+    rule: whole windows every `stride` frames, then a padded one at the next start if frames
+    remain after the last whole window and that start is within the video)."""
     starts = list(range(0, max(num_frames - window, -1) + 1, stride))
     following = starts[-1] + stride if starts else 0
-    return starts + ([following] if following < num_frames else [])
+    uncovered = not starts or starts[-1] + window < num_frames
+    return starts + ([following] if uncovered and following < num_frames else [])
 
 
 def sliding_windows(frames, window, stride):
@@ -189,11 +199,12 @@ def sliding_windows(frames, window, stride):
         if count == start + window:
             yield start, np.stack(buffer)
             start += stride
-    if start < count:  # frames after the last whole window (or a video shorter than one)
+    if start < count and (start == 0 or start - stride + window < count):  # frames after the last whole window
         remaining = list(buffer)[len(buffer) - (count - start):]
         yield start, np.stack(remaining + [remaining[-1]] * (window - len(remaining)))
 
 
+@functools.lru_cache(maxsize=8)
 def frame_view(protocol):
     """A function of uint8 frames `[N, H, W, C]` -> `[N, crop, crop, C]` resized and centre-cropped
     by `protocol` (`data.views.centre_view`: frame by frame as the serving signature does a clip)."""
@@ -287,7 +298,12 @@ def window_length(loaded, window):
 def extractor(loaded, end_point, pool_time=True):
     """`(function, point)`: uint8 windows `[batch, T, crop, crop, C]` -> float32 features of
     `loaded`'s model at `end_point` averaged over space (and time where `pool_time`, always for
-    `pre_logits`): `[batch, channels]` (`[batch, T', channels]`); `point` is the layer read."""
+    `pre_logits`): `[batch, channels]` (`[batch, T', channels]`); `point` is the layer read. Made
+    once per model and request (a traced function holds memory)."""
+    return loaded.cached(("extractor", end_point, pool_time), lambda: _extractor(loaded, end_point, pool_time))
+
+
+def _extractor(loaded, end_point, pool_time):
     network = loading.keras_model(loaded)
     if isinstance(network.input, dict):
         raise ExtractError(f"{loaded.path}: {network.name} takes several inputs; eval.extract reads models of "
@@ -301,7 +317,7 @@ def extractor(loaded, end_point, pool_time=True):
     normalise = layers.Normalise(loaded.protocol.mean, loaded.protocol.std)
     over_time = pool_time or end_point == PRE_LOGITS
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(input_signature=[tf.TensorSpec([None, *network.input_shape[1:]], tf.uint8)])
     def run(clips):
         output = tf.cast(features(normalise(clips), training=False)[point], tf.float32)
         if output.shape.rank == 5:  # [batch, T', H', W', C]
@@ -342,6 +358,19 @@ class Rows:
         self.file.close()
 
 
+def read_index(output_dir):
+    """The lines of `OUTPUT_DIR/features.jsonl` (none where it is missing), without a line that a
+    killed run left cut."""
+    path = f"{str(output_dir).rstrip('/')}/{INDEX}"
+    lines = []
+    for text in storage.read_text(path).splitlines() if storage.exists(path) else []:
+        try:
+            lines.append(json.loads(text))
+        except json.JSONDecodeError:
+            continue
+    return lines
+
+
 class Index:
     """`OUTPUT_DIR/features.jsonl`: the lines of finished videos. On opening, lines a killed run
     left cut are dropped and the file rewritten whole; locally each new line is appended and
@@ -350,13 +379,7 @@ class Index:
 
     def __init__(self, output_dir, settings):
         self.path = f"{str(output_dir).rstrip('/')}/{INDEX}"
-        self.lines = []
-        if storage.exists(self.path):
-            for text in storage.read_text(self.path).splitlines():
-                try:
-                    self.lines.append(json.loads(text))
-                except json.JSONDecodeError:
-                    continue
+        self.lines = read_index(output_dir)
         theirs = [{key: line.get(key) for key in settings if key != "model_source"} for line in self.lines]
         settings = {key: value for key, value in settings.items() if key != "model_source"}
         if any(other != settings for other in theirs):

@@ -3,7 +3,7 @@ r"""Throughput and peak memory of `eval.extract` on synthetic videos of several 
   python -m eval.extract_benchmark --seconds=60,600 --size=320x240 --model=i3d --crop_size=112 --window=16 \
       --stride=4 [--json]
 
-Writes one synthetic video per length into --work_dir (a drifting colour gradient with a moving
+Writes one synthetic video per length into --work_dir (a scrolling colour gradient with a moving
 square, `cv2.VideoWriter` MPEG-4 Part 2 at --fps, frame by frame), saves the model with random
 weights and the input protocol: --fps, short side `--crop_size * 8 / 7`, centre crop --crop_size,
 then measures each video in a fresh process of its own: first the decode bound (the video
@@ -39,13 +39,13 @@ def write_video(path, seconds, width, height, fps):
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
     if not writer.isOpened():
         raise OSError(f"{path}: OpenCV cannot write MPEG-4 video here")
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    y, x = np.mgrid[0:height, 0:width]
+    gradient = np.stack([x * 255 // width, y * 255 // height, (x + y) * 127 // (width + height)], -1).astype(np.uint8)
+    side = max(height // 4, 1)
     for index in range(round(seconds * fps)):
-        phase = index / fps
-        frame = np.stack([(x / width * 255 + 40 * phase) % 256, (y / height * 255 + 25 * phase) % 256,
-                          np.full_like(x, (60 * phase) % 256)], axis=-1).astype(np.uint8)
-        left = int((np.sin(phase) * 0.4 + 0.5) * (width - height // 4))
-        frame[height // 3:height // 3 + height // 4, left:left + height // 4] = 255
+        frame = np.roll(gradient, (index * 3) % width, axis=1)
+        left = int((np.sin(index / fps) * 0.4 + 0.5) * (width - side))
+        frame[height // 3:height // 3 + side, left:left + side] = 255
         writer.write(frame)
     writer.release()
     return str(path)
@@ -71,9 +71,10 @@ def save_model(path, model, crop_size, fps, options=None):
     return str(path)
 
 
-def measure(weights, videos, window, stride, batch_size, output_dir):
-    """In this process: for each video, the decode bound then `eval.extract`; a dict per video
-    with frames, windows, the times and the peak memory after each step."""
+def measure(weights, videos, window, stride, batch_size, output_dir, decode_bound=True):
+    """In this process: for each video, the decode bound (unless not `decode_bound`) then
+    `eval.extract`; a dict per video with frames, windows, the times and the peak memory after
+    each step."""
     from data import decode  # noqa: PLC0415
     from eval import extract  # noqa: PLC0415
     from train import loading  # noqa: PLC0415
@@ -83,28 +84,31 @@ def measure(weights, videos, window, stride, batch_size, output_dir):
     view = extract.frame_view(protocol)
     rows = []
     for index, video in enumerate(videos):
-        begin = time.perf_counter()
-        frames = sum(1 for _ in extract.protocol_frames(iter(decode.VideoStream(video, protocol.fps)), view))
-        decode_seconds = time.perf_counter() - begin
-        decode_peak = peak_rss_mb()
+        row = {"video": video}
+        if decode_bound:
+            begin = time.perf_counter()
+            frames = sum(1 for _ in extract.protocol_frames(iter(decode.VideoStream(video, protocol.fps)), view))
+            seconds = time.perf_counter() - begin
+            row.update(decode_seconds=seconds, decode_frames_per_s=frames / seconds, peak_after_decode_mb=peak_rss_mb())
         config = extract.ExtractConfig(output_dir=f"{output_dir}/{index}", end_point="pre_logits", window=window,
                                        stride=stride, batch_size=batch_size)
         begin = time.perf_counter()
         summary = extract.extract(loaded, extract.raw_videos([video], protocol.fps), config, progress=False)
         seconds = time.perf_counter() - begin
-        rows.append({"video": video, "frames": frames, "video_seconds": frames / protocol.fps,
-                     "decode_seconds": decode_seconds, "decode_frames_per_s": frames / decode_seconds,
-                     "peak_after_decode_mb": decode_peak, "windows": summary["windows"],
+        [line] = extract.read_index(config.output_dir)
+        frames = line["frames"]
+        rows.append({**row, "frames": frames, "video_seconds": frames / protocol.fps, "windows": summary["windows"],
                      "extract_seconds": seconds, "windows_per_s": summary["windows"] / seconds,
                      "video_seconds_per_s": frames / protocol.fps / seconds, "peak_rss_mb": peak_rss_mb()})
     return rows
 
 
-def measure_in_child(weights, videos, window, stride, batch_size, output_dir, timeout=None):
+def measure_in_child(weights, videos, window, stride, batch_size, output_dir, decode_bound=True, timeout=None):
     """`measure` in a fresh Python process (its peak memory is the extraction's alone)."""
     script = ("import json, sys; from eval import extract_benchmark as b; "
               "print(json.dumps(b.measure(*json.loads(sys.argv[1]))))")
-    arguments = json.dumps([str(weights), [str(v) for v in videos], window, stride, batch_size, str(output_dir)])
+    arguments = json.dumps([str(weights), [str(v) for v in videos], window, stride, batch_size, str(output_dir),
+                            decode_bound])
     result = subprocess.run([sys.executable, "-c", script, arguments], cwd=REPO_ROOT, capture_output=True, text=True,
                             timeout=timeout)
     if result.returncode != 0:

@@ -37,7 +37,7 @@ from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from data import decode, files, flow, storage  # noqa: E402
+from data import decode, files, flow  # noqa: E402
 from data.protocol import CHANNELS  # noqa: E402
 from eval import evaluate, extract  # noqa: E402
 from flags import cli, source_flags  # noqa: E402
@@ -125,14 +125,9 @@ def _load(values, saved_model, model_dir, weights, input_channels=None):
 
 
 def video_list(video):
-    """The videos `--video` names: one file or frame folder, a folder of videos, or a list file
-    (`.txt`, one a line); comma-separated, several of these."""
-    paths = []
-    for item in video:
-        listed = item.endswith(".txt") or (storage.isdir(item) and not any(
-            name.lower().endswith(decode.FRAME_SUFFIXES) for name in storage.listdir(item)))
-        paths += extract.video_paths(item) if listed else [item]
-    return paths
+    """The videos `--video` names (each item: a video file, a frame folder, a folder of videos or a
+    .txt list of them: `eval.extract.video_paths`)."""
+    return [path for item in video for path in extract.video_paths(item)]
 
 
 def predict_windows(loaded, paths, window=None, stride=None, top_k=5, batch_size=8, timeline_dir=None):
@@ -151,7 +146,7 @@ def predict_windows(loaded, paths, window=None, stride=None, top_k=5, batch_size
     fps = loaded.protocol.fps or FPS_OF_RAW_VIDEO
     inference = task.inference_model(loading.keras_model(loaded), loaded.config)
     function = tf.function(lambda clips: task.probabilities(tf.cast(inference(clips, training=False), tf.float32)),
-                           reduce_retracing=True)
+                           input_signature=[tf.TensorSpec([None, *inference.input_shape[1:]], tf.uint8)])
     names = loaded.class_names
     for job in extract.run_windows(extract.raw_videos(paths, fps), function, loaded.protocol, window, stride,
                                    batch_size, lambda video: []):
