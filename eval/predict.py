@@ -1,4 +1,4 @@
-r"""Predicts with any model on one video: a classifier's top-k classes with probabilities (softmax for
+r"""Predicts with any model on videos: a classifier's top-k classes with probabilities (softmax for
 single-label models, sigmoid for multi-label ones), a detector's boxes drawn into a GIF.
 
   python -m eval.predict --saved_model=runs/s3dg/export --video=clip.mp4
@@ -8,6 +8,8 @@ single-label models, sigmoid for multi-label ones), a detector's boxes drawn int
   python -m eval.predict --model=i3d --weights=other.weights.h5 --label_map=kinetics400 \
       --video=../shared/fixtures/videos/ucf101_v_CricketShot_g04_c01_rgb.gif --short_side=224
   python -m eval.predict --model_dir=runs/s3dg_detector_synthetic_detection --video=clip.mp4 --output=boxes.gif
+  python -m eval.predict --saved_model=runs/s3dg/export --video=long.mp4 --windows --stride=8 --timeline_dir=plots/
+  python -m eval.predict --model_dir=runs/s3dg --video=videos/ --json > predictions.jsonl
 
 The video (mp4, webm, avi, gif, or a folder of frames) is decoded at the model's input protocol's
 frame rate (25 fps where it names none) and cut to --max_frames; the protocol's resize, crop and
@@ -24,6 +26,15 @@ RGB + flow in one network (two_stream_2d, fused_3d) takes the video's frames and
 
 A detector (trained with its RPN) draws its boxes and labels into a GIF, at the video's native
 rate, every --keyframe_stride-th frame the keyframe of its clip.
+
+`--windows` (classifiers) predicts over a whole video of any length in the windows of
+`eval.extract` (--window frames every --stride, streamed, the last padded by repeating the last
+frame): each window's top-k over time, and the video-level result, the mean of the window
+probabilities; `--timeline_dir` writes VIDEO.png, the top classes' probabilities over time; the
+JSON has `windows` (start in frames and seconds, top-k), `window_scores` (every class, every
+window) and `predictions` (video level). `--video` may name several videos (comma-separated, a
+folder of videos, a .txt list): one result each, with --json one JSON line each; a video that
+cannot be read is reported in one line and skipped, and the exit status is 1.
 """
 
 import json
