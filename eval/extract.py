@@ -92,10 +92,9 @@ class ExtractConfig:
 @dataclasses.dataclass
 class Video:
     """One video: `name` (its output stem), `source` (its path, or `DATA_DIR:media_id`), `frames()`
-    (an iterator of uint8 frames `[H, W, C]` at the rate `fps`, raising `VideoError`)."""
+    (an iterator of its uint8 frames `[H, W, C]` at the protocol's rate, raising `VideoError`)."""
     name: str
     source: str
-    fps: float
     frames: callable
 
 
@@ -135,7 +134,7 @@ def video_paths(videos):
 
 def raw_videos(paths, fps):
     """`Video`s of video files or frame folders, decoded at `fps` (`data.decode.VideoStream`)."""
-    videos = [Video(_stem(path), str(path), fps, lambda path=path: iter(decode.VideoStream(path, fps)))
+    videos = [Video(_stem(path), str(path), lambda path=path: iter(decode.VideoStream(path, fps)))
               for path in paths]
     _check_names(videos)
     return videos
@@ -160,7 +159,7 @@ def prepared_videos(data_dir, split, fps, channels):
             stored = float(example[records.FRAME_RATE]) or info.get("fps") or fps
             jpegs = frames[records.IMAGE_ENCODED]
             step = stored / fps if abs(stored - fps) >= 1e-3 else 1.0
-            yield Video(media_id.replace("/", "_"), f"{data_dir}:{media_id}", fps, lambda jpegs=jpegs, step=step: (
+            yield Video(media_id.replace("/", "_"), f"{data_dir}:{media_id}", lambda jpegs=jpegs, step=step: (
                 decode.resampled((pipeline.decode_frame(jpeg, modality).numpy() for jpeg in jpegs), step)))
 
     return len(records.video_statistics(data_dir, split)), generate()

@@ -127,6 +127,8 @@ def define(values):
     flags.DEFINE_integer("window", 16, "Frames per window.", lower_bound=1, **common)
     flags.DEFINE_integer("stride", 4, "Frames between window starts.", lower_bound=1, **common)
     flags.DEFINE_integer("batch_size", 8, "Windows per model call.", lower_bound=1, **common)
+    flags.DEFINE_bool("decode_bound", True, "Also time decoding alone (the decode bound), before each extraction.",
+                      **common)
     flags.DEFINE_string("work_dir", None, "Where the videos and features go [default: a temporary folder].", **common)
     flags.DEFINE_bool("json", False, "Print one JSON object as the last line.", **common)
 
@@ -147,13 +149,14 @@ def command(values):
             if not video.exists():
                 write_video(video, seconds, width, height, values.fps)
             rows += measure_in_child(weights, [video], values.window, values.stride, values.batch_size,
-                                     work / f"features_{seconds:g}s")
+                                     work / f"features_{seconds:g}s", values.decode_bound)
     print(f"{values.model} crop {values.crop_size}, windows of {values.window} every {values.stride}, batch "
           f"{values.batch_size}, videos {width}x{height} at {values.fps:g} fps")
     print(f"{'video s':>8} {'windows':>8} {'win/s':>7} {'video s/s':>9} {'decode f/s':>10} {'peak MiB':>9}")
     for row in rows:
         print(f"{row['video_seconds']:8.0f} {row['windows']:8d} {row['windows_per_s']:7.2f} "
-              f"{row['video_seconds_per_s']:9.2f} {row['decode_frames_per_s']:10.0f} {row['peak_rss_mb']:9.0f}")
+              f"{row['video_seconds_per_s']:9.2f} {row.get('decode_frames_per_s', float('nan')):10.0f} "
+              f"{row['peak_rss_mb']:9.0f}")
     return {"rows": rows, "model": values.model, "crop_size": values.crop_size, "window": values.window,
             "stride": values.stride, "size": [width, height], "fps": values.fps}
 
