@@ -48,6 +48,23 @@ def index_lines(output_dir):
     return [json.loads(line) for line in (output_dir / extract.INDEX).read_text().splitlines()]
 
 
+def test_streamed_resampling_and_windows_equal_their_whole_video_definitions():
+    """`decode.resampled` (decided as frames arrive) picks `decode.resample_indices`' frames, and
+    `sliding_windows` (a buffer of one window) gives `window_starts`' windows of the frames at
+    those indices, the last padded with the last frame."""
+    for frames in (1, 2, 7, 32, 100, 164):
+        for source, target in ((25, 25), (30, 25), (28, 25), (25, 30), (25, 12.5), (30, 15), (50, 7), (25, 0.5)):
+            assert list(decode.resampled(iter(range(frames)), source / target)) == list(
+                decode.resample_indices(frames, source, target)), (frames, source, target)
+        for window in (1, 4, 8, 16):
+            for stride in (1, 3, 4, 8, 20):
+                windows = list(extract.sliding_windows(iter(np.arange(frames)), window, stride))
+                assert [start for start, _ in windows] == extract.window_starts(frames, window, stride)
+                for start, clip in windows:
+                    assert clip.tolist() == [min(i, frames - 1) for i in range(start, start + window)]
+    assert extract.window_starts(250, 16, 4)[-2:] == [232, 236] and extract.window_starts(250, 16, 16)[-1] == 240
+
+
 @pytest.fixture(scope="module")
 def deepmind_i3d(tmp_path_factory):
     """DeepMind's RGB I3D layout (every name and shape of the release, random values) converted by
