@@ -21,8 +21,9 @@ Windows (frames at the protocol's rate): starts 0, S, 2S, ... (S = `--stride`) w
 window of W = `--window` frames fits; then, if frames remain after the last whole window and the
 next start is within the video, one more window there, padded to W frames by repeating the video's
 last frame (a video shorter than a window: one window at 0, padded alike). With S <= W every frame
-is in a window; only the last window is ever padded. (Training loops clips of short videos; features of the end of a long video repeat its
-last frame rather than wrap to its start.) Windows are batched across videos (`--batch_size`).
+is in a window; only the last window is ever padded. (Training loops clips of short videos; the
+end of a long video repeats its last frame rather than wrap to its start.) Windows are batched
+across videos (`--batch_size`).
 
 End points: any of the family's (`models.features`: `Mixed_4f`, `Mixed_5c`, `conv5_2`, ...), its
 classifier layer (`Logits` / `logits`: `[classes]` per window), or `pre_logits` (the last end
@@ -386,7 +387,8 @@ class Index:
             changed = ", ".join(f"{key} {different[key]} (now {value})" for key, value in settings.items()
                                 if different[key] != value)
             raise ExtractError(f"{output_dir}: holds features made otherwise ({changed}); use another --output_dir")
-        self.lines = [line for line in self.lines if storage.exists(f"{str(output_dir).rstrip('/')}/{line['name']}.npy")]
+        folder = str(output_dir).rstrip("/")
+        self.lines = [line for line in self.lines if storage.exists(f"{folder}/{line['name']}.npy")]
         self.done = {line["name"] for line in self.lines}
         self._rewrite()
         self._append = None if storage.is_remote(self.path) else open(self.path, "a")
@@ -487,8 +489,9 @@ def command(values):
         count, videos = prepared_videos(values.data_dir, values.split, fps, loaded.protocol.channels)
     summary = extract(loaded, videos, config, count)
     if summary["failed"]:
+        more = " ..." if len(summary["failed"]) > 1 else ""
         raise ExtractError(f"{len(summary['failed'])} of {count} videos failed and were skipped (the others are in "
-                           f"{config.output_dir}): {summary['failed'][0]}" + (" ..." if len(summary["failed"]) > 1 else ""))
+                           f"{config.output_dir}): {summary['failed'][0]}{more}")
     return {key: value for key, value in summary.items() if key != "failed"}
 
 
