@@ -157,6 +157,18 @@ def test_a_corrupt_video_is_reported_and_skipped_and_a_rerun_skips_the_finished(
     assert "holds features made otherwise (end_point Mixed_4f (now Mixed_5c))" in line
 
 
+def test_a_prepared_split_is_read_from_its_records(tiny, synthetic_dir, tmp_path):
+    """The shared synthetic data's validation split (26 videos of 40 frames at 25 fps, short side
+    36): one file per video, named by media id, 2 windows of 20 frames each."""
+    summary = last_json(invoke("eval.extract", f"--weights={tiny}", f"--data_dir={synthetic_dir}", "--split=validation",
+                               "--window=20", "--batch_size=16", f"--output_dir={tmp_path}"))
+    assert summary["written"] == 26 and summary["windows"] == 26 * 2
+    lines = index_lines(tmp_path)
+    assert {line["frames"] for line in lines} == {40} and {tuple(line["shape"]) for line in lines} == {(2, 256)}
+    assert all(line["video"].startswith(f"{synthetic_dir}:") for line in lines)
+    assert sorted(p.stem for p in tmp_path.glob("*.npy")) == sorted(line["name"] for line in lines)
+
+
 def test_kill_9_mid_job_then_rerun_finishes_with_the_finished_files_untouched(tiny, tmp_path):
     folder = tmp_path / "videos"
     folder.mkdir()
