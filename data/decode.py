@@ -5,6 +5,7 @@ Frames are uint8 RGB arrays `[time, height, width, 3]`. Every failure is a `Vide
 the file and the problem, so the caller can report it and go on.
 """
 
+import collections
 import os
 import pathlib
 
@@ -97,7 +98,7 @@ def source_fps(path):
 
 
 def read_video(path, target_fps=None, short_side=None, native_fps=None):
-    """Decodes a video file or a folder of frame images.
+    """Decodes a video file or a folder of frame images (`VideoStream`, stacked).
 
     Args:
       path: a video file, or a folder of frames (`00001.jpg`, ... in name order).
@@ -109,33 +110,87 @@ def read_video(path, target_fps=None, short_side=None, native_fps=None):
     Raises `VideoError` for a missing, empty, undecodable or frameless video. A video in a bucket
     (`gs://`, `s3://`) is decoded from a temporary local copy (OpenCV reads local files only).
     """
-    if storage.is_remote(path):
-        return _read_remote_video(path, target_fps, short_side, native_fps)
-    path = pathlib.Path(path)
-    if not path.exists():
-        raise VideoError(path, "broken or looping symbolic link" if path.is_symlink() else "file does not exist")
-    fps = native_fps or (0.0 if path.is_dir() else source_fps(path))
-    reader = _read_frame_folder(path) if path.is_dir() else _read_video_file(path)
-    frames = [resize_short_side(frame, short_side) for frame in reader]
-    if not frames:
+    stream = VideoStream(path, target_fps, native_fps)
+    frames = [resize_short_side(frame, short_side) for frame in stream]
+    return np.stack(frames), stream.fps
+
+
+def resampled(frames, step):
+    """The frames of the iterator `frames` resampled to one every `step` stored frames (stored fps /
+    target fps): output frame i shows stored frame floor(i * step) and exists once the video has
+    lasted through its display time ((i + 1) * step stored frames), which is `resample_indices`
+    decided as frames arrive. Holds the frames of one stored frame's display time at most."""
+    pending, sourced, emitted = collections.deque(), 0, 0
+    for index, frame in enumerate(frames):
+        while np.floor(sourced * step + 1e-6) <= index:
+            pending.append(frame)
+            sourced += 1
+        while pending and emitted + 1 <= (index + 1) / step + 1e-6:
+            yield pending.popleft()
+            emitted += 1
+    if emitted == 0 and pending:  # shorter than one output frame's display time: its first frame
+        yield pending[0]
+
+
+def _same_size(frames, path):
+    """`frames`, checked to be at least one and all of one size (`VideoError` naming `path`)."""
+    shape = None
+    for frame in frames:
+        if shape is None:
+            shape = frame.shape
+        elif frame.shape != shape:
+            raise VideoError(path, "frames change size within the video")
+        yield frame
+    if shape is None:
         raise VideoError(path, "video has no decodable frames")
-    if any(frame.shape != frames[0].shape for frame in frames):
-        raise VideoError(path, "frames change size within the video")
-    indices = resample_indices(len(frames), fps, target_fps) if fps > 0 else np.arange(len(frames))
-    video = np.stack([frames[i] for i in indices])[..., ::-1]  # BGR -> RGB
-    return np.ascontiguousarray(video), (target_fps if target_fps and fps > 0 else fps)
 
 
-def _read_remote_video(url, target_fps, short_side, native_fps):
-    """`read_video` of an object (or a folder of frame objects) through a temporary local copy;
-    errors name the object."""
-    try:
-        with storage.local_copy(url) as local:
-            try:
-                return read_video(local, target_fps, short_side, native_fps)
-            except VideoError as error:
-                raise VideoError(error.path.replace(str(local), str(url).rstrip("/"), 1), error.reason) from None
-    except FileNotFoundError:
-        raise VideoError(url, "file does not exist") from None
-    except OSError as error:
-        raise VideoError(url, f"cannot be read ({error})") from None
+class VideoStream:
+    """The frames of a video file or frame folder one at a time, as `read_video` gives them (before
+    its resize): uint8 RGB `[height, width, 3]` resampled to `target_fps` (frame i at `target_fps`
+    is the stored frame shown at time i / target_fps: `resample_indices`, decided as frames arrive,
+    so the video's length need not be known). Only the frames of one stored frame's display time
+    are held in memory.
+
+    `fps` is the rate of the frames yielded (`target_fps`; the native rate where `target_fps` is
+    None; 0.0 for a frame folder without `native_fps`, whose frames are yielded as stored).
+    Raises `VideoError` as `read_video` does; a truncated file is found at its end, after its
+    frames were yielded, so a caller keeps nothing of a video until the iterator is exhausted.
+    """
+
+    def __init__(self, path, target_fps=None, native_fps=None):
+        self.path, self.target_fps, self.native_fps = path, target_fps, native_fps
+        self.fps = None
+
+    def __iter__(self):
+        if storage.is_remote(self.path):
+            yield from self._remote()
+            return
+        path = pathlib.Path(self.path)
+        if not path.exists():
+            raise VideoError(path, "broken or looping symbolic link" if path.is_symlink() else "file does not exist")
+        native = self.native_fps or (0.0 if path.is_dir() else source_fps(path))
+        changes_rate = bool(self.target_fps) and native > 0 and abs(native - self.target_fps) >= 1e-3
+        step = native / self.target_fps if changes_rate else 1.0
+        self.fps = self.target_fps if self.target_fps and native > 0 else native
+        reader = _read_frame_folder(path) if path.is_dir() else _read_video_file(path)
+        rgb = (np.ascontiguousarray(frame[..., ::-1]) for frame in _same_size(reader, path))  # BGR -> RGB
+        yield from resampled(rgb, step)
+
+    def _remote(self):
+        """The frames of an object (or a folder of frame objects) through a temporary local copy;
+        errors name the object."""
+        try:
+            with storage.local_copy(self.path) as local:
+                inner = VideoStream(local, self.target_fps, self.native_fps)
+                try:
+                    yield from inner
+                except VideoError as error:
+                    raise VideoError(error.path.replace(str(local), str(self.path).rstrip("/"), 1),
+                                     error.reason) from None
+                finally:
+                    self.fps = inner.fps
+        except FileNotFoundError:
+            raise VideoError(self.path, "file does not exist") from None
+        except OSError as error:
+            raise VideoError(self.path, f"cannot be read ({error})") from None

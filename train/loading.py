@@ -6,7 +6,8 @@ options and the class names given).
 `load(...)` returns a `LoadedModel`: its `ResolvedConfig` (task, model, class names, the input
 protocol of its weights), its task (`train.tasks`), `serve(frames)` (the serving signature's
 outputs for frames at the protocol's rate), and `variables()` by path for initialising another
-model. `recorded(source)` reads what a source records without loading it.
+model. `keras_model(loaded)` is the Keras model of any source (a SavedModel's rebuilt), and
+`recorded(source)` reads what a source records without loading it.
 """
 
 import dataclasses
@@ -21,7 +22,7 @@ import tensorflow as tf
 
 import models
 from data.protocol import InputProtocol, ProtocolError
-from train import runs, serving, tasks
+from train import finetune, runs, serving, tasks
 from train.config import ConfigError, DataSpec, ModelSpec, ResolvedConfig
 
 # The input protocol assumed for weights that record none (a bare `model.save_weights` file): the
@@ -80,6 +81,23 @@ class LoadedModel:
             return {variable.path: variable.numpy() for variable in self.model.weights}
         return {variable.name.removesuffix(":0"): variable.numpy()
                 for variable in self.saved_model.model_variables}  # tracked by `serving.export`
+
+
+def keras_model(loaded):
+    """The Keras model of `loaded`, whose end points (`models.features`) can be read: a SavedModel's
+    is rebuilt from its `config.json` and given the variables the export tracks, by path."""
+    if loaded.model is not None:
+        return loaded.model
+
+    def rebuilt():
+        network = _build(loaded.config)
+        try:
+            finetune.initialise(network, loaded.variables(), loaded.path)
+        except finetune.InitError as error:
+            raise ModelSourceError(str(error).splitlines()[0]) from None
+        return network
+
+    return loaded.cached("keras_model", rebuilt)
 
 
 def _build(config):
