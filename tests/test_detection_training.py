@@ -202,3 +202,8 @@ def test_video_map_of_eval_main_by_hand(given_run, tmp_path, monkeypatch):
     assert results["per_class"][second]["video_0.2"] == pytest.approx(0.25)
     assert results["per_class"][second]["video_0.5"] == 0.0
     assert all(results["per_class"][name]["video_0.2"] is None for name in class_names[2:])
+    # Several runs (JHMDB's three splits: here the same run and data twice) report the mean of each figure.
+    mean = last_json(invoke("eval.main", f"--model_dir={run},{run}", f"--data_dir={data_dir},{data_dir}",
+                            "--batch_size=8", "--json"))
+    assert mean["mean_over"] == 2 and mean["video_map_0.2"] == pytest.approx(0.625)
+    assert mean["video_map_0.5"] == pytest.approx(0.5) and mean["frame_map_act"] == results["frame_map_act"]
