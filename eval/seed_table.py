@@ -72,7 +72,7 @@ def separated(a, b):
 def differences(groups, digits=3):
     """Lines naming each pair of `groups` ({name: [values]}, in order) whose difference is larger
     than the spread (`separated`), e.g. "s3dg_given - i2d_given: +0.120 (4.1 sd)"; pairs within the
-    spread are counted, pairs without a spread named as such."""
+    spread are counted, pairs without a spread named (or, where no pair has one, said so once)."""
     larger, within, unspread = [], 0, []
     for (name_a, a), (name_b, b) in itertools.combinations(groups.items(), 2):
         found = separated(a, b)
@@ -82,6 +82,8 @@ def differences(groups, digits=3):
             larger.append(f"{name_a} - {name_b}: {found[1]:+.{digits}f} ({abs(found[2]):.1f} sd)")
         else:
             within += 1
+    if unspread and not larger and not within:
+        return ["no spread (fewer than 2 seeds)"]
     lines = larger or ["none"]
     if within:
         lines.append(f"({within} other pair(s) within the spread)")

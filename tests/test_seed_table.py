@@ -29,6 +29,7 @@ def test_spread_and_separation_by_hand():
     assert not seed_table.separated([0.5, 0.6, 0.7], [0.4, 0.45, 0.5])[0]
     assert seed_table.separated([0.5, 0.6], [0.3]) is None
     assert seed_table.separated([0.5, 0.5], [0.3, 0.3]) == (True, pytest.approx(0.2), math.inf)
+    assert seed_table.differences({"a": [0.5], "b": [0.3], "c": [0.1]}) == ["no spread (fewer than 2 seeds)"]
 
 
 def write_runs(root, figures):
