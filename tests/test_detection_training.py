@@ -129,6 +129,7 @@ def test_frame_map_bookkeeping_by_hand():
     # Class b: no detection overlaps its box. (Tubes of 2 frames are shorter than ACT's 15: none.)
     assert results["per_class"]["b"] == {"act": 0.0, "voc": 0.0, "video_0.2": 0.0, "video_0.5": 0.0}
     assert results["tubes"] == 0
+    assert results["box_recall"] == 0.5  # frame 0's true box found (IoU 1), frame 1's not (no overlap)
     assert results["frame_map_act"] == results["frame_map_voc"] == 0.5 and results["frames"] == 2
 
 
@@ -196,6 +197,7 @@ def test_video_map_of_eval_main_by_hand(given_run, tmp_path, monkeypatch):
                                f"--output_dir={tmp_path / 'report'}", "--json"))
     assert results["num_videos"] == 2 and results["frames"] == 2 * FRAMES
     assert results["tubes"] == 6  # 3 boxes x 2 classes; the other 6 classes score 0 (< ACT's 0.01)
+    assert results["box_recall"] == pytest.approx(2 / 3)  # A and C found in every frame (IoU 1, 2/3), B not (0.25)
     assert results["video_map_0.2"] == pytest.approx(0.625) and results["video_map_0.5"] == pytest.approx(0.5)
     first, second = class_names[:2]
     assert results["per_class"][first]["video_0.2"] == pytest.approx(1.0)

@@ -241,7 +241,8 @@ class Detection(Task):
     def describe(self, results):
         video = ", ".join(f"{_figure(results[key])} at {threshold}" for threshold, key in VIDEO_MAP_KEYS.items())
         return (f"frame-mAP@{results['iou_threshold']}: ACT {_figure(results['frame_map_act'])}, VOC "
-                f"{_figure(results['frame_map_voc'])}; video-mAP {video} ({results['tubes']} tubes; "
+                f"{_figure(results['frame_map_voc'])}; video-mAP {video} ({results['tubes']} tubes); true boxes "
+                f"found at IoU {results['iou_threshold']}: {_figure(results['box_recall'])} ("
                 f"{results['frames']} frames of {results['num_videos']} videos)")
 
     # --- prediction -------------------------------------------------------------------------
@@ -349,13 +350,30 @@ def _figure(value):
     return "-" if value is None else f"{value:.4f}"
 
 
+def box_recall(detections, truth, iou_threshold=IOU_THRESHOLD):
+    """The share of ground-truth boxes (rows `[m, 7]`) that some detected box of the same video
+    and frame (rows `[n, 8]`, any class) overlaps at IoU >= `iou_threshold` ("+1 pixel", as
+    frame-mAP): what the detector's localisation (its proposals, for an RPN) leaves to classify.
+    None without ground truth."""
+    if not len(truth):
+        return None
+    boxes = {}
+    for row in detections:
+        boxes.setdefault((row[0], row[1]), set()).add(tuple(row[4:8]))
+    covered = 0
+    for row in truth:
+        found = boxes.get((row[0], row[1]))
+        covered += bool(found) and detection_metrics.box_iou(list(found), row[3:7], plus_one=True).max() >= iou_threshold
+    return covered / len(truth)
+
+
 def report(collector, class_names, tubes, iou_threshold=IOU_THRESHOLD):
     """Frame-AP per class and frame-mAP in both definitions, and video-AP per class and video-mAP
     at spatio-temporal IoU 0.2 and 0.5 of the detections linked into tubes (ACT's linking) against
     the ground-truth `tubes` (`data.detection_pipeline.ground_truth_tubes` of the evaluated split):
     {"frame_map_act", "frame_map_voc", "video_map_0.2", "video_map_0.5", "per_class": {name:
-    {"act", "voc", "video_0.2", "video_0.5"}} (None for a class without ground truth), "frames",
-    "num_videos", "detections", "tubes", "iou_threshold"}."""
+    {"act", "voc", "video_0.2", "video_0.5"}} (None for a class without ground truth),
+    "box_recall" (`box_recall`), "frames", "num_videos", "detections", "tubes", "iou_threshold"}."""
     detections, truth = collector.rows()
     frame = detection_metrics.frame_ap_report(detections, truth, len(class_names), iou_threshold)
     try:
@@ -371,6 +389,7 @@ def report(collector, class_names, tubes, iou_threshold=IOU_THRESHOLD):
                              **{f"video_{threshold}": by_threshold[threshold]["per_class"][i]
                                 for threshold in VIDEO_MAP_KEYS}}
                       for i, name in enumerate(class_names)},
+        "box_recall": box_recall(detections, truth, iou_threshold),
         "frames": len({tuple(row) for row in truth[:, :2].tolist()}), "num_videos": len(collector.videos),
         "detections": len(detections), "tubes": video["tubes"], "iou_threshold": iou_threshold,
     }
