@@ -5,7 +5,8 @@
 # (eval.seed_table: mean ± sd and the differences larger than the spread; Table 1 with spread), runs
 # the four analyses on seed 0's runs, and copies their PNGs and tables to docs/reproduce_synthetic/.
 #   bash eval/reproduce_synthetic.sh            # RUNS=runs/reproduce DATA=datasets/synthetic SEEDS="0 1 2"
-# PYTHON names the interpreter (default: python3, else python).
+# PYTHON names the interpreter (default: python3, else python); TRAIN_FLAGS are added to every
+# train.main (e.g. "--train_steps=2" for a quick check of the script).
 # Clips have 13 frames (the demo's 8 otherwise): I2D keeps the reference temporal max pools, whose
 # windows are symmetric in time only when T = 5 (mod 8); at other lengths I2D can learn the order
 # of frames from the pooling's asymmetry, which the paper's I2D cannot (WORKSPACE.md).
@@ -23,8 +24,9 @@ OUTPUT=${OUTPUT:-docs/reproduce_synthetic}
 for seed in $SEEDS; do
   for model in $MODELS; do
     dir="$RUNS/seed$seed/$model"
+    # shellcheck disable=SC2086  # TRAIN_FLAGS: several flags
     [ -f "$dir/export/saved_model.pb" ] || "$PYTHON" -m train.main --model="$model" --num_frames="$NUM_FRAMES" \
-      --data_dir="$DATA" --model_dir="$dir" --seed="$seed" | tail -1
+      --data_dir="$DATA" --model_dir="$dir" --seed="$seed" ${TRAIN_FLAGS:-} | tail -1
     [ -f "$dir/eval/forward/results.json" ] || "$PYTHON" -m eval.main --model_dir="$dir" --num_clips=3 \
       --output_dir="$dir/eval/forward" | tail -1
     [ -f "$dir/eval/reversed/results.json" ] || "$PYTHON" -m eval.main --model_dir="$dir" --num_clips=3 \
