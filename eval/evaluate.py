@@ -144,12 +144,16 @@ def run(config, loaded=None):
 
 def run_many(configs):
     """Evaluates several models of one task (e.g. the runs of the three official splits); returns
-    each one's results and the mean of the task's reported figures."""
+    each one's results and the mean of the task's reported figures (over the runs that have the
+    figure: e.g. a split without ground-truth tubes has no video-mAP; None where none has it)."""
     loaded = [load(config) for config in configs]
     if len({model.task.name for model in loaded}) != 1:
         raise EvalError("the models given were trained for different tasks; evaluate them one by one")
     results = [run(config, model) for config, model in zip(configs, loaded)]
-    mean = {key: float(np.mean([r[key] for r in results])) for key in loaded[0].task.reported}
+    mean = {}
+    for key in loaded[0].task.reported:
+        values = [r[key] for r in results if r[key] is not None]
+        mean[key] = float(np.mean(values)) if values else None
     return {**mean, "task": loaded[0].task.name, "num_videos": sum(r["num_videos"] for r in results),
             "runs": results, "mean_over": len(results)}
 

@@ -1,6 +1,6 @@
 r"""Evaluates a trained model on a prepared split with its task's figures and report: a classifier's
 clip- and video-level top-1/top-5, mean per-class accuracy, confusion matrix and per-video
-predictions; a multi-label classifier's mAP and per-class AP; a detector's frame-mAP.
+predictions; a multi-label classifier's mAP and per-class AP; a detector's frame-mAP and video-mAP.
 
   python -m eval.main --model_dir=runs/s3dg                      # the run's data, validation split
   python -m eval.main --model_dir=runs/i3d --dataset=kinetics400 --data_dir=datasets/k400 --eval_frames=250
@@ -11,7 +11,7 @@ predictions; a multi-label classifier's mAP and per-class AP; a detector's frame
   python -m eval.main --two_stream --rgb_model_dir=runs/i3d_rgb --flow_model_dir=runs/i3d_flow
 
   python -m eval.main --weights=checkpoints/r3d_18_k400.weights.h5 --dataset=kinetics400 --data_dir=datasets/k400
-  python -m eval.main --model_dir=runs/s3dg_detector_synthetic_detection      # a detector: frame-mAP
+  python -m eval.main --model_dir=runs/s3dg_detector_synthetic_detection      # a detector: frame- and video-mAP
 
 Any model source loads (a run folder, a SavedModel, a .weights.h5 or .keras file: the converters'
 outputs too), and the frames are fed as its input protocol says: resized (short side or exact
@@ -29,7 +29,9 @@ detections.png) and TensorBoard scalars with the trainer's validation tags at it
 
 A detector gets frame-mAP at IoU 0.5 per class and mean in both definitions in use (ACT's, as
 JHMDB / UCF101-24 papers quote it, and PASCAL VOC all-point), over every annotated frame of the
-split.
+split, and video-mAP at spatio-temporal IoU 0.2 and 0.5 of its detections linked into tubes
+(ACT's linking) against the ground-truth tubes. Several --model_dir (with their --data_dir, e.g.
+JHMDB's three splits) report each run and the mean of these figures.
 """
 
 import os
@@ -65,7 +67,8 @@ def command(values):
         for result in results["runs"]:
             print(f"{result['model']}: " + tasks.get(results["task"]).describe(result))
         print(f"mean of {results['mean_over']} runs: " + ", ".join(
-            f"{key} {results[key]:.4f}" for key in tasks.get(results["task"]).reported))
+            f"{key} " + ("-" if results[key] is None else f"{results[key]:.4f}")
+            for key in tasks.get(results["task"]).reported))
         return results
     print(tasks.get(results["task"]).describe(results) + f"; {results['output_dir']}")
     return results

@@ -1,7 +1,8 @@
 r"""The comparison of "Quo Vadis, Action Recognition?" (its Table 2) on our runs: clip and video
 top-1 of ConvNet+LSTM, two-stream 2D, 3D-fused and two-stream I3D in RGB, Flow and RGB+Flow
 columns, with the top-1 on the classes that have a time-reversed twin (synthetic data); over
-several runs (seeds), their mean and range.
+several runs (seeds), their mean ± standard deviation and the differences between cells larger
+than that spread (`eval.seed_table`).
 
   python -m eval.quo_vadis --runs=runs/quo_vadis/seed0,runs/quo_vadis/seed1 --output_dir=docs/quo_vadis
 
@@ -12,7 +13,8 @@ Each runs folder holds one `train.main` run per architecture, named `convnet_lst
 mean softmax. The RGB and Flow columns of the two-stream 2D model are its streams' own
 classifiers (RGB+Flow averages their softmax scores); two-stream I3D's RGB+Flow sums the logits
 of its RGB and flow runs (DeepMind). Writes `runs.csv` (one row per run, architecture and column)
-and `table2.md`; the last line of output is one JSON object.
+and `table2.md` (each cell mean ± sd over the runs; per metric, the pairs of cells whose means
+differ by more than the sum of their sds); the last line of output is one JSON object.
 """
 
 import os
@@ -21,11 +23,10 @@ import pathlib
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
-import numpy as np  # noqa: E402
 import scipy.special  # noqa: E402
 
 from data import files  # noqa: E402
-from eval import analysis, evaluate  # noqa: E402
+from eval import analysis, evaluate, seed_table  # noqa: E402
 from flags import cli  # noqa: E402
 from train.tasks import classification  # noqa: E402
 
@@ -88,32 +89,29 @@ def score_metrics(view_probabilities, labels, class_names):
     return {"clip_top1": summary["top1"], "video_top1": summary["video_top1"], "twin_top1": twin}
 
 
-def _cell(values):
-    values = [v for v in values if v is not None]
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{np.mean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
-
-
 def table(runs_dirs, num_clips=5, two_stream_clips=25):
     """Rows `{run, architecture, column, clip_top1, video_top1, twin_top1}` and the markdown
-    of Table 2 (mean and range over the runs)."""
+    of Table 2 (mean ± sd over the runs, then the differences larger than the spread)."""
     rows = []
     for runs_dir in runs_dirs:
         found, labels, names = scores(runs_dir, num_clips, two_stream_clips)
         for (architecture, column), probabilities in found.items():
             rows.append({"run": str(runs_dir), "architecture": architecture, "column": column,
                          **score_metrics(probabilities, labels, names)})
-    sections = [f"Over {len(runs_dirs)} run(s); each cell: mean (min-max)."]
+    sections = [f"Over {len(runs_dirs)} run(s); each cell: mean ± sample standard deviation."]
     for key, title in METRICS.items():
         lines = [f"\n{title}\n", "| architecture | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
+        cells = {(architecture, column): [r[key] for r in rows if (r["architecture"], r["column"]) == (architecture,
+                                                                                                      column)]
+                 for architecture in ARCHITECTURES for column in COLUMNS}
         for architecture in ARCHITECTURES:
-            cells = [_cell([r[key] for r in rows if (r["architecture"], r["column"]) == (architecture, column)])
-                     for column in COLUMNS]
-            if any(cell != "-" for cell in cells):
-                lines.append(f"| {architecture} | " + " | ".join(cells) + " |")
+            shown = [seed_table.cell(cells[architecture, column]) for column in COLUMNS]
+            if any(cell != "-" for cell in shown):
+                lines.append(f"| {architecture} | " + " | ".join(shown) + " |")
+        found = {f"{architecture} {column}": values for (architecture, column), values in cells.items()
+                 if any(v is not None for v in values)}
+        lines.append("\nlarger than the spread (|difference of means| > sd_a + sd_b): "
+                     + "; ".join(seed_table.differences(found)))
         sections.append("\n".join(lines))
     return rows, "\n".join(sections) + "\n"
 

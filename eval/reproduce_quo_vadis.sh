@@ -2,21 +2,28 @@
 # "Quo Vadis" Table 2 in miniature on the built-in synthetic data (figures in WORKSPACE.md): prepares
 # the synthetic data's optical flow, trains ConvNet+LSTM, two-stream 2D, 3D-fused and an RGB and a
 # flow I3D with the same budget (the demo recipe: 1500 steps of 16 clips, 64x64 crops, depth 0.25)
-# once per seed (skipping finished runs), then writes the table (eval.quo_vadis) to docs/quo_vadis/.
-#   bash eval/reproduce_quo_vadis.sh      # DATA=datasets/synthetic FLOW=datasets/synthetic_flow RUNS=runs/quo_vadis SEEDS="0 1 2"
+# once per seed (skipping finished runs), then writes the table (eval.quo_vadis: each cell mean ± sd
+# over the seeds, and the differences larger than the spread) to docs/quo_vadis/.
+#   bash eval/reproduce_quo_vadis.sh      # DATA=datasets/synthetic RUNS=runs/quo_vadis SEEDS="0 1 2"
 # PYTHON names the interpreter (default: python3, else python). The synthetic videos have 40 frames
 # at 25 fps, so each model's clip is the paper's scaled to them: ConvNet+LSTM 8 frames 1 in 5 (the
 # paper's subsampling), two-stream 2D the middle RGB frame and 10 flow frames, 3D-fused 5 snippets of
 # 8 frames (the paper's 5 of 10 would run past the end), I3D the demo's 8 frames at stride 2.
-# FLOW_METHOD=tvl1 gives the paper's flow (about 30 minutes on 2 cores instead of seconds).
+# FLOW_METHOD=tvl1 gives the paper's flow (TV-L1, ~130 ms a 72x72 frame against Farneback's ~0.7:
+# about 30 minutes more on 2 cores) in datasets/synthetic_flow_tvl1, runs/quo_vadis_tvl1 and
+# docs/quo_vadis_tvl1 (Farneback, the default: datasets/synthetic_flow, runs/quo_vadis, docs/quo_vadis).
+# Differences larger than the spread: not measured yet (only seed 0 has run: WORKSPACE.md).
+# Time on 2 cores: seed 0 took ~50 minutes of training on the shared 2-core VM (2026-11), so 3 seeds
+# take ~2.5 hours, more than the 90 minutes aimed at; the 3-seed run itself is not measured yet.
 set -euo pipefail
 PYTHON=${PYTHON:-$(command -v python3 || command -v python)}
 DATA=${DATA:-datasets/synthetic}
-FLOW=${FLOW:-datasets/synthetic_flow}
-RUNS=${RUNS:-runs/quo_vadis}
 SEEDS=${SEEDS:-"0 1 2"}
 FLOW_METHOD=${FLOW_METHOD:-farneback}
-OUTPUT=${OUTPUT:-docs/quo_vadis}
+suffix=$([ "$FLOW_METHOD" = farneback ] || echo "_$FLOW_METHOD")
+FLOW=${FLOW:-datasets/synthetic_flow$suffix}
+RUNS=${RUNS:-runs/quo_vadis$suffix}
+OUTPUT=${OUTPUT:-docs/quo_vadis$suffix}
 [ -f "$DATA/dataset_info.json" ] || "$PYTHON" -m data.prepare --dataset=synthetic --output_dir="$DATA" | tail -1
 [ -f "$FLOW/dataset_info.json" ] || "$PYTHON" -m data.prepare --dataset=synthetic --output_dir="$FLOW" --modality=flow \
   --flow_method="$FLOW_METHOD" | tail -1

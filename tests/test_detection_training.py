@@ -1,14 +1,17 @@
 """Detectors through the commands every model uses: train.main (train, resume, export), eval.main
-(frame-mAP, detections.png), eval.predict (boxes drawn into a GIF), on synthetic_detection at tiny
-sizes; the frame-mAP bookkeeping of `train.tasks.detection` by hand."""
+(frame-mAP, video-mAP, detections.png), eval.predict (boxes drawn into a GIF), on
+synthetic_detection at tiny sizes; the frame-mAP bookkeeping of `train.tasks.detection` and
+eval.main's video-mAP by hand."""
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
+from data import files, records
 from tests.conftest import FIXTURES, invoke, last_json, one_line_error
 from train import loading
 from train.tasks import detection
@@ -24,10 +27,16 @@ def train(data_dir, model_dir, *flags):
                   f"--model_dir={model_dir}", *flags)
 
 
+@pytest.fixture(scope="module")
+def given_run(synthetic_detection_dir, tmp_path_factory):
+    """A boxes-given detector trained 2 steps: (run folder, summary). The first test resumes it."""
+    run = tmp_path_factory.mktemp("detection") / "given"
+    return run, last_json(train(synthetic_detection_dir, run, "--proposals=given", "--train_steps=2"))
+
+
 def test_boxes_given_detector_trains_resumes_evaluates_exports_and_refuses_to_predict(synthetic_detection_dir,
-                                                                                        tmp_path):
-    run = tmp_path / "given"
-    summary = last_json(train(synthetic_detection_dir, run, "--proposals=given", "--train_steps=2"))
+                                                                                        given_run):
+    run, summary = given_run
     assert summary["step"] == 2 and 0 <= summary["val_roi_accuracy"] <= 1 and "val_top1" not in summary
     status, out, _ = train(synthetic_detection_dir, run, "--proposals=given", "--train_steps=4")
     assert status == 0 and "resuming from step 2" in out and json.loads(out.splitlines()[-1])["step"] == 4
@@ -113,9 +122,90 @@ def test_frame_map_bookkeeping_by_hand():
     np.testing.assert_allclose(detections[0], [0, 0, 0, 0.9, 20, 10, 100, 50])
     assert len(detections) == 4
     np.testing.assert_allclose(truth_rows, [[0, 0, 0, 20, 10, 100, 50], [0, 1, 1, 20, 10, 80, 40]], rtol=1e-6)
-    results = detection.report(collector, ["a", "b"])
+    tubes = {"v": {0: {0: np.array([[0, 0.1, 0.1, 0.5, 0.5]])}, 1: {0: np.array([[1, 0.1, 0.1, 0.4, 0.4]])}}}
+    results = detection.report(collector, ["a", "b"], tubes)
     # Class a: its one true box found by the best of its two detections (0.9, then 0.2 in frame 1).
-    assert results["per_class"]["a"] == {"act": 1.0, "voc": 1.0}
-    # Class b: no detection overlaps its box.
-    assert results["per_class"]["b"] == {"act": 0.0, "voc": 0.0}
+    assert results["per_class"]["a"] == {"act": 1.0, "voc": 1.0, "video_0.2": 0.0, "video_0.5": 0.0}
+    # Class b: no detection overlaps its box. (Tubes of 2 frames are shorter than ACT's 15: none.)
+    assert results["per_class"]["b"] == {"act": 0.0, "voc": 0.0, "video_0.2": 0.0, "video_0.5": 0.0}
+    assert results["tubes"] == 0
+    assert results["box_recall"] == 0.5  # frame 0's true box found (IoU 1), frame 1's not (no overlap)
     assert results["frame_map_act"] == results["frame_map_voc"] == 0.5 and results["frames"] == 2
+
+
+# Pixel boxes (x1, y1, x2, y2) in 40x20 frames, "+1 pixel" areas: each covers 10x10 = 100.
+A, B, B_SHIFTED, C, C_SHIFTED = (0, 0, 9, 9), (20, 0, 29, 9), (26, 0, 35, 9), (10, 10, 19, 19), (12, 10, 21, 19)
+HEIGHT, WIDTH, FRAMES = 20, 40, 16
+
+
+def normalised(box):
+    """Pixel (x1, y1, x2, y2) -> the records' normalised (y1, x1, y2, x2)."""
+    x1, y1, x2, y2 = box
+    return (y1 / HEIGHT, x1 / WIDTH, y2 / HEIGHT, x2 / WIDTH)
+
+
+def write_two_videos(data_dir, class_names):
+    """Video v0: class 0 at A and class 1 at B in every frame; v1: class 0 at C in every frame."""
+    jpeg = cv2.imencode(".jpg", np.zeros((HEIGHT, WIDTH, 3), np.uint8))[1].tobytes()
+    videos = [("v0", [(*normalised(A), 0, 0), (*normalised(B), 1, 1)]), ("v1", [(*normalised(C), 0, 0)])]
+    path = data_dir / records.shard_name("validation", 0, 1)
+    path.parent.mkdir(parents=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for media_id, boxes in videos:
+            writer.write(records.encode_example([jpeg] * FRAMES, 0, class_names[0], media_id, HEIGHT, WIDTH, 25.0,
+                                                [(True, boxes)] * FRAMES))
+    files.write_json(data_dir / records.INFO_FILE, {
+        "dataset": "synthetic_detection", "task": "detection", "class_names": class_names,
+        "num_classes": len(class_names),
+        "splits": {"validation": {"num_examples": len(videos), "files": [records.shard_name("validation", 0, 1)]}}})
+
+
+def test_video_map_of_eval_main_by_hand(given_run, tmp_path, monkeypatch):
+    """eval.main on two videos and two classes (of the model's 8), the network replaced by a
+    detector whose outputs are set by hand: the real records, pipeline, collector, ground-truth
+    tubes, linking, video-AP and report. Each given true box comes back as a detection (A as it
+    is, B and C moved) scoring both classes:
+        A (v0, class 0) -> A          scores 0.9 (class 0), 0.05 (class 1)
+        B (v0, class 1) -> B_SHIFTED  scores 0.1, 0.3     IoU with B: 40 / 160 = 0.25
+        C (v1, class 0) -> C_SHIFTED  scores 0.6, 0.35    IoU with C: 80 / 120 = 2/3
+    Every box is in all 16 frames, so each links into one 16-frame tube per class (>= ACT's 15)
+    whose spatio-temporal IoU with a true tube is its spatial IoU (temporal IoU 1).
+    Class 0 (true tubes A, C), in score order: A 0.9 TP, C' 0.6 TP (2/3), B' 0.1 FP (IoU 0 with A):
+        precision/recall (1, 0) (1, 1/2) (1, 1) (2/3, 1): AP 1 at 0.2 and at 0.5.
+    Class 1 (true tube B): C' 0.35 FP (v1 has no class 1), B' 0.3 TP at 0.2 (0.25), FP at 0.5,
+        A 0.05 FP: at 0.2 (1, 0) (0, 0) (1/2, 1) (1/3, 1): AP = 1 x (0 + 1/2) / 2 = 1/4; at 0.5: 0.
+    Video-mAP over the classes with true tubes: 0.2 -> (1 + 1/4) / 2 = 0.625, 0.5 -> (1 + 0) / 2 = 0.5."""
+    run = given_run[0]
+    class_names = loading.load(run).class_names
+    data_dir = tmp_path / "two_videos"
+    write_two_videos(data_dir, class_names)
+    answers = {A: (A, [0.9, 0.05]), B: (B_SHIFTED, [0.1, 0.3]), C: (C_SHIFTED, [0.6, 0.35])}
+
+    def detector_function(self, loaded):
+        def detect(clips, boxes, box_mask):
+            boxes, mask = np.asarray(boxes), np.asarray(box_mask)
+            out_boxes, scores = np.zeros_like(boxes), np.zeros((*mask.shape, len(class_names)), np.float32)
+            for index in zip(*np.nonzero(mask)):
+                y1, x1, y2, x2 = np.round(boxes[index] * [HEIGHT, WIDTH, HEIGHT, WIDTH]).astype(int).tolist()
+                box, score = answers[(x1, y1, x2, y2)]
+                out_boxes[index], scores[index][:2] = normalised(box), score
+            return {"boxes": out_boxes, "scores": scores, "valid": mask}
+        return detect
+
+    monkeypatch.setattr(detection.Detection, "detector_function", detector_function)
+    results = last_json(invoke("eval.main", f"--model_dir={run}", f"--data_dir={data_dir}", "--batch_size=8",
+                               f"--output_dir={tmp_path / 'report'}", "--json"))
+    assert results["num_videos"] == 2 and results["frames"] == 2 * FRAMES
+    assert results["tubes"] == 6  # 3 boxes x 2 classes; the other 6 classes score 0 (< ACT's 0.01)
+    assert results["box_recall"] == pytest.approx(2 / 3)  # A and C found in every frame (IoU 1, 2/3), B not (0.25)
+    assert results["video_map_0.2"] == pytest.approx(0.625) and results["video_map_0.5"] == pytest.approx(0.5)
+    first, second = class_names[:2]
+    assert results["per_class"][first]["video_0.2"] == pytest.approx(1.0)
+    assert results["per_class"][second]["video_0.2"] == pytest.approx(0.25)
+    assert results["per_class"][second]["video_0.5"] == 0.0
+    assert all(results["per_class"][name]["video_0.2"] is None for name in class_names[2:])
+    # Several runs (JHMDB's three splits: here the same run and data twice) report the mean of each figure.
+    mean = last_json(invoke("eval.main", f"--model_dir={run},{run}", f"--data_dir={data_dir},{data_dir}",
+                            "--batch_size=8", "--json"))
+    assert mean["mean_over"] == 2 and mean["video_map_0.2"] == pytest.approx(0.625)
+    assert mean["video_map_0.5"] == pytest.approx(0.5) and mean["frame_map_act"] == results["frame_map_act"]

@@ -274,7 +274,7 @@ COMMANDS = {"train.main": "--schedule", "train.export": "--export_dir", "train.b
             "eval.complexity": "--timing", "eval.grouped_conv_benchmark": "--groups", "data.prepare": "--modality",
             "data.inspect": "--split", "data.benchmark": "--windows", "train.inflate": "--checkpoint",
             "train.convert_deepmind_i3d": "--dry_run", "train.convert_torch": "--source", "eval.extract": "--end_point",
-            "eval.extract_benchmark": "--seconds"}
+            "eval.extract_benchmark": "--seconds", "eval.seed_table": "--metrics"}
 
 
 @pytest.mark.parametrize("module,flag", COMMANDS.items())

@@ -9,7 +9,7 @@ import scipy.special
 import tensorflow as tf
 
 import models
-from data import pairs, pipeline, records
+from data import pairs, pipeline, records, synthetic
 from eval import complexity
 from models import analytic
 from models import inception_v1, layers, quo_vadis
@@ -258,3 +258,62 @@ def test_two_stream_2d_trains_resumes_evaluates_exports_and_predicts(synthetic_d
         assert [p["label"] for p in exported["predictions"]] == [p["label"] for p in in_run["predictions"]]
         np.testing.assert_allclose(exported["predictions"][0]["probability"], in_run["predictions"][0]["probability"],
                                    rtol=1e-4)
+
+
+def test_complexity_quo_vadis_sums_each_architectures_networks(monkeypatch):
+    """`eval.complexity --quo_vadis` at small clips (parameters do not depend on the frame size):
+    an architecture's row sums its networks' counts; the parameters are Table 1's as in
+    WORKSPACE.md (two-stream 2D on 10 flow frames; an RGB and a flow I3D)."""
+    monkeypatch.setattr(complexity, "QUO_VADIS", {
+        "Two-Stream": (12e6, (("two_stream_2d", 10, 32, {}),), "1 RGB frame + 10 flow"),
+        "Two-Stream I3D": (25e6, (("i3d", 8, 32, {"input_channels": 3}), ("i3d", 8, 32, {"input_channels": 2})),
+                           "8 RGB + 8 flow")})
+    rows = last_json(invoke("eval.complexity", "--quo_vadis", "--json"))["architectures"]
+    assert [row["architecture"] for row in rows] == ["Two-Stream", "Two-Stream I3D"]
+    two_stream, i3d = rows
+    assert two_stream["params"] == 12_058_560 and two_stream["params_ratio"] == pytest.approx(12_058_560 / 12e6)
+    assert two_stream["inputs"] == [[10, 32, 32, 5]] and two_stream["models"] == ["two_stream_2d"]
+    assert i3d["params"] == 25_358_016 and i3d["inputs"] == [[8, 32, 32, 3], [8, 32, 32, 2]]
+    by_hand = sum(analytic.inception_counts("i3d", frames=8, height=32, width=32, input_channels=channels).macs
+                  for channels in (3, 2))
+    assert i3d["gmacs"] == pytest.approx(by_hand / 1e9)
+
+
+def test_fused_3d_trains_resumes_evaluates_exports_predicts_and_enters_table_2(synthetic_dir, synthetic_flow_dir,
+                                                                               tmp_path):
+    """3D-fused through every command (2 snippets of 2 frames), then `eval.quo_vadis` over two
+    runs folders holding that run: its 3D-Fused cells are eval.main's figures on the same views,
+    with a spread of 0. (That the SavedModel predicts what the run folder does is checked for
+    two-stream 2D above; here the exported 3D-fused model predicts a real video.)"""
+    run = tmp_path / "seed0" / "fused_3d"
+    common = ["--model=fused_3d", *TINY_FLAGS, "--snippet_frames=2", f"--data_dir={synthetic_dir}",
+              f"--flow_data_dir={synthetic_flow_dir}", f"--model_dir={run}", "--run_eagerly"]
+    assert last_json(invoke("train.main", *common, "--train_steps=2", "--noexport"))["export_dir"] is None
+    status, out, err = invoke("train.main", *common, "--train_steps=4")
+    assert last_json((status, out, err))["step"] == 4 and "resuming from step 2" in out
+
+    results = last_json(invoke("eval.main", f"--model_dir={run}", "--num_clips=2", f"--output_dir={tmp_path / 'eval'}",
+                               "--json"))
+    assert results["num_videos"] == 26 and results["num_views"] == 2
+    (tmp_path / "seed1").mkdir()
+    (tmp_path / "seed1" / "fused_3d").symlink_to(run)
+    table = last_json(invoke("eval.quo_vadis", f"--runs={tmp_path / 'seed0'},{tmp_path / 'seed1'}", "--num_clips=2",
+                             f"--output_dir={tmp_path / 'table'}"))
+    rows = table["runs"]
+    assert [(row["architecture"], row["column"]) for row in rows] == [("3D-Fused", "RGB+Flow")] * 2
+    assert rows[0]["clip_top1"] == pytest.approx(results["top1"])
+    assert rows[0]["video_top1"] == pytest.approx(results["video_top1"])
+    with open(tmp_path / "eval" / "predictions.csv") as file:
+        predictions = list(csv.DictReader(file))
+    on_twins = [int(row["correct"]) for row in predictions if row["label"] in synthetic.TWINS]
+    assert rows[0]["twin_top1"] == pytest.approx(np.mean(on_twins)) and len(on_twins) == 20
+    markdown = (tmp_path / "table" / "table2.md").read_text()
+    assert f"| 3D-Fused | - | - | {results['video_top1']:.3f} ± 0.000 |" in markdown and "Over 2 run(s)" in markdown
+
+    video_file = FIXTURES / "videos" / "kinetics_arm_wrestling_340x256_28fps.mp4"
+    exported = last_json(invoke("eval.predict", f"--saved_model={run / 'export'}", f"--video={video_file}",
+                                "--flow_method=farneback", "--json"))
+    # The centre clip's 4 frames at the protocol's rate, each with its flow; the top 5 of 13 classes.
+    assert exported["frames"] == 4 and len(exported["predictions"]) == 5
+    probabilities = [p["probability"] for p in exported["predictions"]]
+    assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1 + 1e-6

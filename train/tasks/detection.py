@@ -14,7 +14,9 @@ D]` and `class_names`.
 
 Evaluation: the detections on every annotated frame of a split (each frame the keyframe of its own
 clip), frame-mAP at IoU 0.5 in both definitions in use (`train.tasks.detection_metrics`: ACT's,
-which JHMDB and UCF101-24 papers quote, and PASCAL VOC all-point), per class and mean, and
+which JHMDB and UCF101-24 papers quote, and PASCAL VOC all-point), per class and mean; the
+detections linked into action tubes per video and class (`train.tasks.tube_linking`, ACT's
+linking) and video-mAP at spatio-temporal IoU 0.2 and 0.5 against the ground-truth tubes; and
 `detections.png`, a few frames with the predicted (red) and true (green) boxes; a detector trained
 with `--proposals=given` scores the ground-truth boxes. Boxes are scored in the pixels of the stored
 frames, so ACT's "+1 pixel" IoU sees the sizes the ground truth was drawn at. Prediction draws the
@@ -32,10 +34,11 @@ import models
 from data import decode, detection_pipeline, files, pipeline, records, views
 from models import detection_ops, detector, layers
 from train import finetune
-from train.tasks import detection_metrics, detection_objectives, drawing
+from train.tasks import detection_metrics, detection_objectives, drawing, tube_linking
 from train.tasks.base import Task, TaskError
 
 IOU_THRESHOLD = 0.5
+VIDEO_MAP_KEYS = {threshold: f"video_map_{threshold}" for threshold in tube_linking.VIDEO_IOU_THRESHOLDS}
 PICTURE_FRAMES = 8  # frames in detections.png: one of each of the first videos
 
 
@@ -63,7 +66,7 @@ class Detection(Task):
     monitor = "val_class_logits_roi_accuracy"
     figures = {"val_class_logits_roi_accuracy": ("val_roi_accuracy", "RoI accuracy"),
                "val_loss": ("val_loss", "loss")}
-    reported = ("frame_map_act", "frame_map_voc")
+    reported = ("frame_map_act", "frame_map_voc", "video_map_0.2", "video_map_0.5")
     multi_worker = False
 
     modalities = ("rgb",)
@@ -218,7 +221,7 @@ class Detection(Task):
                                                 {key: value[0] for key, value in outputs.items()},
                                                 features["boxes"][0].numpy(), metadata["labels"][0],
                                                 loaded.class_names))
-        results = report(collector, loaded.class_names)
+        results = report(collector, loaded.class_names, detection_pipeline.ground_truth_tubes(data_dir, split))
         results.update(proposals=config.model.options["proposals"])
         return results, dict(pictures=pictures)
 
@@ -232,11 +235,15 @@ class Detection(Task):
         files.write_json(output_dir / "results.json", results)
 
     def tensorboard_scalars(self, results):
-        return {"epoch_frame_map_act": results["frame_map_act"], "epoch_frame_map_voc": results["frame_map_voc"]}
+        return {"epoch_frame_map_act": results["frame_map_act"], "epoch_frame_map_voc": results["frame_map_voc"],
+                **{f"epoch_{key}": results[key] for key in VIDEO_MAP_KEYS.values()}}
 
     def describe(self, results):
-        return (f"frame-mAP@{results['iou_threshold']}: ACT {results['frame_map_act']:.4f}, VOC "
-                f"{results['frame_map_voc']:.4f} ({results['frames']} frames of {results['num_videos']} videos)")
+        video = ", ".join(f"{_figure(results[key])} at {threshold}" for threshold, key in VIDEO_MAP_KEYS.items())
+        return (f"frame-mAP@{results['iou_threshold']}: ACT {_figure(results['frame_map_act'])}, VOC "
+                f"{_figure(results['frame_map_voc'])}; video-mAP {video} ({results['tubes']} tubes); true boxes "
+                f"found at IoU {results['iou_threshold']}: {_figure(results['box_recall'])} ("
+                f"{results['frames']} frames of {results['num_videos']} videos)")
 
     # --- prediction -------------------------------------------------------------------------
     def predict(self, loaded, video, options, batch_size=4):
@@ -297,10 +304,11 @@ def _pixels(boxes, height, width):
 class Collector:
     """Accumulates detection rows `(video, frame, class, score, x1, y1, x2, y2)` and ground-truth
     rows `(video, frame, class, x1, y1, x2, y2)` batch by batch (`detection_metrics` layouts),
-    numbering videos in the order they first appear."""
+    numbering videos in the order they first appear, with each video's evaluated frames and its
+    stored frame size (for the tubes)."""
 
     def __init__(self):
-        self.videos = {}
+        self.videos, self.frames, self.sizes = {}, {}, {}
         self.detections, self.ground_truth = [], []
 
     def add(self, media_ids, frames, sizes, outputs, true_boxes, true_labels):
@@ -314,6 +322,8 @@ class Collector:
             media_id = media_id.decode() if isinstance(media_id, bytes) else str(media_id)
             video = self.videos.setdefault(media_id, len(self.videos))
             height, width = sizes[i]
+            self.frames.setdefault(video, []).append(int(frames[i]))
+            self.sizes[media_id] = (int(height), int(width))
             kept = valid[i].astype(bool)
             pixel_boxes = _pixels(boxes[i][kept], height, width)  # [d, 4]
             count = len(pixel_boxes)
@@ -336,18 +346,52 @@ class Collector:
         return detections, truth
 
 
-def report(collector, class_names, iou_threshold=IOU_THRESHOLD):
-    """Frame-AP per class and frame-mAP in both definitions: {"frame_map_act", "frame_map_voc",
-    "per_class": {name: {"act", "voc"}} (None for a class without ground truth), "frames",
-    "num_videos", "detections", "iou_threshold"}."""
+def _figure(value):
+    return "-" if value is None else f"{value:.4f}"
+
+
+def box_recall(detections, truth, iou_threshold=IOU_THRESHOLD):
+    """The share of ground-truth boxes (rows `[m, 7]`) that some detected box of the same video
+    and frame (rows `[n, 8]`, any class) overlaps at IoU >= `iou_threshold` ("+1 pixel", as
+    frame-mAP): what the detector's localisation (its proposals, for an RPN) leaves to classify.
+    None without ground truth."""
+    if not len(truth):
+        return None
+    boxes = {}
+    for row in detections:
+        boxes.setdefault((row[0], row[1]), set()).add(tuple(row[4:8]))
+    covered = 0
+    for row in truth:
+        found = boxes.get((row[0], row[1]))
+        covered += bool(found) and detection_metrics.box_iou(list(found), row[3:7], plus_one=True).max() >= iou_threshold
+    return covered / len(truth)
+
+
+def report(collector, class_names, tubes, iou_threshold=IOU_THRESHOLD):
+    """Frame-AP per class and frame-mAP in both definitions, and video-AP per class and video-mAP
+    at spatio-temporal IoU 0.2 and 0.5 of the detections linked into tubes (ACT's linking) against
+    the ground-truth `tubes` (`data.detection_pipeline.ground_truth_tubes` of the evaluated split):
+    {"frame_map_act", "frame_map_voc", "video_map_0.2", "video_map_0.5", "per_class": {name:
+    {"act", "voc", "video_0.2", "video_0.5"}} (None for a class without ground truth),
+    "box_recall" (`box_recall`), "frames", "num_videos", "detections", "tubes", "iou_threshold"}."""
     detections, truth = collector.rows()
-    results = detection_metrics.frame_ap_report(detections, truth, len(class_names), iou_threshold)
+    frame = detection_metrics.frame_ap_report(detections, truth, len(class_names), iou_threshold)
+    try:
+        video = tube_linking.video_map_report(detections, collector.frames, tube_linking.video_ground_truth(
+            tubes, collector.videos, collector.sizes), len(class_names))
+    except ValueError as error:
+        raise TaskError(f"video-mAP: {error}") from None
+    by_threshold = video["by_threshold"]
     return {
-        "frame_map_act": results["act"]["mean"], "frame_map_voc": results["voc"]["mean"],
-        "per_class": {name: {"act": results["act"]["per_class"][i], "voc": results["voc"]["per_class"][i]}
+        "frame_map_act": frame["act"]["mean"], "frame_map_voc": frame["voc"]["mean"],
+        **{key: by_threshold[threshold]["mean"] for threshold, key in VIDEO_MAP_KEYS.items()},
+        "per_class": {name: {"act": frame["act"]["per_class"][i], "voc": frame["voc"]["per_class"][i],
+                             **{f"video_{threshold}": by_threshold[threshold]["per_class"][i]
+                                for threshold in VIDEO_MAP_KEYS}}
                       for i, name in enumerate(class_names)},
+        "box_recall": box_recall(detections, truth, iou_threshold),
         "frames": len({tuple(row) for row in truth[:, :2].tolist()}), "num_videos": len(collector.videos),
-        "detections": len(detections), "iou_threshold": iou_threshold,
+        "detections": len(detections), "tubes": video["tubes"], "iou_threshold": iou_threshold,
     }
 
 
