@@ -5,6 +5,7 @@ single-label models, sigmoid for multi-label ones), a detector's boxes drawn int
   python -m eval.predict --model_dir=runs/s3dg --video=frames_folder/ --json
   python -m eval.predict --weights=checkpoints/i3d_rgb_imagenet.weights.h5 --video=clip.mp4
   python -m eval.predict --weights=checkpoints/r3d_18_k400.keras --video=clip.mp4
+  python -m eval.predict --onnx=runs/s3dg/export_onnx --video=clip.mp4      # or --litert, --openvino
   python -m eval.predict --model=i3d --weights=other.weights.h5 --label_map=kinetics400 \
       --video=../shared/fixtures/videos/ucf101_v_CricketShot_g04_c01_rgb.gif --short_side=224
   python -m eval.predict --model_dir=runs/s3dg_detector_synthetic_detection --video=clip.mp4 --output=boxes.gif
@@ -12,7 +13,8 @@ single-label models, sigmoid for multi-label ones), a detector's boxes drawn int
 The video (mp4, webm, avi, gif, or a folder of frames) is decoded at the model's input protocol's
 frame rate (25 fps where it names none) and cut to --max_frames; the protocol's resize, crop and
 normalisation apply (the serving signature's), so every source of the same weights gives the numbers
-its exported SavedModel gives. Sources: a SavedModel or a run folder from train.main, a
+its exported SavedModel gives. Sources: a SavedModel or a run folder from train.main, an ONNX,
+LiteRT or OpenVINO file from train.export (fed by `train.runtimes.preprocess`), a
 `.weights.h5` or `.keras` file (self-describing when written by this project; else give --model,
 its options, --label_map and --short_side/--crop_size). With --json the last line is one JSON
 object with `predictions`, a list of {"label", "probability", "logit"}, best first, and
@@ -35,7 +37,7 @@ from absl import flags  # noqa: E402
 
 from data import datasets, decode, flow  # noqa: E402
 from eval import evaluate  # noqa: E402
-from flags import cli, model_flags  # noqa: E402
+from flags import cli, eval_flags, model_flags  # noqa: E402
 from train import loading, tasks  # noqa: E402
 
 PROGRAM = "eval.predict"
@@ -86,6 +88,7 @@ def define(values):
     flags.DEFINE_string("checkpoint", "best", "With --model_dir: best, latest or a .weights.h5 path.", **common)
     flags.DEFINE_string("weights", None, "A .weights.h5 or .keras file (with --model and --label_map unless written "
                         "by this project).", **common)
+    eval_flags.define_exported(values)
     model_flags.define(values, model_default=None)
     flags.DEFINE_string("label_map", None, "Class names, one a line, or kinetics400 / kinetics600.", **common)
     flags.DEFINE_integer("short_side", None, "Resize the short side to this (pixels) [default: the model's; 256 for a "
@@ -117,7 +120,7 @@ def _load(values, saved_model, model_dir, weights, input_channels=None):
 
     sources = [s for s in (saved_model, model_dir, weights) if s]
     if len(sources) != 1:
-        raise cli.UsageError("give one of --saved_model, --model_dir or --weights" + (
+        raise cli.UsageError("give one of --saved_model, --model_dir, --weights, --onnx, --litert or --openvino" + (
             " (and for --two_stream one of --flow_saved_model, --flow_model_dir or --flow_weights)"
             if values.two_stream else ""))
     options = model_flags.given_options(values)
@@ -131,7 +134,7 @@ def _load(values, saved_model, model_dir, weights, input_channels=None):
 def command(values):
     if not values.video:
         raise cli.UsageError("--video is required")
-    loaded = _load(values, values.saved_model, values.model_dir, values.weights)
+    loaded = _load(values, values.saved_model, values.model_dir, values.weights or eval_flags.exported_source(values))
     if values.two_stream:
         flow_model = _load(values, values.flow_saved_model, values.flow_model_dir, values.flow_weights, 2)
         result = predict_two_stream(loaded, flow_model, values.video, values.top_k, values.max_frames,

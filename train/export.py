@@ -33,6 +33,7 @@ import os
 import pathlib
 import re
 import tempfile
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -126,7 +127,8 @@ def write_format(model, config, format, folder):
     if format == "litert":  # builtin ops only: a Flex op needs TensorFlow in the app, which LiteRT is for avoiding
         options["target_spec"] = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}
     with files.atomic_folder(folder) as temporary:
-        with _quiet() as captured:
+        with _quiet() as captured, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf2onnx's FutureWarnings
             try:
                 exported.export(str(temporary / name), format=format, input_signature=input_signature(config),
                                 verbose=False, **options)
