@@ -82,16 +82,18 @@ def exported_run(trained_run, tmp_path_factory):
     return model_dir, summary["exports"]
 
 
-def test_preprocessing_path_gives_the_saved_models_output(exported_run, fixtures_dir):
+def test_preprocessing_path_gives_the_saved_models_output(exported_run, fixtures_dir, tmp_path):
     """Raw uint8 frames of any size: `runtimes.preprocess` + the exported file give the
-    SavedModel's logits (which resizes and crops inside)."""
+    SavedModel's logits (which resizes and crops inside); a SavedModel exports too (LiteRT here)."""
     from data import decode
     from train import loading
     model_dir, exports = exported_run
+    litert = last_json(invoke("train.export", f"--saved_model={model_dir / 'export'}", "--format=litert",
+                              f"--output={tmp_path / 'litert'}"))["exports"]
     saved = loading.load(model_dir / "export")
     video, _ = decode.read_video(fixtures_dir / FIXTURE_VIDEO, target_fps=saved.protocol.fps)
     reference = saved.serve(video[None, :9])["logits"].numpy()
-    for format, path in exports.items():
+    for format, path in {**exports, **litert}.items():
         exported = loading.load(path)
         assert exported.kind == format and exported.preprocesses
         assert _relative_error(exported.serve(video[None, :9])["logits"].numpy(), reference) < TOLERANCE, format

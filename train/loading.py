@@ -197,9 +197,9 @@ def keras_model(loaded):
     network = _build(loaded.config)
     stored = loaded.variables()
     missing = [variable.path for variable in network.weights if variable.path not in stored]
-    if missing or len(stored) != len(network.weights):
-        raise ModelSourceError(f"{loaded.path}: its variables are not those of {network.name} (e.g. "
-                               f"{(missing or sorted(stored))[0]})")
+    if missing:  # (it may hold more: e.g. a dropout's seed state)
+        raise ModelSourceError(f"{loaded.path}: its variables are not those of {network.name} ({missing[0]} "
+                               "missing)")
     for variable in network.weights:
         variable.assign(stored[variable.path])
     return network
