@@ -12,12 +12,14 @@ its ratio to PyTorch eager (channels-first) latency, below 1 being faster. Runti
 with the TensorFlow backend), `onnx`, `openvino` (f32) and `litert` (the files `train.export`
 writes, run by `train.runtimes`), and torchvision's model: `pytorch` (eager), `pytorch_cl`
 (eager, `channels_last_3d`), `pytorch_compile` (`torch.compile`, where it compiles on CPU).
-torchvision has S3D (no gating) for our S3D-G and no I3D (its PyTorch columns stay empty).
+torchvision has S3D (no gating) for our S3D-G, at 224 pixels only (a fixed 7x7 average pool), and
+no I3D: those PyTorch cells stay empty. A runtime that fails on a case is left out of it.
 torch is imported before TensorFlow (the other order crashes when torchvision loads).
 """
 
 import json
 import os
+import pathlib
 import statistics
 import subprocess
 import sys
@@ -167,9 +169,13 @@ def measure(case, runtimes, rounds):
         runners = {**_torch_runners(name, clip, runtimes), **_tf_runners(model, clip, runtimes),
                    **_exported_runners(model, frames, size, clip, runtimes, folder)}
         runners = {runtime: runners[runtime] for runtime in RUNTIMES if runtime in runners}
-        for runtime, run in runners.items():
-            print(f"{case}: {runtime} warm-up {_seconds(run):.1f} s (tracing, compilation)", file=sys.stderr,
-                  flush=True)
+        for runtime, run in list(runners.items()):
+            try:
+                print(f"{case}: {runtime} warm-up {_seconds(run):.1f} s (tracing, compilation)", file=sys.stderr,
+                      flush=True)
+            except Exception as error:  # noqa: BLE001 - e.g. torchvision's S3D pools a fixed 7x7 (224 px only)
+                print(f"{case}: {runtime} cannot run this clip ({str(error).splitlines()[0][:150]})", file=sys.stderr)
+                del runners[runtime]
         times = {runtime: [] for runtime in runners}
         for _ in range(rounds):
             for runtime, run in runners.items():
@@ -209,11 +215,11 @@ def command(values):
         results[case] = measure(case, values.runtimes, values.rounds)
         print(f"{case}: " + ", ".join(f"{k} {v:.3f} s" for k, v in results[case].items() if v is not None),
               flush=True)
-    markdown = table(results, values.rounds)
+        markdown = table(results, values.rounds)
+        if values.output:  # after each case: a long run keeps what it measured
+            with files.atomic(values.output) as temporary:
+                pathlib.Path(temporary).write_text(markdown + "\n")
     print(markdown)
-    if values.output:
-        with files.atomic(values.output) as temporary:
-            open(temporary, "w").write(markdown + "\n")
     return {"results": results, "rounds": values.rounds, "isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "native")}
 
 
