@@ -77,7 +77,7 @@ def export(source, checkpoint="best", export_dir=None):
         raise loading.ModelSourceError(f"{source}: already a SavedModel")
     if export_dir is None:
         if loaded.kind != "run":
-            raise cli.UsageError("--export_dir is required with --weights")
+            raise cli.UsageError("--output (or --export_dir) is required with --weights")
         export_dir = pathlib.Path(source) / runs.EXPORT
     serving.export(loaded.model, loaded.config, export_dir)
     keras_path = pathlib.Path(export_dir).with_suffix(".keras") if loaded.kind != "run" else \

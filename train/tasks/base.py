@@ -106,7 +106,7 @@ class Task:
     def exported_model(self, model, config):
         """The Keras model that `train.export` writes as ONNX / LiteRT / OpenVINO: float32 clips
         normalised by the protocol (`train.runtimes.preprocess`) -> the task's prediction."""
-        raise TaskError(f"{config.model.name}: a {self.title} model is exported as a SavedModel only "
+        raise TaskError(f"{config.model.name}: {self.title} models export as SavedModels only "
                         "(--format=saved_model)")
 
     def evaluate(self, loaded, eval_config, data_dir, split, info):
