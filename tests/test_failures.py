@@ -273,8 +273,7 @@ COMMANDS = {"train.main": "--schedule", "train.export": "--export_dir", "train.b
             "eval.main": "--num_crops", "eval.predict": "--video", "eval.analysis": "--end_points",
             "eval.complexity": "--timing", "eval.grouped_conv_benchmark": "--groups", "data.prepare": "--modality",
             "data.inspect": "--split", "data.benchmark": "--windows", "train.inflate": "--checkpoint",
-            "train.convert_deepmind_i3d": "--dry_run", "train.convert_torch": "--source",
-            "eval.runtime_benchmark": "--runtimes"}
+            "train.convert_deepmind_i3d": "--dry_run", "train.convert_torch": "--source"}
 
 
 @pytest.mark.parametrize("module,flag", COMMANDS.items())
