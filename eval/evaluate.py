@@ -100,6 +100,7 @@ def data_of(config, loaded):
 
 def default_output_dir(loaded, split, tag):
     base = pathlib.Path(loaded.path)
+    base = base.parent if loaded.runtime is not None else base  # an exported file: its folder
     base = base if loaded.kind == "run" else base.with_name(base.name + "_eval")
     checkpoint = pathlib.Path(loaded.weights_path or "").name
     suffix = "" if loaded.kind != "run" or checkpoint == runs.BEST else f"_{checkpoint.split('.')[0]}"

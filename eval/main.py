@@ -6,6 +6,7 @@ predictions; a multi-label classifier's mAP and per-class AP; a detector's frame
   python -m eval.main --model_dir=runs/i3d --dataset=kinetics400 --data_dir=datasets/k400 --eval_frames=250
   python -m eval.main --model_dir=runs/s3dg --num_clips=10 --num_crops=3 --json
   python -m eval.main --saved_model=runs/s3dg/export --data_dir=datasets/synthetic
+  python -m eval.main --onnx=runs/s3dg/export_onnx --data_dir=datasets/synthetic   # or --litert, --openvino
   python -m eval.main --model_dir=runs/ucf1,runs/ucf2,runs/ucf3 --data_dir=ucf_1,ucf_2,ucf_3   # mean of splits
   python -m eval.main --model_dir=runs/s3dg --watch              # each new training state, while training
   python -m eval.main --two_stream --rgb_model_dir=runs/i3d_rgb --flow_model_dir=runs/i3d_flow
@@ -20,7 +21,8 @@ size), cropped, sampled at its frame rate and normalised as the weights were tra
 length, frame stride and crop size default to the protocol's (given flags depart from it, and the
 results record the protocol and views used). Single-label video scores average the views' softmax;
 multi-label ones take the maximum of the views' sigmoid scores (Charades' protocol). A SavedModel
-resizes and crops itself (it is given whole frames at its rate). The model's task and classes must
+resizes and crops itself (it is given whole frames at its rate), and so does an exported ONNX,
+LiteRT or OpenVINO file (`train.runtimes.preprocess` before it). The model's task and classes must
 be the data's (one-line error otherwise). Reports go to --output_dir (default
 MODEL_DIR/eval/SPLIT/VIEWS, VIEWS naming the views): results.json (written last: a folder without it
 is incomplete), the task's files (predictions.csv and confusion_matrix.png; per_class_ap.csv;

@@ -5,6 +5,7 @@ single-label models, sigmoid for multi-label ones), a detector's boxes drawn int
   python -m eval.predict --model_dir=runs/s3dg --video=frames_folder/ --json
   python -m eval.predict --weights=checkpoints/i3d_rgb_imagenet.weights.h5 --video=clip.mp4
   python -m eval.predict --weights=checkpoints/r3d_18_k400.keras --video=clip.mp4
+  python -m eval.predict --onnx=runs/s3dg/export_onnx --video=clip.mp4      # or --litert, --openvino
   python -m eval.predict --model=i3d --weights=other.weights.h5 --label_map=kinetics400 \
       --video=../shared/fixtures/videos/ucf101_v_CricketShot_g04_c01_rgb.gif --short_side=224
   python -m eval.predict --model_dir=runs/s3dg_detector_synthetic_detection --video=clip.mp4 --output=boxes.gif
@@ -14,7 +15,8 @@ single-label models, sigmoid for multi-label ones), a detector's boxes drawn int
 The video (mp4, webm, avi, gif, or a folder of frames) is decoded at the model's input protocol's
 frame rate (25 fps where it names none) and cut to --max_frames; the protocol's resize, crop and
 normalisation apply (the serving signature's), so every source of the same weights gives the numbers
-its exported SavedModel gives. Sources: a SavedModel or a run folder from train.main, a
+its exported SavedModel gives. Sources: a SavedModel or a run folder from train.main, an ONNX,
+LiteRT or OpenVINO file from train.export (fed by `train.runtimes.preprocess`), a
 `.weights.h5` or `.keras` file (self-describing when written by this project; else give --model,
 its options, --label_map and --short_side/--crop_size). With --json the last line is one JSON
 object with `predictions`, a list of {"label", "probability", "logit"}, best first, and
@@ -51,7 +53,7 @@ import tensorflow as tf  # noqa: E402
 from data import decode, files, flow  # noqa: E402
 from data.protocol import CHANNELS  # noqa: E402
 from eval import evaluate, extract  # noqa: E402
-from flags import cli, source_flags  # noqa: E402
+from flags import cli, eval_flags, source_flags  # noqa: E402
 from train import loading, tasks  # noqa: E402
 from train.tasks.classification import FPS_OF_RAW_VIDEO  # noqa: E402
 
@@ -101,6 +103,7 @@ def define(values):
                       "videos or a .txt list of them, or several comma-separated (one result a video: with --json "
                       "one JSON line each).", **common)
     source_flags.define(values)
+    eval_flags.define_exported(values)
     flags.DEFINE_integer("max_frames", 250, "Frames used at most (at the model's frame rate).", lower_bound=1,
                          **common)
     flags.DEFINE_integer("top_k", 5, "Classes shown.", lower_bound=1, **common)
@@ -228,7 +231,7 @@ def _each(paths, predict_one):
 def command(values):
     if not values.video:
         raise cli.UsageError("--video is required")
-    loaded = _load(values, values.saved_model, values.model_dir, values.weights)
+    loaded = _load(values, values.saved_model, values.model_dir, values.weights or eval_flags.exported_source(values))
     paths = video_list(values.video)
     if values.windows:
         results = predict_windows(loaded, paths, values.window, values.stride, values.top_k, values.batch_size,

@@ -19,6 +19,7 @@ def define(values):
     flags.DEFINE_string("weights", None, "A self-describing .weights.h5 or .keras file (a run's best.weights.h5 or "
                         "model.keras, the converters' outputs; instead of --model_dir), with --data_dir.",
                         flag_values=values)
+    define_exported(values)
     flags.DEFINE_string("checkpoint", "best", "With --model_dir: best, latest, or a .weights.h5 path.",
                         flag_values=values)
     flags.DEFINE_enum("dataset", None, list(datasets.DATASETS), "Dataset of --data_dir [default: the run's].",
@@ -59,6 +60,24 @@ def define(values):
                       "of probabilities.", flag_values=values)
 
 
+def define_exported(values):
+    """--onnx, --litert, --openvino: a file written by `train.export` (or its folder), run on CPU by
+    `train.runtimes`."""
+    for format, runner in (("onnx", "ONNX Runtime"), ("litert", "LiteRT"), ("openvino", "OpenVINO")):
+        flags.DEFINE_string(format, None, f"A {format} file written by train.export (or its folder, with config.json), "
+                            f"run by {runner} on CPU.", flag_values=values)
+
+
+def exported_source(values):
+    """The exported file given by --onnx / --litert / --openvino (None: none given)."""
+    from train import runtimes
+    given = [runtimes.artifact(format, getattr(values, format)) for format in runtimes.FORMATS
+             if getattr(values, format)]
+    if len(given) > 1:
+        raise cli.UsageError("give one of --onnx, --litert or --openvino")
+    return str(given[0]) if given else None
+
+
 def views(values):
     return ViewConfig(num_frames=values.num_frames, frame_stride=values.frame_stride, crop_size=values.crop_size,
                       eval_frames=values.eval_frames, num_clips=values.num_clips, num_crops=int(values.num_crops),
@@ -67,10 +86,10 @@ def views(values):
 
 def eval_configs(values):
     """One `EvalConfig` per model to evaluate (several --model_dir: one each, with its --data_dir)."""
-    given = [source for source in (values.saved_model, values.weights) if source]
+    given = [source for source in (values.saved_model, values.weights, exported_source(values)) if source]
     sources = list(values.model_dir or []) + given
     if len(sources) == 0 or (values.model_dir and given) or len(given) > 1:
-        raise cli.UsageError("give one of --model_dir, --saved_model or --weights")
+        raise cli.UsageError("give one of --model_dir, --saved_model, --weights, --onnx, --litert or --openvino")
     data_dirs = list(values.data_dir or [None])
     if len(sources) > 1 and len(data_dirs) != len(sources):
         raise cli.UsageError(f"{len(sources)} --model_dir need as many --data_dir, got {len(values.data_dir or [])}")

@@ -24,7 +24,7 @@ def build_c3d(name="c3d", num_classes=400, input_shape=(16, 112, 112), dropout_r
     x = inputs
     for step in PLAN:
         if isinstance(step, str):
-            x = keras.layers.MaxPooling3D(2, 2, padding="same", name=step)(x)
+            x = layers.MaxPool3D(2, 2, "same", name=step)(x)
         else:
             x = layers.Unit3D(step[1], 3, batch_norm_scale=True, batch_norm_momentum=batch_norm_momentum,
                               name=step[0])(x)

@@ -39,7 +39,7 @@ class ClipAsFrame(keras.layers.Layer):
     """`[batch, 1, H, W, C]` one-frame clips -> `[batch, H, W, C]` images."""
 
     def call(self, clips):
-        return ops.squeeze(clips, 1)
+        return clips[:, 0]  # not ops.squeeze: LiteRT's converter refuses its dynamic-shape form
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], *input_shape[2:])

@@ -74,6 +74,29 @@ def symmetric_pad(inputs, kernel_size, value=0.0):
     return ops.pad(inputs, pads, constant_values=value) if any(p for p, _ in pads) else inputs
 
 
+def separable_max_pool(inputs, pool_size, strides, padding):
+    """`ops.max_pool` of `[B, T, H, W, C]` over a (t, h, w) window (`padding` "same" or "valid"),
+    as a 2D max pool of every frame over (h, w) followed by a 2D max pool over (t, 1) of the frames
+    flattened to `[B, T, H' * W', C]`. A maximum over a box is the maximum over one axis of the
+    maxima over the others, and SAME padding pads each axis alone, so the result is the 3D pool's
+    exactly; 2D pools are builtins of every runtime (a 3D one is a Flex op in LiteRT)."""
+    (time, height, width), (stride_t, stride_h, stride_w) = pool_size, strides
+    shape = ops.shape(inputs)
+    channels = inputs.shape[-1]
+    x = inputs
+    if (height, width, stride_h, stride_w) != (1, 1, 1, 1):
+        x = ops.reshape(x, (-1, shape[2], shape[3], channels))
+        x = ops.max_pool(x, (height, width), (stride_h, stride_w), padding=padding)
+        pooled = ops.shape(x)
+        x = ops.reshape(x, (-1, shape[1], pooled[1], pooled[2], channels))
+    if (time, stride_t) == (1, 1):
+        return x
+    frame_shape = ops.shape(x)
+    x = ops.reshape(x, (-1, frame_shape[1], frame_shape[2] * frame_shape[3], channels))
+    x = ops.max_pool(x, (time, 1), (stride_t, 1), padding=padding)
+    return ops.reshape(x, (-1, ops.shape(x)[1], frame_shape[2], frame_shape[3], channels))
+
+
 def _padded_shape(shape, kernel_size):
     return (shape[0], *(None if n is None else n + (k - 1) // 2 * 2 for n, k in zip(shape[1:4], kernel_size)),
             shape[4])
@@ -159,7 +182,11 @@ def conv_batch_norm(conv, batch_norm, inputs, training):
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class MaxPool3D(keras.layers.Layer):
     """3D max pool with SAME padding, or PyTorch's symmetric `(k - 1) // 2` padding (`symmetric_pad`,
-    with -inf). `[batch, T, H, W, C]` -> `[batch, T', H', W', C]`."""
+    with -inf). `[batch, T, H, W, C]` -> `[batch, T', H', W', C]`.
+
+    Computed as a 2D max pool of the frames then one over time (`separable_max_pool`): the same
+    maximum over the same window, which LiteRT expresses with its builtin MAX_POOL_2D where a 3D
+    max pool would be a Flex op (and oneDNN's 2D pools are as fast)."""
 
     def __init__(self, pool_size, strides, padding="same", **kwargs):
         super().__init__(**kwargs)
@@ -170,9 +197,9 @@ class MaxPool3D(keras.layers.Layer):
 
     def call(self, inputs):
         if self.padding == "same":
-            return ops.max_pool(inputs, self.pool_size, self.strides, padding="same")
+            return separable_max_pool(inputs, self.pool_size, self.strides, "same")
         padded = symmetric_pad(inputs, self.pool_size, float("-inf"))
-        return ops.max_pool(padded, self.pool_size, self.strides, padding="valid")
+        return separable_max_pool(padded, self.pool_size, self.strides, "valid")
 
     def compute_output_shape(self, input_shape):
         if self.padding == "same":

@@ -104,7 +104,7 @@ def build_fused_3d(name="fused_3d", num_classes=400, input_shape=(50, None, None
     x = keras.layers.Concatenate(name="fusion_input")(maps)  # [batch, P, H/32, W/32, 2048]
     x = keras.layers.Conv3D(fusion_filters, 3, padding="same", activation="relu", kernel_initializer=GAUSSIAN,
                             name="fusion_conv")(x)
-    x = keras.layers.MaxPooling3D(3, 2, padding="same", name="fusion_pool")(x)
+    x = layers.MaxPool3D(3, 2, "same", name="fusion_pool")(x)
     x = keras.layers.GlobalAveragePooling3D(name="pool")(x)
     x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
     logits = keras.layers.Dense(num_classes, dtype="float32", kernel_initializer=GAUSSIAN, name="logits")(x)

@@ -1,7 +1,8 @@
 """One function that loads a model from any artifact this project writes: a `train.main` run folder,
 an exported SavedModel, a `.weights.h5` file or a `.keras` file (self-describing when written here:
 a run's `best.weights.h5` and `model.keras`, the converters' outputs; otherwise with the model, its
-options and the class names given).
+options and the class names given), or an ONNX, LiteRT or OpenVINO file written by `train.export`
+(run on CPU by `train.runtimes`, its `config.json` beside it).
 
 `load(...)` returns a `LoadedModel`: its `ResolvedConfig` (task, model, class names, the input
 protocol of its weights), its task (`train.tasks`), `serve(frames)` (the serving signature's
@@ -22,7 +23,7 @@ import tensorflow as tf
 
 import models
 from data.protocol import InputProtocol, ProtocolError
-from train import finetune, runs, serving, tasks
+from train import finetune, runs, runtimes, serving, tasks
 from train.config import ConfigError, DataSpec, ModelSpec, ResolvedConfig
 
 # The input protocol assumed for weights that record none (a bare `model.save_weights` file): the
@@ -37,8 +38,9 @@ class ModelSourceError(ValueError):
 
 @dataclasses.dataclass
 class LoadedModel:
-    """A loaded model. `kind`: "run", "saved_model", "weights" or "keras"; `model`: the Keras model
-    (None for a SavedModel); `step`: the training step of the weights, where known."""
+    """A loaded model. `kind`: "run", "saved_model", "weights", "keras", or an exported file's
+    format ("onnx", "litert", "openvino"); `model`: the Keras model (None for a SavedModel or an
+    exported file, which `runtime` runs); `step`: the training step of the weights, where known."""
     kind: str
     path: str
     config: ResolvedConfig
@@ -46,6 +48,7 @@ class LoadedModel:
     step: int = None
     weights_path: str = None
     saved_model: object = None
+    runtime: runtimes.Runtime = None
     _cache: dict = dataclasses.field(default_factory=dict)
 
     @property
@@ -60,6 +63,12 @@ class LoadedModel:
     def task(self):
         return tasks.get(self.config.task)
 
+    @property
+    def preprocesses(self):
+        """True where the model is fed whole frames and resizes and crops them itself (the
+        serving signature of a SavedModel, `runtimes.preprocess` before an exported file)."""
+        return self.model is None
+
     def cached(self, key, make):
         """`make()` once per key (traced functions, inference models)."""
         if key not in self._cache:
@@ -68,7 +77,11 @@ class LoadedModel:
 
     def serve(self, *inputs):
         """The serving signature's outputs (the task's `serving_function`) for its inputs, e.g.
-        uint8 frames `[batch, T, H, W, C]` at the protocol's frame rate."""
+        uint8 frames `[batch, T, H, W, C]` at the protocol's frame rate (an exported file: its
+        `logits` and `probabilities`)."""
+        if self.runtime is not None:
+            logits = tf.constant(self.runtime(runtimes.preprocess(inputs[0], self.config)), tf.float32)
+            return {"logits": logits, "probabilities": self.task.probabilities(logits)}
         signature = self.cached("serve", lambda: self.saved_model.signatures["serving_default"] if self.model is None
                                 else self.task.serving_function(self.model, self.config))
         if self.model is None:
@@ -88,6 +101,9 @@ def keras_model(loaded):
     is rebuilt from its `config.json` and given the variables the export tracks, by path."""
     if loaded.model is not None:
         return loaded.model
+    if loaded.saved_model is None:
+        raise ModelSourceError(f"{loaded.path}: an exported {loaded.kind} file holds no Keras model; use the run, "
+                               "weights or SavedModel it came from")
 
     def rebuilt():
         network = _build(loaded.config)
@@ -165,6 +181,30 @@ def _saved_model(path):
     if "serving_default" not in loaded.signatures:
         raise ModelSourceError(f"{path}: the SavedModel has no serving_default signature")
     return LoadedModel("saved_model", str(path), config, saved_model=loaded)
+
+
+def _exported(path, format):
+    """An ONNX / LiteRT / OpenVINO file (or the export folder holding it) with `config.json`
+    beside it."""
+    file = runtimes.artifact(format, path)
+    config_path = file.parent / serving.CONFIG_FILE
+    if not config_path.exists():
+        raise ModelSourceError(f"{file}: no {serving.CONFIG_FILE} beside it: not exported by train.export")
+    config = _read_config(config_path, ResolvedConfig.load)
+    try:
+        runtime = runtimes.open_runtime(format, file)
+    except runtimes.ExportedModelError as error:
+        raise ModelSourceError(str(error)) from None
+    return LoadedModel(format, str(file), config, runtime=runtime)
+
+
+def format_of(path):
+    """The exported format of a file or export folder (`runtimes.FORMATS`), else None."""
+    path = pathlib.Path(path)
+    for format, (name, _) in runtimes.FORMATS.items():
+        if (path.is_file() and path.suffix == pathlib.Path(name).suffix) or (path.is_dir() and (path / name).exists()):
+            return format
+    return None
 
 
 def weights_file_classes(path, name, options, input_shape=None):
@@ -268,16 +308,23 @@ def recorded(source):
 
 
 def load(source, checkpoint="best", model=None, options=None, class_names=None, short_side=None, crop_size=None,
-         num_frames=None):
+         num_frames=None, format=None):
     """Loads a model from `source`: a run folder (`checkpoint`: best, latest or a weights path), a
     SavedModel folder, a `.weights.h5` or a `.keras` file. For weights that record nothing, `model`
     and `options` name what to build and `class_names` label its classes (else `class_N`), and the
     input protocol is `BARE_WEIGHTS_PROTOCOL` (`num_frames` for fixed-length models). `short_side`
     and `crop_size`, given, override the recorded protocol (a mismatch asked for: the loaded
-    config records it)."""
+    config records it). An exported ONNX / LiteRT / OpenVINO file (or its folder) loads by its
+    suffix, or as `format` says."""
     path = pathlib.Path(source)
     if not path.exists():
         raise ModelSourceError(f"{path}: no such file or folder")
+    format = format or format_of(path)
+    if format:
+        if short_side or crop_size or num_frames:
+            raise ModelSourceError(f"{path}: an exported {format} file takes the clips it was exported for; its "
+                                   "short side, crop size and frame count cannot be changed")
+        return _exported(path, format)
     if path.is_dir() and (path / "saved_model.pb").exists():
         if short_side or crop_size:
             raise ModelSourceError(f"{path}: a SavedModel resizes and crops as it was exported; its short side and "

@@ -103,6 +103,12 @@ class Task:
         """The `tf.function` of the SavedModel's `serving_default` signature."""
         raise NotImplementedError
 
+    def exported_model(self, model, config):
+        """The Keras model that `train.export` writes as ONNX / LiteRT / OpenVINO: float32 clips
+        normalised by the protocol (`train.runtimes.preprocess`) -> the task's prediction."""
+        raise TaskError(f"{config.model.name}: {self.title} models export as SavedModels only "
+                        "(--format=saved_model)")
+
     def evaluate(self, loaded, eval_config, data_dir, split, info):
         """`(results, report)`: the figures of `loaded` on `split` of the prepared data `data_dir`
         (`info`: its dataset_info.json), and what `write_report` writes."""

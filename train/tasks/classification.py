@@ -141,6 +141,16 @@ class Classification(Task):
                                  layers.Predictions(head_of(config), self.activation, name="predictions")],
                                 name=f"{model.name}_inference")
 
+    def exported_model(self, model, config):
+        """float32 clips `[batch, T, crop, crop, C]` normalised by the protocol (`train.runtimes.
+        preprocess`; T fixed for a fixed-length model, any otherwise) -> float32 prediction logits
+        `[batch, classes]`: `inference_model` without its uint8 input and `Normalise`."""
+        protocol = config.protocol
+        frames = config.model.input_shape[0] if config.model.input_shape else None
+        clips = keras.Input((frames, protocol.crop_size, protocol.crop_size, protocol.channels), name="clips")
+        logits = layers.Predictions(head_of(config), self.activation, name="predictions")(model(clips))
+        return keras.Model(clips, logits, name=f"{model.name}_exported")
+
     def probabilities(self, logits):
         return tf.nn.softmax(logits) if self.activation == "softmax" else tf.sigmoid(logits)
 
@@ -200,11 +210,13 @@ class Classification(Task):
         options.update(num_frames=num_frames, frame_stride=stride, crop_size=crop_size, eval_frames=views.eval_frames,
                        num_clips=views.num_clips, num_crops=views.num_crops, reverse_time=views.reverse_time,
                        flow_data_dir=info.get("flow_data_dir"))
-        if loaded.kind == "saved_model":
-            # A SavedModel takes frames at its protocol's rate and resizes and crops them itself:
-            # whole frames (one video a batch, as sizes differ).
+        if loaded.preprocesses:
+            # A SavedModel (an exported file after `runtimes.preprocess`) takes frames at its
+            # protocol's rate and resizes and crops them itself: whole frames (one video a batch,
+            # as sizes differ).
             if views.crop_size not in (None, protocol.crop_size) or views.num_crops != 1:
-                raise TaskError(f"{loaded.path}: a SavedModel resizes and crops as it was exported ({protocol}); "
+                what = "a SavedModel" if loaded.kind == "saved_model" else f"an exported {loaded.kind} file"
+                raise TaskError(f"{loaded.path}: {what} resizes and crops as it was exported ({protocol}); "
                                 "leave --crop_size and --num_crops unset")
             options.update(crop_size=None, short_side=None, resize_to=None)
         return options
@@ -239,7 +251,7 @@ class Classification(Task):
     def _scorer(self, loaded, outputs):
         if loaded.model is None:
             if outputs:
-                raise TaskError(f"{loaded.path}: a SavedModel serves its prediction only; give the run folder")
+                raise TaskError(f"{loaded.path}: an exported model serves its prediction only; give the run folder")
             return lambda clips: loaded.serve(clips)["logits"]
         network = self.inference_model(loaded.model, loaded.config) if not outputs else keras.Sequential(
             [keras.Input(loaded.model.input_shape[1:], dtype="uint8"),
