@@ -6,17 +6,18 @@ r"""Exports a trained model as a SavedModel that takes raw frames, and as a `.ke
 
 Any model source but a SavedModel loads (a run folder, a `.weights.h5` or `.keras` file); the
 SavedModel's signature is its task's (`train/serving.py`) and applies the weights' input protocol
-(resize, crop, normalisation), with `config.json` beside it. Prints one JSON object with
+(resize, crop, normalisation), with `config.json` beside it. Sources and --export_dir may be local
+paths or gs:// URLs (an export in a bucket is complete once its `_SUCCESS` marker is there). Prints one JSON object with
 `export_dir`.
 """
 
 import os
-import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
+from data import storage  # noqa: E402
 from flags import cli  # noqa: E402
 from train import loading, runs, serving  # noqa: E402
 
@@ -40,10 +41,10 @@ def export(source, checkpoint="best", export_dir=None):
     if export_dir is None:
         if loaded.kind != "run":
             raise cli.UsageError("--export_dir is required with --weights")
-        export_dir = pathlib.Path(source) / runs.EXPORT
+        export_dir = storage.path_of(source) / runs.EXPORT
     serving.export(loaded.model, loaded.config, export_dir)
-    keras_path = pathlib.Path(export_dir).with_suffix(".keras") if loaded.kind != "run" else \
-        pathlib.Path(source) / runs.KERAS
+    keras_path = storage.path_of(export_dir).with_suffix(".keras") if loaded.kind != "run" else \
+        storage.path_of(source) / runs.KERAS
     runs.save_keras(loaded.model, keras_path, loaded.config)
     return {"export_dir": str(export_dir), "keras": str(keras_path), "checkpoint": loaded.weights_path,
             "step": loaded.step}
