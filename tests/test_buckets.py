@@ -121,6 +121,9 @@ def test_unsupported_schemes_and_object_urls_as_local_paths_are_refused():
                           "data.prepare")
     assert line == "data.prepare: error: hdfs://name/out: hdfs:// paths are not supported (local paths, gs:// and " \
                    "s3:// are)"
+    line = one_line_error(invoke("train.main", "--model=i2d", "--model_dir=s3://bucket/run", "--data_dir=nowhere"),
+                          "train.main")
+    assert line.startswith("train.main: error: s3://bucket/run: --model_dir: TensorFlow cannot read or write s3://")
 
 
 def test_atomic_writes_commit_whole_objects_and_folders(bucket):
@@ -437,3 +440,8 @@ def test_a_run_folder_in_a_bucket_resumes_after_kill_9_refuses_a_second_trainer_
     served, rebuilt = ([p["probability"] for p in prediction["predictions"]] for prediction in predictions)
     assert [p["label"] for p in predictions[0]["predictions"]] == [p["label"] for p in predictions[1]["predictions"]]
     np.testing.assert_allclose(served, rebuilt, rtol=1e-4, atol=1e-5)
+    storage.remove(f"{exported['export_dir']}/{files.COMPLETE_MARKER}")  # an export whose upload was cut short
+    line = one_line_error(invoke("eval.predict", f"--saved_model={exported['export_dir']}", f"--video={video}"),
+                          "eval.predict")
+    assert line == f"eval.predict: error: {exported['export_dir']}: an incomplete SavedModel (no _SUCCESS: its " \
+                   "export did not finish)"
