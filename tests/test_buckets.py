@@ -426,11 +426,12 @@ def test_a_run_folder_in_a_bucket_resumes_after_kill_9_refuses_a_second_trainer_
     assert storage.glob(f"{model_dir}/train/events.out.tfevents.*")  # TensorBoard logs, through TensorFlow
     assert not (REPO_ROOT / "gs:").exists()  # no local folder named after the URL
 
-    results = last_json(invoke("eval.main", f"--model_dir={model_dir}", "--json"))
+    results = last_json(invoke("eval.main", f"--model_dir={model_dir}", "--checkpoint=latest", "--json"))
     assert results["step"] == saved + 2 and results["output_dir"].startswith(f"{model_dir}/eval/")
     assert storage.read_json(f"{results['output_dir']}/results.json")["video_top1"] == results["video_top1"]
     exported = last_json(invoke("train.export", f"--model_dir={model_dir}"))
     assert exported["export_dir"] == f"{model_dir}/{runs.EXPORT}" and files.is_complete_folder(exported["export_dir"])
+    assert exported["checkpoint"] == f"{model_dir}/{runs.BEST}"  # eval.predict --model_dir loads it too
     assert storage.isfile(exported["keras"])
 
     video = f"{root}/videos/clip.mp4"
