@@ -14,8 +14,8 @@ written in one request and appears whole or not at all, which is what `data.file
 its commit on. `create` writes an object only if it does not exist yet (or is still the version
 read), the primitive of `data.files.lock`.
 
-Failures are OSErrors naming the path: FileNotFoundError, PermissionError, or an OSError with the
-store's one-line message; an unsupported scheme (`hdfs://`, ...) is an `UnsupportedPath`.
+Failures are OSErrors naming the path: FileNotFoundError, PermissionError, or a StoreError (an
+OSError) with the store's one-line message; an unsupported scheme (`hdfs://`, ...) is an `UnsupportedPath`.
 """
 
 import collections
@@ -37,6 +37,11 @@ Stat = collections.namedtuple("Stat", "size mtime_ns")  # bytes, nanoseconds sin
 
 class UnsupportedPath(ValueError):
     """A URL whose scheme this project cannot read or write."""
+
+
+class StoreError(OSError):
+    """A store's failure other than a missing object or a refused permission (no credentials, an
+    unreachable endpoint, ...); the message is `URL: the store's one-line message`."""
 
 
 def scheme(path):
@@ -173,7 +178,7 @@ def _client(name):
             try:
                 _CLIENTS[key] = storage.Client()
             except DefaultCredentialsError:
-                raise OSError("gs://: no Google Cloud credentials (run `gcloud auth application-default login` or "
+                raise StoreError("gs://: no Google Cloud credentials (run `gcloud auth application-default login` or "
                               "set GOOGLE_APPLICATION_CREDENTIALS)") from None
         else:
             import boto3
@@ -211,7 +216,7 @@ def _translate(error, path):
         message = str(error)
     else:
         raise error
-    return OSError(f"{path}: {' '.join(message.split())[:300]}")
+    return StoreError(f"{path}: {' '.join(message.split())[:300]}")
 
 
 def _gcs_blob(path):

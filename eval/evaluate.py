@@ -11,8 +11,6 @@ protocol.
 """
 
 import dataclasses
-import json
-import pathlib
 import resource
 import time
 
@@ -20,7 +18,7 @@ import numpy as np
 import scipy.special
 import tensorflow as tf
 
-from data import datasets, files, records
+from data import datasets, files, records, storage
 from data.protocol import CHANNELS
 from train import loading, runs, tasks
 from train.tasks import classification
@@ -99,10 +97,10 @@ def data_of(config, loaded):
 
 
 def default_output_dir(loaded, split, tag):
-    base = pathlib.Path(loaded.path)
+    base = storage.path_of(loaded.path)
     base = base.parent if loaded.runtime is not None else base  # an exported file: its folder
     base = base if loaded.kind == "run" else base.with_name(base.name + "_eval")
-    checkpoint = pathlib.Path(loaded.weights_path or "").name
+    checkpoint = storage.path_of(loaded.weights_path or "").name
     suffix = "" if loaded.kind != "run" or checkpoint == runs.BEST else f"_{checkpoint.split('.')[0]}"
     return base / "eval" / split / (tag + suffix)
 
@@ -125,7 +123,7 @@ def run(config, loaded=None):
     loaded = loaded or load(config)
     task = loaded.task
     data_dir, split, info = data_of(config, loaded)
-    output_dir = pathlib.Path(config.output_dir or default_output_dir(loaded, split, task.report_tag(loaded,
+    output_dir = storage.path_of(config.output_dir or default_output_dir(loaded, split, task.report_tag(loaded,
                                                                                                     config.views)))
     start = time.perf_counter()
     try:
@@ -137,7 +135,7 @@ def run(config, loaded=None):
                    seconds=time.perf_counter() - start, output_dir=str(output_dir),
                    peak_memory_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     with files.lock(output_dir):
-        task.write_report(output_dir, results, report, loaded, f"{pathlib.Path(config.model).name} on "
+        task.write_report(output_dir, results, report, loaded, f"{storage.path_of(config.model).name} on "
                                                                f"{info['dataset']}/{split}")
         log_to_tensorboard(output_dir, results, loaded)
     return results
@@ -163,7 +161,7 @@ def watch(config, timeout=3600, poll_seconds=2.0, announce=print):
     """Evaluates each new training state of the run `config.model` (`backup/latest.weights.h5`)
     as the trainer writes it, until the run's last step or `timeout` seconds without a new one.
     Returns the last results."""
-    model_dir = pathlib.Path(config.model)
+    model_dir = storage.path_of(config.model)
     metadata = model_dir / runs.METADATA
     seen, results, waited_since = None, None, time.monotonic()
     while True:
@@ -176,7 +174,7 @@ def watch(config, timeout=3600, poll_seconds=2.0, announce=print):
                 time.sleep(poll_seconds)
                 continue
             seen, waited_since = loaded.step, time.monotonic()
-            tagged = dataclasses.replace(config, checkpoint="latest", output_dir=str(pathlib.Path(
+            tagged = dataclasses.replace(config, checkpoint="latest", output_dir=str(storage.path_of(
                 config.output_dir or default_output_dir(loaded, config.split or "validation", "watch")) / f"step_{seen}"))
             results = run(tagged, loaded)
             announce(f"step {seen}: {loaded.task.describe(results)}")
@@ -191,7 +189,7 @@ def watch(config, timeout=3600, poll_seconds=2.0, announce=print):
 
 def _read_json(path):
     try:
-        return json.loads(pathlib.Path(path).read_text())
+        return storage.read_json(path)
     except (OSError, ValueError):
         return None
 
@@ -250,7 +248,7 @@ def two_stream(rgb, flow, fusion="logits", output_dir=None):
                "split": split,
                "rgb": classification.summarise(scipy.special.softmax(logits["rgb"], axis=-1), labels),
                "flow": classification.summarise(scipy.special.softmax(logits["flow"], axis=-1), labels)}
-    output_dir = pathlib.Path(output_dir or default_output_dir(loaded["rgb"], split,
+    output_dir = storage.path_of(output_dir or default_output_dir(loaded["rgb"], split,
                                                                 classifier(loaded["rgb"]).report_tag(loaded["rgb"], views)
                                                                 + "_two_stream"))
     results["output_dir"] = str(output_dir)

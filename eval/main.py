@@ -29,6 +29,8 @@ is incomplete), the task's files (predictions.csv and confusion_matrix.png; per_
 detections.png) and TensorBoard scalars with the trainer's validation tags at its epoch index. With
 --json the last line is one JSON object of the results.
 
+Model sources, --data_dir and --output_dir may be gs:// URLs (docs/buckets.md).
+
 A detector gets frame-mAP at IoU 0.5 per class and mean in both definitions in use (ACT's, as
 JHMDB / UCF101-24 papers quote it, and PASCAL VOC all-point), over every annotated frame of the
 split, and video-mAP at spatio-temporal IoU 0.2 and 0.5 of its detections linked into tubes

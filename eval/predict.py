@@ -26,6 +26,8 @@ at 224 px) and reports `rgb_predictions`, `flow_predictions` and the joint `pred
 RGB + flow in one network (two_stream_2d, fused_3d) takes the video's frames and their flow
 (--flow_method, computed for the clip it sees only).
 
+Model sources, --video and --output may be gs:// URLs (docs/buckets.md).
+
 A detector (trained with its RPN) draws its boxes and labels into a GIF, at the video's native
 rate, every --keyframe_stride-th frame the keyframe of its clip.
 

@@ -88,7 +88,8 @@ def define(values):
                       flag_values=values)
     for field, text in _SCHEDULE_HELP.items():
         _define_recipe_field(values, "schedule", field, text)
-    flags.DEFINE_string("model_dir", None, "Run directory [default: runs/<model>_<dataset>].", flag_values=values)
+    flags.DEFINE_string("model_dir", None, "Run directory: a local folder or gs://BUCKET/PATH [default: "
+                        "runs/<model>_<dataset>].", flag_values=values)
     flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=values)
     flags.DEFINE_string("init_checkpoint", None, "Start from these weights: a .weights.h5 or .keras file (the "
                         "converters' outputs, a run's best.weights.h5 or model.keras), a train.main run folder or an "

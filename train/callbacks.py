@@ -3,7 +3,6 @@ checkpoints written atomically (`RunState`, `BestWeights`), a NaN stop that runs
 progress and validation lines, and a few input clips in TensorBoard."""
 
 import math
-import pathlib
 import sys
 import time
 
@@ -11,7 +10,7 @@ import keras
 import tensorflow as tf
 from tqdm import tqdm
 
-from data import files
+from data import files, storage
 from train import runs
 
 
@@ -44,8 +43,8 @@ class RunState(keras.callbacks.Callback):
 
     def __init__(self, model_dir, steps_per_epoch, write=True, announce=print):
         super().__init__()
-        self.path = pathlib.Path(model_dir) / runs.LATEST
-        self.metadata = pathlib.Path(model_dir) / runs.METADATA
+        self.path = storage.path_of(model_dir) / runs.LATEST
+        self.metadata = storage.path_of(model_dir) / runs.METADATA
         self.steps_per_epoch = steps_per_epoch
         self.write = write
         self.announce = announce
@@ -55,7 +54,7 @@ class RunState(keras.callbacks.Callback):
         if not self.path.exists():
             return
         try:
-            self.model.load_weights(str(self.path))
+            runs.load_weights(self.model, self.path)
         except (OSError, ValueError) as error:
             raise runs.RunError(f"{self.path}: the saved training state cannot be restored ({error}); move it "
                                 "away to start this run over") from None
@@ -89,7 +88,7 @@ class BestWeights(keras.callbacks.Callback):
 
     def __init__(self, model_dir, network, config, monitor="val_top1"):
         super().__init__()
-        self.path = pathlib.Path(model_dir) / runs.BEST
+        self.path = storage.path_of(model_dir) / runs.BEST
         self.network = network
         self.config = config
         self.monitor = monitor

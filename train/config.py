@@ -18,10 +18,9 @@ divide the stored one); sizes are pixels.
 
 import dataclasses
 import json
-import pathlib
 
 import models
-from data import datasets
+from data import datasets, files, storage
 from train import presets
 from data.protocol import CHANNELS, InputProtocol, ProtocolError
 
@@ -322,15 +321,13 @@ class ResolvedConfig:
             raise ConfigError(f"{source}: not a config of this project ({error})") from None
 
     def save(self, path):
-        """Writes the config as JSON, atomically (a temporary file renamed into place)."""
-        path = pathlib.Path(path)
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(json.dumps(self.to_dict(), indent=1))
-        temporary.replace(path)
+        """Writes the config as JSON, atomically (`data.files.atomic`: a local or gs:// path)."""
+        with files.atomic(path) as temporary:
+            temporary.write_text(json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load(cls, path):
-        path = pathlib.Path(path)
+        path = storage.path_of(path)
         try:
             values = json.loads(path.read_text())
         except FileNotFoundError:

@@ -13,7 +13,8 @@ model is rebuilt from its `config.json` and given its variables).
 
 --format=saved_model (the default): the SavedModel's signature is its task's (`train/serving.py`)
 and applies the weights' input protocol (resize, crop, normalisation) to uint8 frames of any size,
-with `config.json` beside it; a `.keras` file is written too.
+with `config.json` beside it; a `.keras` file is written too. Sources and --export_dir may be local
+paths or gs:// URLs (an export in a bucket is complete once its `_SUCCESS` marker is there).
 
 --format=onnx|litert|openvino: the file (`model.onnx`, `model.tflite`, `model.xml` + `.bin`) takes
 float32 clips `[batch, time, crop, crop, channels]` already resized, cropped and normalised by the
@@ -39,7 +40,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags  # noqa: E402
 
-from data import files  # noqa: E402
+from data import files, storage  # noqa: E402
 from flags import cli  # noqa: E402
 from train import loading, runs, runtimes, serving, tasks  # noqa: E402
 
@@ -78,10 +79,10 @@ def export(source, checkpoint="best", export_dir=None):
     if export_dir is None:
         if loaded.kind != "run":
             raise cli.UsageError("--output (or --export_dir) is required with --weights")
-        export_dir = pathlib.Path(source) / runs.EXPORT
+        export_dir = storage.path_of(source) / runs.EXPORT
     serving.export(loaded.model, loaded.config, export_dir)
-    keras_path = pathlib.Path(export_dir).with_suffix(".keras") if loaded.kind != "run" else \
-        pathlib.Path(source) / runs.KERAS
+    keras_path = storage.path_of(export_dir).with_suffix(".keras") if loaded.kind != "run" else \
+        storage.path_of(source) / runs.KERAS
     runs.save_keras(loaded.model, keras_path, loaded.config)
     return {"export_dir": str(export_dir), "keras": str(keras_path), "checkpoint": loaded.weights_path,
             "step": loaded.step}

@@ -8,7 +8,10 @@ options and the class names given), or an ONNX, LiteRT or OpenVINO file written 
 protocol of its weights), its task (`train.tasks`), `serve(frames)` (the serving signature's
 outputs for frames at the protocol's rate), and `variables()` by path for initialising another
 model. `keras_model(loaded)` is the Keras model of any source (a SavedModel's rebuilt), and
-`recorded(source)` reads what a source records without loading it.
+`recorded(source)` reads what a source records without loading it. Sources are local paths or
+gs:// URLs (`data.storage`; weights and `.keras` files also s3://): weights and `.keras` files are
+read from a local copy, a SavedModel by TensorFlow's GCS filesystem, and one in a bucket only with
+its completion marker (`data.files.atomic_folder`).
 """
 
 import dataclasses
@@ -22,6 +25,7 @@ import keras
 import tensorflow as tf
 
 import models
+from data import files, storage
 from data.protocol import InputProtocol, ProtocolError
 from train import finetune, runs, runtimes, serving, tasks
 from train.config import ConfigError, DataSpec, ModelSpec, ResolvedConfig
@@ -134,7 +138,7 @@ def _load_weights(network, path, config, trainer_state):
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            target.load_weights(str(path))
+            runs.load_weights(target, path)
     except (ValueError, OSError, KeyError) as error:
         first = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
         classes = "" if isinstance(network.output, dict) else f" with {network.output_shape[-1]} classes"
@@ -149,10 +153,10 @@ def _read_config(path, reader):
 
 
 def _run(model_dir, checkpoint):
-    model_dir = pathlib.Path(model_dir)
+    model_dir = storage.path_of(model_dir)
     config = _read_config(model_dir / runs.CONFIG, ResolvedConfig.load)
     candidates = {"best": [model_dir / runs.BEST, model_dir / runs.LATEST], "latest": [model_dir / runs.LATEST]}
-    paths = candidates.get(checkpoint, [pathlib.Path(checkpoint)])
+    paths = candidates.get(checkpoint, [storage.path_of(checkpoint)])
     path = next((p for p in paths if p.exists()), None)
     if path is None:
         raise ModelSourceError(f"{paths[0]}: checkpoint not found" + (
@@ -164,7 +168,10 @@ def _run(model_dir, checkpoint):
 
 
 def _saved_model(path):
-    path = pathlib.Path(path)
+    path = storage.path_of(path)
+    if not files.is_complete_folder(path):
+        raise ModelSourceError(f"{path}: an incomplete SavedModel (no {files.COMPLETE_MARKER}: its export did not "
+                               "finish)")
     config_path = path / serving.CONFIG_FILE
     if not config_path.exists():
         raise ModelSourceError(f"{path}: a SavedModel without {serving.CONFIG_FILE}: not exported by this project")
@@ -175,7 +182,7 @@ def _saved_model(path):
             fps=config.protocol.fps * config.clip.frame_stride,
             num_frames=(config.clip.num_frames - 1) * config.clip.frame_stride + 1))
     try:
-        loaded = tf.saved_model.load(str(path))
+        loaded = tf.saved_model.load(storage.for_tensorflow(path, "a SavedModel"))
     except (OSError, ValueError, tf.errors.OpError) as error:
         raise ModelSourceError(f"{path}: not a readable SavedModel ({str(error).splitlines()[0][:200]})") from None
     if "serving_default" not in loaded.signatures:
@@ -222,7 +229,7 @@ def weights_file_classes(path, name, options, input_shape=None):
             shapes.append(found)
     classifier = [key for key in shapes[0] if shapes[0][key] != shapes[1].get(key)]
     try:
-        with h5py.File(path, "r") as weights:
+        with h5py.File(runs.readable(path), "r") as weights:
             widths = {weights[key].shape[-1] for key in classifier if key in weights}
     except OSError as error:
         raise ModelSourceError(f"{path}: not a readable weights file ({error})") from None
@@ -277,7 +284,8 @@ def _weights(path, model_name, options, class_names, protocol):
 def _keras(path, class_names):
     config = _read_config(path, runs.read_keras_config)
     try:
-        network = keras.saving.load_model(str(path), compile=False)
+        with storage.local_copy(path) as local:
+            network = keras.saving.load_model(str(local), compile=False)
     except (ValueError, OSError, TypeError, KeyError) as error:
         raise ModelSourceError(f"{path}: not a readable .keras model ({str(error).splitlines()[0][:200]})") from None
     if config is None:
@@ -296,7 +304,7 @@ def recorded(source):
     """The `ResolvedConfig` a model source records (a run folder's or SavedModel's `config.json`,
     a self-describing weights or `.keras` file), without loading the model; None when it records
     none."""
-    path = pathlib.Path(source)
+    path = storage.path_of(source)
     for candidate in (path / runs.CONFIG, path / serving.CONFIG_FILE):
         if path.is_dir() and candidate.exists():
             return _read_config(candidate, ResolvedConfig.load)
@@ -316,7 +324,7 @@ def load(source, checkpoint="best", model=None, options=None, class_names=None, 
     and `crop_size`, given, override the recorded protocol (a mismatch asked for: the loaded
     config records it). An exported ONNX / LiteRT / OpenVINO file (or its folder) loads by its
     suffix, or as `format` says."""
-    path = pathlib.Path(source)
+    path = storage.path_of(source)
     if not path.exists():
         raise ModelSourceError(f"{path}: no such file or folder")
     format = format or format_of(path)

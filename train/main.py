@@ -14,6 +14,8 @@ the best-by-validation weights (best.weights.h5), the Keras model (model.keras),
 SavedModel (export/) and summary.json. SIGTERM or Ctrl-C during training saves the training state
 at the current step, writes status.json and exits with status 143 (130); the same command resumes
 at that step (train/preemption.py). A rerun with other model, data or clip settings is refused.
+MODEL_DIR and --data_dir may be gs:// URLs: each file is committed whole, the lock is an object, so
+kill -9 and a rerun resume from the last committed state there too (docs/buckets.md).
 Training uses all visible GPUs (MirroredStrategy); with a TF_CONFIG naming several workers, the
 same command runs on each machine under MultiWorkerMirroredStrategy (train/loop.py); the chief
 writes MODEL_DIR, which every worker must be able to read. The last line of output is a JSON

@@ -16,10 +16,9 @@ recorded, and said in one line.
 
 import dataclasses
 import os
-import pathlib
 
 import models
-from data import datasets, pairs, prepare, records
+from data import datasets, pairs, prepare, records, storage
 from data.protocol import CHANNELS, UNIT_RANGE, InputProtocol, ProtocolError
 from train import loading, presets, tasks
 from train.config import ClipConfig, ConfigError, DataSpec, ModelSpec, ResolvedConfig, RunConfig, ScheduleConfig
@@ -46,7 +45,7 @@ def data_defaults(data):
 def prepared_dataset(data, may_prepare=True, announce=print):
     """The `dataset_info.json` of the run's data: a built-in dataset is prepared when absent; any
     other must have been prepared for this dataset, split index and splits, each holding videos."""
-    if may_prepare and data.dataset in BUILT_IN and not (pathlib.Path(data.data_dir) / records.INFO_FILE).exists():
+    if may_prepare and data.dataset in BUILT_IN and not (storage.path_of(data.data_dir) / records.INFO_FILE).exists():
         announce(f"preparing the {data.dataset} dataset in {data.data_dir}")
         summary = prepare.prepare(data.dataset, data.data_dir, workers=os.cpu_count())
         announce(f"prepared {summary['written']} {data.dataset} videos in {data.data_dir}")

@@ -14,8 +14,11 @@
                                    signal stopped the run (train.preemption); the rerun removes it
     train/, validation/            TensorBoard logs
 
-Every file is written through `data.files.atomic` (a temporary name in the same folder, renamed
-into place), so a crash (kill -9, full disk) leaves the previous complete version. Weights files carry the config and the
+MODEL_DIR is a local folder or a `gs://` URL (`data.storage`). Every file is written through
+`data.files.atomic` (locally a temporary name in the same folder, renamed into place; in a bucket a
+local temporary file uploaded as the object once complete), so a crash (kill -9, full disk) leaves
+the previous complete version, and `owner.lock` is `data.files.lock`'s (in a bucket an object
+created only if absent, renewed while the run holds it). Weights files carry the config and the
 step as an HDF5 attribute (`weights_metadata`), and a `.keras` file holds the config as an extra
 member of its zip archive (`video_config.json`, which Keras' loader passes over), so a copied
 `best.weights.h5` or `model.keras` is enough to rebuild its model, with its task, classes and
@@ -24,13 +27,12 @@ input protocol.
 
 import io
 import json
-import pathlib
 import zipfile
 
 import h5py
 from keras.src.saving import saving_lib  # H5IOStore: the .weights.h5 writer, here into memory
 
-from data import files
+from data import files, storage
 from train.config import ConfigError, ResolvedConfig
 
 CONFIG = "config.json"
@@ -73,10 +75,21 @@ def save_keras(model, path, config):
             archive.writestr(KERAS_CONFIG_MEMBER, json.dumps(config.to_dict(), indent=1))
 
 
+def readable(path):
+    """What h5py and zipfile open for `path`: the local path itself, or an object's bytes in memory."""
+    return io.BytesIO(storage.read_bytes(path)) if storage.is_remote(path) else path
+
+
+def load_weights(model, path):
+    """`model.load_weights(path)` for a local or object path (an object is read from a local copy)."""
+    with storage.local_copy(path) as local:
+        model.load_weights(str(local))
+
+
 def read_keras_config(path):
     """The `ResolvedConfig` inside a `.keras` file written by `save_keras`; None for one without."""
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(readable(path)) as archive:
             if KERAS_CONFIG_MEMBER not in archive.namelist():
                 return None
             values = json.loads(archive.read(KERAS_CONFIG_MEMBER))
@@ -89,7 +102,7 @@ def read_metadata(path):
     """`(ResolvedConfig or None, facts)` of a weights file: what `save_weights` stored, and the
     step of a training state (`facts["step"]`, from its optimizer's counter)."""
     try:
-        with h5py.File(path, "r") as weights:
+        with h5py.File(readable(path), "r") as weights:
             text = weights.attrs.get(METADATA_ATTRIBUTE)
             step = int(weights["optimizer/vars/0"][()]) if "optimizer/vars/0" in weights else None
             trainer_state = "optimizer" in weights
@@ -117,7 +130,7 @@ def check_config(model_dir, config):
     """Refuses (RunError) to continue the run in `model_dir` with a `ResolvedConfig` whose task,
     model, data, clips or input protocol differ from those it was started with; returns the
     previous config (None: a new run). The schedule and run settings may change (e.g. more steps)."""
-    path = pathlib.Path(model_dir) / CONFIG
+    path = storage.path_of(model_dir) / CONFIG
     if not path.exists():
         return None
     try:

@@ -11,7 +11,7 @@ import shutil
 
 import tensorflow as tf
 
-from data import files
+from data import files, storage
 from train import tasks
 
 CONFIG_FILE = "config.json"
@@ -30,17 +30,22 @@ def export(model, config, export_dir):
 
 def save_module(module, config, export_dir):
     """Saves `module` (its `serve` tf.function is the signature `serving_default`) with `config`
-    beside it, to a temporary folder renamed into place: `export_dir` is whole or absent."""
+    beside it so that `export_dir` is whole or absent: locally to a temporary folder renamed into
+    place; in a bucket (`gs://`, `s3://`) to a local temporary folder whose files are uploaded with
+    the completion marker written last (`data.files.atomic_folder`; readers trust only a folder
+    with its marker, `files.is_complete_folder`)."""
+    if storage.is_remote(export_dir):
+        with files.atomic_folder(export_dir) as temporary:
+            _save(module, config, temporary, export_dir)
+        return str(export_dir)
     export_dir = pathlib.Path(export_dir)
     temporary = export_dir.with_name(export_dir.name + ".partial")
     shutil.rmtree(temporary, ignore_errors=True)
     try:
-        tf.saved_model.save(module, str(temporary), signatures={"serving_default": module.serve.get_concrete_function()})
-        config.save(temporary / CONFIG_FILE)
-    except (tf.errors.OpError, OSError) as error:
+        _save(module, config, temporary, export_dir)
+    except files.WriteError:
         shutil.rmtree(temporary, ignore_errors=True)
-        raise files.WriteError(f"{export_dir}: could not be written ({files.reason(getattr(error, 'message', error))})"
-                               + ("; the previous export is kept" if export_dir.exists() else "")) from None
+        raise
     previous = export_dir.with_name(export_dir.name + ".previous")
     shutil.rmtree(previous, ignore_errors=True)
     if export_dir.exists():
@@ -48,3 +53,14 @@ def save_module(module, config, export_dir):
     temporary.rename(export_dir)
     shutil.rmtree(previous, ignore_errors=True)
     return str(export_dir)
+
+
+def _save(module, config, folder, export_dir):
+    """The SavedModel and its config into the local `folder`; a failure is a WriteError naming `export_dir`."""
+    try:
+        tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve.get_concrete_function()})
+        config.save(pathlib.Path(folder) / CONFIG_FILE)
+    except (tf.errors.OpError, OSError) as error:
+        raise files.WriteError(f"{export_dir}: could not be written ({files.reason(getattr(error, 'message', error))})"
+                               + ("; the previous export is kept" if files.is_complete_folder(export_dir) else "")
+                               ) from None

@@ -16,14 +16,13 @@ import contextlib
 import functools
 import json
 import os
-import pathlib
 import time
 import warnings
 
 import keras
 import tensorflow as tf
 
-from data import files
+from data import files, storage
 from train import callbacks as run_callbacks
 from train import finetune, loading, loop, preemption, resolve, runs, serving, tasks
 from train.config import ConfigError
@@ -100,7 +99,7 @@ def build(config, strategy, global_batch_size, announce=print):
 
 
 def chief_callbacks(config, task, model, progress):
-    model_dir = pathlib.Path(config.run.model_dir)
+    model_dir = storage.path_of(config.run.model_dir)
     return [
         run_callbacks.StopOnNonFiniteLoss(),
         progress,
@@ -125,7 +124,9 @@ def save_stopped(state, model_dir, signals):
 def run(intent, show_progress=True):
     """Trains `intent` (an `ExperimentConfig`); returns the summary: step, the task's validation
     figures (e.g. val_top1, val_top5), val_loss, model_dir, train_seconds, export_dir (None on
-    non-chief workers)."""
+    non-chief workers). MODEL_DIR may be a local folder or a gs:// URL."""
+    if intent.run.model_dir:  # TensorFlow writes the logs and the SavedModel: s3:// is refused before any work
+        storage.for_tensorflow(intent.run.model_dir, "--model_dir")
     if intent.run.logical_cpus:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * intent.run.logical_cpus)
@@ -135,7 +136,7 @@ def run(intent, show_progress=True):
     config = resolve.resolve(intent, may_prepare=not multi_worker)
     if multi_worker and not tasks.get(config.task).multi_worker:
         raise ConfigError(f"run.strategy: {config.model.name} trains on one machine ({tasks.get(config.task).title})")
-    model_dir = pathlib.Path(config.run.model_dir)
+    model_dir = storage.path_of(config.run.model_dir)
     with files.lock(model_dir) if chief else contextlib.nullcontext():
         if chief:
             previous = runs.check_config(model_dir, config)
@@ -149,7 +150,7 @@ def run(intent, show_progress=True):
 
 def _train(config, strategy, multi_worker, chief, show_progress):
     schedule, task = config.schedule, tasks.get(config.task)
-    model_dir = pathlib.Path(config.run.model_dir)
+    model_dir = storage.path_of(config.run.model_dir)
     if config.run.mixed_precision != "none":
         keras.mixed_precision.set_global_policy(f"mixed_{config.run.mixed_precision}")
     keras.utils.set_random_seed(config.run.seed)

@@ -14,7 +14,6 @@ view, video-level ones average a video's view probabilities; the report is `pred
 """
 
 import csv
-import pathlib
 import warnings
 
 import keras
@@ -25,7 +24,7 @@ import tensorflow as tf
 from keras import ops
 
 import models
-from data import decode, files, flow, pipeline, views as views_lib
+from data import decode, files, flow, pipeline, storage, views as views_lib
 from data.protocol import CHANNELS
 from models import layers
 from train import finetune
@@ -371,7 +370,7 @@ def plot_confusion(matrix, class_names, path, title):
 def write_report(output_dir, results, view_probabilities, labels, media_ids, class_names, title):
     """Writes predictions.csv (one row per video), confusion_matrix.png and, last, results.json,
     each atomically: a folder with results.json is complete (an earlier one is removed first)."""
-    output_dir = pathlib.Path(output_dir)
+    output_dir = storage.path_of(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "results.json").unlink(missing_ok=True)
     video = view_probabilities.mean(axis=1)

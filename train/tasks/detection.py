@@ -24,14 +24,13 @@ detections of a video into an animated GIF.
 """
 
 import math
-import pathlib
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 import models
-from data import decode, detection_pipeline, files, pipeline, records, views
+from data import decode, detection_pipeline, files, pipeline, records, storage, views
 from models import detection_ops, detector, layers
 from train import finetune
 from train.tasks import detection_metrics, detection_objectives, drawing, tube_linking
@@ -226,7 +225,7 @@ class Detection(Task):
         return results, dict(pictures=pictures)
 
     def write_report(self, output_dir, results, report_, loaded, title):
-        output_dir = pathlib.Path(output_dir)
+        output_dir = storage.path_of(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "results.json").unlink(missing_ok=True)
         if report_["pictures"]:
@@ -278,7 +277,7 @@ class Detection(Task):
                 detections.append({"frame": keyframe, "boxes": boxes})
                 drawn.append(drawing.draw_boxes(frames[keyframe], [b["box"] for b in boxes],
                                                 [f"{b['label']} {b['score']:.2f}" for b in boxes]))
-        output = options.output or pathlib.Path(loaded.path) / "predict" / f"{pathlib.Path(video).stem}.gif"
+        output = options.output or storage.path_of(loaded.path) / "predict" / f"{storage.path_of(video).stem}.gif"
         drawing.save_gif(drawn, output, fps / options.keyframe_stride)
         return {"video": str(video), "frames": len(frames), "output": str(output), "detections": detections}
 

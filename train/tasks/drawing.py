@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from data import files, storage
+
 PREDICTED = (255, 64, 32)  # RGB
 TRUE = (32, 224, 64)
 
@@ -51,9 +53,10 @@ def save_png(image, path):
 
 
 def save_gif(frames, path, fps=25.0):
-    """Writes frames `[n, height, width, 3]` as an animated GIF looping forever; returns the path."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Writes frames `[n, height, width, 3]` as an animated GIF looping forever, atomically (a local
+    path or an object URL: `data.files.atomic`); returns the path."""
     images = [Image.fromarray(np.asarray(frame, np.uint8)) for frame in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
-    return path
+    with files.atomic(path) as temporary:
+        images[0].save(temporary, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps),
+                       loop=0)
+    return storage.path_of(path)

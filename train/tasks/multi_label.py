@@ -13,7 +13,6 @@ own evaluation, with the AP of every class (`per_class_ap.csv`) and the top clas
 """
 
 import csv
-import pathlib
 
 import keras
 import numpy as np
@@ -21,7 +20,7 @@ import scipy.special
 import sklearn.metrics
 from keras import ops
 
-from data import files
+from data import files, storage
 from models import layers
 from train.tasks.classification import Classification, head_of
 
@@ -132,7 +131,7 @@ def write_report(output_dir, results, video_probabilities, targets, media_ids, c
     """Writes predictions.csv (per video: its labels and top classes with probabilities),
     per_class_ap.csv and, last, results.json, each atomically (an earlier results.json is removed
     first)."""
-    output_dir = pathlib.Path(output_dir)
+    output_dir = storage.path_of(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "results.json").unlink(missing_ok=True)
     order = np.argsort(-video_probabilities, axis=-1, kind="stable")[:, :top_k]
