@@ -30,7 +30,7 @@ def _config(name, options, frames, crop):
 
 @pytest.mark.parametrize("name, options, formats", [
     ("i3d", {"depth_multiplier": 0.25}, ("onnx", "litert", "openvino")),
-    ("r2plus1d_18", {}, ("onnx", "litert", "openvino")),
+    ("r2plus1d_18", {"depth_multiplier": 0.25}, ("onnx", "litert", "openvino")),
     # C3D's 4096-wide layers take tf2onnx ~45 s: LiteRT only here (its 3D pools are the point).
     ("c3d", {"input_shape": (4, 32, 32)}, ("litert",)),
 ])
