@@ -92,7 +92,7 @@ def test_a_model_meets_only_data_with_its_classes(trained_run, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    ([], "give one of --model_dir, --saved_model or --weights"),
+    ([], "give one of --model_dir, --saved_model, --weights, --onnx, --litert or --openvino"),
     (["--model_dir=/nonexistent/run"], "/nonexistent/run: no such file or folder"),
     (["--model_dir=/a,/b"], "2 --model_dir need as many --data_dir"),
 ])
