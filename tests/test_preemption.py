@@ -10,13 +10,14 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 
 from data import files
 from tests.conftest import REPO_ROOT, TINY_FLAGS, invoke, last_json
-from tests.test_train import free_ports, scalars
+from tests.test_train import scalars
 from train import runs
 
 # What TensorFlow writes to stderr at start-up whatever the log level (its C++ logging before absl
@@ -26,7 +27,17 @@ BAR_STEP = re.compile(r"\b([1-9]\d*)/\d+ \[")
 STEPS = ["--train_steps=20", "--checkpoint_every=10", "--eval_every=10", "--noexport"]
 # Two workers stop ~1 s after the signal (the handler polls once a second), 10-20 graph steps on a
 # quiet machine: twice as many steps, so the stop still comes before the end.
-WORKER_STEPS = ["--train_steps=40", "--checkpoint_every=20", "--eval_every=20", "--noexport"]
+WORKER_STEPS = ["--train_steps=40", "--checkpoint_every=20", "--eval_every=20"]
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
 
 
 def own_lines(err):
@@ -113,9 +124,12 @@ def test_sigint_and_sigterm_stop_at_the_step_with_a_checkpoint_and_the_rerun_los
 
 
 def test_sigterm_to_one_of_two_workers_stops_both_at_the_same_step_and_the_rerun_finishes(tmp_path, synthetic_dir):
-    """Two localhost workers under MultiWorkerMirroredStrategy; SIGTERM to worker 1 (not the chief)
-    mid-run: TensorFlow's PreemptionCheckpointHandler makes both stop at one step, the chief saves
-    there; the same two commands resume there and finish the 40 steps."""
+    """Two localhost workers under MultiWorkerMirroredStrategy (our loop, global batch 2 x 2);
+    SIGTERM to worker 1 (not the chief) mid-run: TensorFlow's PreemptionCheckpointHandler makes both
+    stop at one step, the chief saves there; the same two commands resume both workers from the
+    chief's checkpoint (a worker starting over would wait for collectives the chief never joins),
+    finish the 40 steps, agree on the all-reduced validation result, and only the chief writes the
+    checkpoints and the export."""
     model_dir = tmp_path / "run"
     args = ["--model=i2d", *TINY_FLAGS, *WORKER_STEPS, f"--data_dir={synthetic_dir}", f"--model_dir={model_dir}"]
 
@@ -152,3 +166,8 @@ def test_sigterm_to_one_of_two_workers_stops_both_at_the_same_step_and_the_rerun
         assert status == 0 and json.loads(out.strip().splitlines()[-1])["step"] == 40, err[-3000:]
     assert f"resuming from step {step}" in results[0][1]
     assert_finished(model_dir, 40)
+    chief, other = [json.loads(out.strip().splitlines()[-1]) for _, out, _ in results]
+    assert (chief["val_top1"], chief["val_loss"]) == (other["val_top1"], other["val_loss"])
+    assert chief["export_dir"] and other["export_dir"] is None
+    for path in ("backup/latest.weights.h5", "best.weights.h5", "model.keras", "export/saved_model.pb"):
+        assert (model_dir / path).exists(), path

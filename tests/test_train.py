@@ -5,7 +5,6 @@ worker processes). In process where a process boundary checks nothing."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -324,50 +323,3 @@ def test_distributed_loop_trains_and_logs_like_keras_fit():
     assert fit["iterations"] == own["iterations"] == 6 and len(fit["steps"]) == len(own["steps"]) == 6
     np.testing.assert_allclose(own["steps"], fit["steps"], rtol=1e-4)
     np.testing.assert_allclose(own["final"], fit["final"], rtol=1e-4)
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def train_two_workers(*args):
-    """Runs train.main as worker 0 and 1 of a localhost cluster; returns their JSON summaries."""
-    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
-    workers = [subprocess.Popen(
-        [sys.executable, "-m", "train.main", *args], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env={**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})})
-        for i in range(2)]
-    try:
-        outputs = [worker.communicate(timeout=600) for worker in workers]
-    finally:
-        for worker in workers:
-            worker.kill()
-    for worker, (out, err) in zip(workers, outputs):
-        assert worker.returncode == 0, err[-3000:]
-    return [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
-
-
-def test_two_workers_train_under_multi_worker_mirrored_strategy_and_the_chief_writes(tmp_path, synthetic_dir):
-    """Two worker processes on localhost with TF_CONFIG: both train the same 4 steps with a global
-    batch of 2 x 2, agree on the validation result (all-reduced), and only the chief (worker 0)
-    writes checkpoints and the export. Run again with more steps, both resume from the chief's
-    checkpoint (a worker starting over would wait for collectives the chief never joins)."""
-    model_dir = tmp_path / "run"
-    args = ["--model=i2d", *TINY_FLAGS, f"--data_dir={synthetic_dir}", f"--model_dir={model_dir}"]
-    summaries = train_two_workers(*args, "--train_steps=4")
-    assert [s["step"] for s in summaries] == [4, 4]
-    assert summaries[0]["val_top1"] == summaries[1]["val_top1"] and summaries[0]["val_loss"] == summaries[1]["val_loss"]
-    assert summaries[0]["export_dir"] and summaries[1]["export_dir"] is None
-    for path in ("backup/latest.weights.h5", "best.weights.h5", "model.keras", "export/saved_model.pb"):
-        assert (model_dir / path).exists(), path
-    assert json.loads((model_dir / runs.METADATA).read_text())["epoch"] == 2
-
-    resumed = train_two_workers(*args, "--train_steps=6")
-    assert [s["step"] for s in resumed] == [6, 6] and resumed[0]["val_loss"] == resumed[1]["val_loss"]
-    assert json.loads((model_dir / runs.METADATA).read_text())["epoch"] == 3
