@@ -88,7 +88,7 @@ def assert_close(ours, theirs):
 
 
 @pytest.mark.parametrize("model,suffix,end_point,flags", [
-    ("r3d_18", "weights.h5", "conv5_2", []), ("r3d_18", "keras", "conv5_2", []),
+    ("r3d_18", "weights.h5", "conv5_2", []),  # the weights file; the .keras file with s3d
     ("s3d", "keras", "Mixed_5c", ["--num_frames=16"]),  # 16 of its 128 frames, asked for: recorded
 ])
 def test_torchvision_weights_are_fine_tuned_and_evaluated_with_their_protocol(model, suffix, end_point, flags,
