@@ -74,6 +74,16 @@ def symmetric_pad(inputs, kernel_size, value=0.0):
     return ops.pad(inputs, pads, constant_values=value) if any(p for p, _ in pads) else inputs
 
 
+def symmetric_is_same(kernel_size, strides):
+    """Whether TensorFlow's SAME padding pads exactly as PyTorch's `(k - 1) // 2` on both sides,
+    whatever the input size: along every axis the kernel is 1, or odd with stride 1.
+
+    Such convs keep the padding inside the convolution: with `ONEDNN_MAX_CPU_ISA=AVX2` oneDNN's
+    weight gradient of a `[t, 1, 1]` conv takes 2.3-2.4x as long on an explicitly padded input
+    (VALID) as with the same padding done by the conv (WORKSPACE.md, training speed)."""
+    return all(k == 1 or (k % 2 == 1 and s == 1) for k, s in zip(kernel_size, strides))
+
+
 def separable_max_pool(inputs, pool_size, strides, padding):
     """`ops.max_pool` of `[B, T, H, W, C]` over a (t, h, w) window (`padding` "same" or "valid"),
     as a 2D max pool of every frame over (h, w) followed by a 2D max pool over (t, 1) of the frames
@@ -305,7 +315,8 @@ class Unit3D(keras.layers.Layer):
             raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
         self.padding = padding
         self.conv_3d = keras.layers.Conv3D(
-            self.filters, self._conv_kernel_size(), strides=self._conv_strides(), padding=self._conv_padding(),
+            self.filters, self._conv_kernel_size(), strides=self._conv_strides(),
+            padding=self._conv_padding(self._conv_kernel_size(), self._conv_strides()),
             use_bias=use_bias and not use_batch_norm, groups=self.groups, name="conv_3d")
         self.batch_norm = self._batch_norm("batch_norm") if use_batch_norm else None
         self.activation_fn = keras.activations.get(activation)
@@ -315,8 +326,13 @@ class Unit3D(keras.layers.Layer):
         return keras.layers.BatchNormalization(scale=self.batch_norm_scale, epsilon=self.batch_norm_epsilon,
                                                momentum=self.batch_norm_momentum, name=name)
 
-    def _conv_padding(self):
-        return "same" if self.padding == "same" else "valid"  # symmetric: padded before the conv
+    def _pads_before(self, kernel_size, strides):
+        """Whether the input is padded before a conv of `kernel_size` and `strides` (then VALID):
+        PyTorch's padding where SAME would differ from it."""
+        return self.padding == "symmetric" and not symmetric_is_same(kernel_size, strides)
+
+    def _conv_padding(self, kernel_size, strides):
+        return "valid" if self._pads_before(kernel_size, strides) else "same"
 
     def _conv_kernel_size(self):
         return self.kernel_size
@@ -324,15 +340,16 @@ class Unit3D(keras.layers.Layer):
     def _conv_strides(self):
         return self.strides
 
-    def _pad(self, inputs, kernel_size):
-        return symmetric_pad(inputs, kernel_size) if self.padding == "symmetric" else inputs
+    def _pad(self, inputs, kernel_size, strides):
+        return symmetric_pad(inputs, kernel_size) if self._pads_before(kernel_size, strides) else inputs
 
-    def _in_shape(self, shape, kernel_size):
-        return _padded_shape(shape, kernel_size) if self.padding == "symmetric" else shape
+    def _in_shape(self, shape, kernel_size, strides):
+        return _padded_shape(shape, kernel_size) if self._pads_before(kernel_size, strides) else shape
 
     def _build_transform(self, input_shape):
         """Builds the conv -> BN part; returns its output shape."""
-        return _build_conv(self.conv_3d, self.batch_norm, self._in_shape(input_shape, self._conv_kernel_size()))
+        return _build_conv(self.conv_3d, self.batch_norm,
+                           self._in_shape(input_shape, self._conv_kernel_size(), self._conv_strides()))
 
     def build(self, input_shape):
         shape = self._build_transform(input_shape)
@@ -340,11 +357,13 @@ class Unit3D(keras.layers.Layer):
             self.gating.build(shape)
 
     def compute_output_shape(self, input_shape):
-        return tuple(self.conv_3d.compute_output_shape(self._in_shape(input_shape, self._conv_kernel_size())))
+        return tuple(self.conv_3d.compute_output_shape(
+            self._in_shape(input_shape, self._conv_kernel_size(), self._conv_strides())))
 
     def _transform(self, inputs, training):
         """The conv -> BN -> activation part, before gating."""
-        x = conv_batch_norm(self.conv_3d, self.batch_norm, self._pad(inputs, self._conv_kernel_size()), training)
+        x = conv_batch_norm(self.conv_3d, self.batch_norm,
+                            self._pad(inputs, self._conv_kernel_size(), self._conv_strides()), training)
         return self.activation_fn(x) if self.activation else x
 
     def call(self, inputs, training=None):
@@ -377,7 +396,8 @@ class SeparableUnit3D(Unit3D):
         self.temporal_batch_norm = temporal_batch_norm
         kernel_time = self.kernel_size[0]
         self.temporal = keras.layers.Conv3D(
-            self.filters, (kernel_time, 1, 1), strides=(self.strides[0], 1, 1), padding=self._conv_padding(),
+            self.filters, (kernel_time, 1, 1), strides=self._temporal_strides(),
+            padding=self._conv_padding(self._temporal_kernel(), self._temporal_strides()),
             use_bias=not temporal_batch_norm, kernel_initializer=TemporalIdentity(), name="temporal")
         self.temporal_bn = self._batch_norm("temporal_batch_norm") if temporal_batch_norm else None
 
@@ -390,17 +410,23 @@ class SeparableUnit3D(Unit3D):
     def _temporal_kernel(self):
         return (self.kernel_size[0], 1, 1)
 
+    def _temporal_strides(self):
+        return (self.strides[0], 1, 1)
+
     def _build_transform(self, input_shape):
         spatial = super()._build_transform(input_shape)
-        return _build_conv(self.temporal, self.temporal_bn, self._in_shape(spatial, self._temporal_kernel()))
+        return _build_conv(self.temporal, self.temporal_bn,
+                           self._in_shape(spatial, self._temporal_kernel(), self._temporal_strides()))
 
     def compute_output_shape(self, input_shape):
         spatial = super().compute_output_shape(input_shape)
-        return tuple(self.temporal.compute_output_shape(self._in_shape(spatial, self._temporal_kernel())))
+        return tuple(self.temporal.compute_output_shape(
+            self._in_shape(spatial, self._temporal_kernel(), self._temporal_strides())))
 
     def _transform(self, inputs, training):
         x = super()._transform(inputs, training)
-        x = conv_batch_norm(self.temporal, self.temporal_bn, self._pad(x, self._temporal_kernel()), training)
+        x = conv_batch_norm(self.temporal, self.temporal_bn,
+                            self._pad(x, self._temporal_kernel(), self._temporal_strides()), training)
         return self.activation_fn(x) if self.activation else x
 
     def get_config(self):

@@ -16,6 +16,12 @@ labels, a training step of ours and of torchvision's network in PyTorch (SGD wit
 cross-entropy, forward + backward + update) in both of PyTorch's memory formats (contiguous and
 channels_last_3d), and reports the medians and the median per-round ratio of ours to the faster
 PyTorch format (below 1: ours is faster).
+
+With --profile=DIR (TensorFlow backend) it then runs --steps more steps of ours under TensorFlow's
+profiler (the trace goes to DIR, for TensorBoard's profile tab) and prints where the step's time
+goes by kind of op (`train.step_profile`): convolutions forward, their input and filter gradients,
+batch norm, element-wise ops, ...; with --peer=torch also PyTorch's, profiled in its faster format,
+side by side.
 """
 
 import os
@@ -42,6 +48,7 @@ import numpy as np  # noqa: E402
 import models  # noqa: E402
 from models import torch_weights  # noqa: E402
 from flags import cli, model_flags  # noqa: E402
+from train import step_profile  # noqa: E402
 from train.tasks import classification  # noqa: E402
 
 PROGRAM = "train.benchmark"
@@ -62,6 +69,8 @@ def define(values):
     flags.DEFINE_integer("warmup", 2, "Untimed steps first (compilation).", lower_bound=1, **common)
     flags.DEFINE_enum("peer", "none", ["none", "torch"], "Also time torchvision's same network in PyTorch, "
                       "alternating with ours.", **common)
+    flags.DEFINE_string("profile", None, "Profile --steps more steps into this folder and print the time per kind "
+                        "of op (TensorFlow backend).", **common)
     flags.DEFINE_bool("json", False, "Print one JSON object as the last line.", **common)
 
 
@@ -114,26 +123,32 @@ def _seconds(step):
 
 
 def run(model_name, options, num_classes=400, batch_size=6, num_frames=None, crop_size=None,
-        mixed_precision="none", jit_compile=False, steps=5, warmup=2):
-    """Times `steps` training steps after `warmup`; returns the result dict (see the module docstring)."""
+        mixed_precision="none", jit_compile=False, steps=5, warmup=2, profile=None):
+    """Times `steps` training steps after `warmup`; returns the result dict (see the module docstring),
+    with `op_seconds` ({op type: seconds per step}) when `profile` names a folder for the trace."""
     step, clips, _, _ = keras_training_step(model_name, options, num_classes, batch_size, num_frames, crop_size,
                                             mixed_precision, jit_compile)
     for _ in range(warmup):
         step()
     step_time = statistics.median(_seconds(step) for _ in range(steps))
     device, peak = device_and_peak_memory()
-    return {"model": model_name, "backend": keras.backend.backend(), "device": device, "batch_size": batch_size,
-            "num_frames": clips.shape[1], "crop_size": clips.shape[2], "mixed_precision": mixed_precision,
-            "jit_compile": jit_compile, "step_time_s": step_time, "clips_per_s": batch_size / step_time,
-            "peak_memory_bytes": int(peak)}
+    result = {"model": model_name, "backend": keras.backend.backend(), "device": device, "batch_size": batch_size,
+              "num_frames": clips.shape[1], "crop_size": clips.shape[2], "mixed_precision": mixed_precision,
+              "jit_compile": jit_compile, "step_time_s": step_time, "clips_per_s": batch_size / step_time,
+              "peak_memory_bytes": int(peak)}
+    if profile:
+        result["op_seconds"] = step_profile.tensorflow_op_seconds(step, steps, profile)
+    return result
 
 
 def against_torch(model_name, options, num_classes=400, batch_size=2, num_frames=None, crop_size=None,
-                  jit_compile=False, rounds=5, warmup=2):
+                  jit_compile=False, rounds=5, warmup=2, profile=None):
     """Ours against torchvision's same network (`models.torch_weights.torchvision_peer`): in each of
     `rounds` rounds (after `warmup`), one training step of ours, then of PyTorch's contiguous and
     channels_last_3d layouts, on the same clips and labels. Returns medians (seconds), the median
-    per-round ratio ours / the faster PyTorch format, and both trainable parameter counts."""
+    per-round ratio ours / the faster PyTorch format, and both trainable parameter counts; with
+    `profile` (a folder for our trace) also {op type: seconds per step} of ours (`op_seconds`) and
+    of PyTorch's faster format (`peer_op_seconds`), from `rounds` more steps each."""
     from train import torch_peer
     import torch
     peer, spec = torch_weights.torchvision_peer(model_name)
@@ -153,11 +168,17 @@ def against_torch(model_name, options, num_classes=400, batch_size=2, num_frames
             times[name].append(_seconds(step))
     theirs = [min(times[name][i] for name in times if name != "ours") for i in range(rounds)]
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "native")
-    return {"model": model_name, "peer": f"torchvision.models.video.{peer}", "batch_size": batch_size,
-            "clip": list(clips.shape[1:4]), "isa_cap": isa, "rounds": rounds, "parameters": parameters,
-            "threads": {"tensorflow_default": os.cpu_count(), "pytorch": torch.get_num_threads()},
-            **{f"{name}_s": statistics.median(values) for name, values in times.items()},
-            "ratio_to_faster_pytorch": statistics.median(a / b for a, b in zip(times["ours"], theirs))}
+    result = {"model": model_name, "peer": f"torchvision.models.video.{peer}", "batch_size": batch_size,
+              "clip": list(clips.shape[1:4]), "isa_cap": isa, "rounds": rounds, "parameters": parameters,
+              "threads": {"tensorflow_default": os.cpu_count(), "pytorch": torch.get_num_threads()},
+              **{f"{name}_s": statistics.median(values) for name, values in times.items()},
+              "ratio_to_faster_pytorch": statistics.median(a / b for a, b in zip(times["ours"], theirs))}
+    if profile:
+        faster = min((name for name in times if name != "ours"), key=lambda name: statistics.median(times[name]))
+        result["op_seconds"] = step_profile.tensorflow_op_seconds(ours, rounds, profile)
+        result["peer_op_seconds"] = step_profile.torch_op_seconds(steps[faster], rounds)
+        result["profiled_peer_format"] = faster.removeprefix("pytorch_")
+    return result
 
 
 def command(values):
@@ -169,21 +190,31 @@ def command(values):
         if not _peer_is_torch(sys.argv[1:]) and "torch" not in sys.modules:
             raise cli.UsageError("peer: --peer=torch needs PyTorch imported before TensorFlow: run it as a command")
         result = against_torch(values.model, model_flags.given_options(values), values.num_classes, values.batch_size,
-                               values.num_frames, values.crop_size, values.jit_compile, values.steps, values.warmup)
+                               values.num_frames, values.crop_size, values.jit_compile, values.steps, values.warmup,
+                               values.profile)
         formats = ", ".join(f"{name.removeprefix('pytorch_')} {result[f'{name}_s']:.3f} s"
                             for name in ("pytorch_contiguous", "pytorch_channels_last_3d"))
         print(f"{result['model']} training step, batch {result['batch_size']} x {'x'.join(map(str, result['clip']))} "
               f"(ISA cap: {result['isa_cap']}; {result['parameters']['ours']:,} / {result['parameters']['pytorch']:,} "
               f"parameters): ours {result['ours_s']:.3f} s, PyTorch {formats} (medians of {result['rounds']} "
               f"alternating rounds); ours / faster PyTorch {result['ratio_to_faster_pytorch']:.2f}")
+        if values.profile:
+            print(f"Time per step by kind of op (PyTorch {result['profiled_peer_format']}; trace of ours in "
+                  f"{values.profile}):")
+            print("\n".join(step_profile.kind_table(result["op_seconds"], result["peer_op_seconds"])))
         return result
+    if values.profile and keras.backend.backend() != "tensorflow":
+        raise cli.UsageError("profile: needs the TensorFlow backend")
     result = run(values.model, model_flags.given_options(values), values.num_classes, values.batch_size,
                  values.num_frames, values.crop_size, values.mixed_precision, values.jit_compile, values.steps,
-                 values.warmup)
+                 values.warmup, values.profile)
     print(f"{result['model']} on {result['device']} ({result['backend']}), batch {result['batch_size']} x "
           f"{result['num_frames']}x{result['crop_size']}x{result['crop_size']}, {result['mixed_precision']}: "
           f"{result['step_time_s']:.3f} s/step, {result['clips_per_s']:.2f} clips/s, "
           f"peak memory {result['peak_memory_bytes'] / 2**30:.2f} GiB")
+    if values.profile:
+        print(f"Time per step by kind of op (trace in {values.profile}):")
+        print("\n".join(step_profile.kind_table(result["op_seconds"])))
     return result
 
 
