@@ -88,7 +88,7 @@ def test_every_family_runs_through_every_command(name, synthetic_dir, multilabel
                         freeze_until=MEMBERS[name])
     target = models.build(name, num_classes=3, input_shape=source.config.model.input_shape,
                           **source.config.model.options)
-    kept = finetune.initialise(target, loading.load(run).variables())
+    kept = finetune.initialise(target, source.variables())
     assert kept and all(path.split("/")[0] in models.family_of(name).classifier for path in kept)
     summary, printed = train_quietly(tuned)
     assert summary["step"] == 2 and "with a new classifier" in printed
