@@ -79,7 +79,7 @@ def symmetric_is_same(kernel_size, strides):
     whatever the input size: along every axis the kernel is 1, or odd with stride 1.
 
     Such convs keep the padding inside the convolution: with `ONEDNN_MAX_CPU_ISA=AVX2` oneDNN's
-    weight gradient of a `[t, 1, 1]` conv takes 2.3-2.4x as long on an explicitly padded input
+    weight gradient of a `[t, 1, 1]` conv takes 2.3-2.6x as long on an explicitly padded input
     (VALID) as with the same padding done by the conv (WORKSPACE.md, training speed)."""
     return all(k == 1 or (k % 2 == 1 and s == 1) for k, s in zip(kernel_size, strides))
 

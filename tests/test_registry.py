@@ -1,7 +1,6 @@
 """The model registry and the dataset specs: per-family options and defaults, recipes applied only
 where a family has the option, and the experiment config's round trip."""
 
-
 import pytest
 
 import models
