@@ -4,6 +4,7 @@ synthetic_detection at tiny sizes; the frame-mAP bookkeeping of `train.tasks.det
 eval.main's video-mAP by hand."""
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -204,8 +205,12 @@ def test_video_map_of_eval_main_by_hand(given_run, tmp_path, monkeypatch):
     assert results["per_class"][second]["video_0.2"] == pytest.approx(0.25)
     assert results["per_class"][second]["video_0.5"] == 0.0
     assert all(results["per_class"][name]["video_0.2"] is None for name in class_names[2:])
-    # Several runs (JHMDB's three splits: here the same run and data twice) report the mean of each figure.
-    mean = last_json(invoke("eval.main", f"--model_dir={run},{run}", f"--data_dir={data_dir},{data_dir}",
-                            "--batch_size=8", "--json"))
+    # JHMDB's splits (here the same run and data twice, linked as split 1 and 2) report the mean of each figure.
+    for index in (1, 2):
+        (tmp_path / f"jhmdb{index}").symlink_to(run)
+        (tmp_path / f"data{index}").symlink_to(data_dir)
+    mean = last_json(invoke("eval.main", f"--model_dir={tmp_path}/jhmdb{{split}}", f"--data_dir={tmp_path}/data{{split}}",
+                            "--splits=1,2", "--batch_size=8", "--json"))
+    assert [Path(r["model"]).name for r in mean["runs"]] == ["jhmdb1", "jhmdb2"]
     assert mean["mean_over"] == 2 and mean["video_map_0.2"] == pytest.approx(0.625)
     assert mean["video_map_0.5"] == pytest.approx(0.5) and mean["frame_map_act"] == results["frame_map_act"]

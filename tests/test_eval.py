@@ -3,12 +3,14 @@ views, mean over runs, --watch, TensorBoard, report files, class checks)."""
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
 
 from data import prepare
 from eval import evaluate
+from flags import cli, eval_flags
 from tests.conftest import invoke, last_json, one_line_error
 from tests.test_train import scalars
 from train.tasks import classification
@@ -34,6 +36,24 @@ def test_fusion_by_hand():
     np.testing.assert_allclose(evaluate.fuse(rgb, flow, "logits"), [[1.5, 1.0, 3.0]])
     mean = (np.exp(rgb) / np.exp(rgb).sum() + np.exp(flow) / np.exp(flow).sum()) / 2
     np.testing.assert_allclose(np.exp(evaluate.fuse(rgb, flow, "probabilities")), mean)
+
+
+def test_splits_write_one_run_per_index_into_model_and_data_folders():
+    def configs(*argv):
+        values = cli.flags.FlagValues()
+        eval_flags.define(values)
+        values(["eval.main", *argv])
+        return [(config.model, config.data_dir) for config in eval_flags.eval_configs(values)]
+
+    assert configs("--model_dir=runs/jhmdb{split}", "--data_dir=data/jhmdb_{split}", "--splits=1,2,3") == [
+        ("runs/jhmdb1", "data/jhmdb_1"), ("runs/jhmdb2", "data/jhmdb_2"), ("runs/jhmdb3", "data/jhmdb_3")]
+    assert configs("--model_dir=runs/hmdb{split}/s3dg", "--splits=2") == [("runs/hmdb2/s3dg", None)]  # the run's data
+    for argv, problem in [(["--model_dir=runs/jhmdb1"], "--splits needs one --model_dir naming {split}"),
+                          (["--model_dir=a{split},b{split}"], "--splits needs one --model_dir naming {split}"),
+                          (["--model_dir=a{split}", "--data_dir=data"], "--data_dir is one path naming {split}"),
+                          (["--model_dir=a{split}"], "--splits takes distinct split numbers")]:
+        with pytest.raises(cli.UsageError, match=re.escape(problem)):
+            configs(*argv, "--splits=1,1" if "distinct" in problem else "--splits=1,2")
 
 
 def test_run_evaluation_writes_its_report_and_tensorboard(trained_run):
