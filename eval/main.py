@@ -8,7 +8,7 @@ predictions; a multi-label classifier's mAP and per-class AP; a detector's frame
   python -m eval.main --saved_model=runs/s3dg/export --data_dir=datasets/synthetic
   python -m eval.main --onnx=runs/s3dg/export_onnx --data_dir=datasets/synthetic   # or --litert, --openvino
   python -m eval.main --model_dir=runs/ucf1,runs/ucf2,runs/ucf3 --data_dir=ucf_1,ucf_2,ucf_3   # mean of splits
-  python -m eval.main --model_dir=runs/jhmdb{split} --splits=1,2,3   # the same, each run on its own data
+  python -m eval.main --model_dir=runs/jhmdb{split} --split_indices=1,2,3     # the same, each on its own data
   python -m eval.main --model_dir=runs/s3dg --watch              # each new training state, while training
   python -m eval.main --two_stream --rgb_model_dir=runs/i3d_rgb --flow_model_dir=runs/i3d_flow
 
@@ -36,7 +36,7 @@ A detector gets frame-mAP at IoU 0.5 per class and mean in both definitions in u
 JHMDB / UCF101-24 papers quote it, and PASCAL VOC all-point), over every annotated frame of the
 split, and video-mAP at spatio-temporal IoU 0.2 and 0.5 of its detections linked into tubes
 (ACT's linking) against the ground-truth tubes. Several --model_dir (with their --data_dir, e.g.
-JHMDB's three splits, or one --model_dir naming {split} with --splits=1,2,3) report each run and
+JHMDB's three splits, or one --model_dir naming {split} with --split_indices=1,2,3) report each run and
 the mean of these figures.
 """
 

@@ -27,8 +27,8 @@ def define(values):
     flags.DEFINE_list("data_dir", None, "Prepared data to evaluate on [default: the run's].", flag_values=values)
     flags.DEFINE_string("split", None, "Split [default: the run's validation split, else the dataset's].",
                         flag_values=values)
-    flags.DEFINE_list("splits", None, "Official split indices, e.g. 1,2,3 (JHMDB, UCF-101, HMDB-51): one run per "
-                      "index, {split} in --model_dir (and --data_dir) replaced by it; reports each and their mean.",
+    flags.DEFINE_list("split_indices", None, "Official split numbers, e.g. 1,2,3 (JHMDB, UCF-101, HMDB-51): one run "
+                      "each, {split} in --model_dir (and --data_dir) replaced by it; reports each and their mean.",
                       flag_values=values)
     flags.DEFINE_integer("num_clips", 1, "Clips per video, spaced uniformly.", lower_bound=1, flag_values=values)
     flags.DEFINE_enum("num_crops", "1", ["1", "3"], "Spatial crops per clip (centre, or 3 along the long side).",
@@ -88,23 +88,25 @@ def views(values):
 
 
 def per_split(values):
-    """--model_dir and --data_dir, each one path with `{split}` written once per --splits index
-    (e.g. runs/jhmdb{split} -> runs/jhmdb1, runs/jhmdb2, runs/jhmdb3); as given without --splits."""
-    if not values.splits:
+    """--model_dir and --data_dir, each one path with `{split}` written once for each of --split_indices
+    (e.g. runs/jhmdb{split} -> runs/jhmdb1, runs/jhmdb2, runs/jhmdb3); as given without it."""
+    if not values.split_indices:
         return list(values.model_dir or []), list(values.data_dir or [None])
     if not values.model_dir or len(values.model_dir) != 1 or "{split}" not in values.model_dir[0]:
-        raise cli.UsageError("--splits needs one --model_dir naming {split}, e.g. --model_dir=runs/jhmdb{split}")
+        raise cli.UsageError("--split_indices needs one --model_dir naming {split}, e.g. --model_dir=runs/jhmdb{split}")
     if values.data_dir and (len(values.data_dir) != 1 or "{split}" not in values.data_dir[0]):
-        raise cli.UsageError("with --splits, --data_dir is one path naming {split} (or none: each run's own data)")
-    if not all(index.isdigit() for index in values.splits) or len(set(values.splits)) != len(values.splits):
-        raise cli.UsageError(f"--splits takes distinct split numbers, e.g. 1,2,3; got {','.join(values.splits)}")
-    model_dirs = [values.model_dir[0].replace("{split}", index) for index in values.splits]
-    data_dirs = [values.data_dir[0].replace("{split}", index) if values.data_dir else None for index in values.splits]
+        raise cli.UsageError("with --split_indices, --data_dir is one path naming {split} (or none: each run's "
+                             "own data)")
+    indices = values.split_indices
+    if not all(index.isdigit() for index in indices) or len(set(indices)) != len(indices):
+        raise cli.UsageError(f"--split_indices takes distinct split numbers, e.g. 1,2,3; got {','.join(indices)}")
+    model_dirs = [values.model_dir[0].replace("{split}", index) for index in indices]
+    data_dirs = [values.data_dir[0].replace("{split}", index) if values.data_dir else None for index in indices]
     return model_dirs, data_dirs
 
 
 def eval_configs(values):
-    """One `EvalConfig` per model to evaluate (several --model_dir, or one per --splits index: one
+    """One `EvalConfig` per model to evaluate (several --model_dir, or one per --split_indices: one
     each, with its --data_dir)."""
     given = [source for source in (values.saved_model, values.weights, exported_source(values)) if source]
     model_dirs, data_dirs = per_split(values)

@@ -209,8 +209,8 @@ def test_video_map_of_eval_main_by_hand(given_run, tmp_path, monkeypatch):
     for index in (1, 2):
         (tmp_path / f"jhmdb{index}").symlink_to(run)
         (tmp_path / f"data{index}").symlink_to(data_dir)
-    mean = last_json(invoke("eval.main", f"--model_dir={tmp_path}/jhmdb{{split}}", f"--data_dir={tmp_path}/data{{split}}",
-                            "--splits=1,2", "--batch_size=8", "--json"))
+    mean = last_json(invoke("eval.main", f"--model_dir={tmp_path}/jhmdb{{split}}",
+                            f"--data_dir={tmp_path}/data{{split}}", "--split_indices=1,2", "--batch_size=8", "--json"))
     assert [Path(r["model"]).name for r in mean["runs"]] == ["jhmdb1", "jhmdb2"]
     assert mean["mean_over"] == 2 and mean["video_map_0.2"] == pytest.approx(0.625)
     assert mean["video_map_0.5"] == pytest.approx(0.5) and mean["frame_map_act"] == results["frame_map_act"]

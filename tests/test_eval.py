@@ -45,15 +45,15 @@ def test_splits_write_one_run_per_index_into_model_and_data_folders():
         values(["eval.main", *argv])
         return [(config.model, config.data_dir) for config in eval_flags.eval_configs(values)]
 
-    assert configs("--model_dir=runs/jhmdb{split}", "--data_dir=data/jhmdb_{split}", "--splits=1,2,3") == [
+    assert configs("--model_dir=runs/jhmdb{split}", "--data_dir=data/jhmdb_{split}", "--split_indices=1,2,3") == [
         ("runs/jhmdb1", "data/jhmdb_1"), ("runs/jhmdb2", "data/jhmdb_2"), ("runs/jhmdb3", "data/jhmdb_3")]
-    assert configs("--model_dir=runs/hmdb{split}/s3dg", "--splits=2") == [("runs/hmdb2/s3dg", None)]  # the run's data
-    for argv, problem in [(["--model_dir=runs/jhmdb1"], "--splits needs one --model_dir naming {split}"),
-                          (["--model_dir=a{split},b{split}"], "--splits needs one --model_dir naming {split}"),
+    assert configs("--model_dir=runs/hmdb{split}/s3dg", "--split_indices=2") == [("runs/hmdb2/s3dg", None)]
+    for argv, problem in [(["--model_dir=runs/jhmdb1"], "--split_indices needs one --model_dir naming {split}"),
+                          (["--model_dir=a{split},b{split}"], "--split_indices needs one --model_dir naming {split}"),
                           (["--model_dir=a{split}", "--data_dir=data"], "--data_dir is one path naming {split}"),
-                          (["--model_dir=a{split}"], "--splits takes distinct split numbers")]:
+                          (["--model_dir=a{split}"], "--split_indices takes distinct split numbers")]:
         with pytest.raises(cli.UsageError, match=re.escape(problem)):
-            configs(*argv, "--splits=1,1" if "distinct" in problem else "--splits=1,2")
+            configs(*argv, "--split_indices=1,1" if "distinct" in problem else "--split_indices=1,2")
 
 
 def test_run_evaluation_writes_its_report_and_tensorboard(trained_run):
