@@ -35,7 +35,8 @@ Model sources, --data_dir and --output_dir may be gs:// URLs (docs/buckets.md).
 A detector gets frame-mAP at IoU 0.5 per class and mean in both definitions in use (ACT's, as
 JHMDB / UCF101-24 papers quote it, and PASCAL VOC all-point), over every annotated frame of the
 split, and video-mAP at spatio-temporal IoU 0.2 and 0.5 of its detections linked into tubes
-(ACT's linking) against the ground-truth tubes. Several --model_dir (with their --data_dir, e.g.
+(ACT's linking) against the ground-truth tubes, and the share of true boxes found at IoU 0.5
+(box_recall) and of those named right (box_top1). Several --model_dir (with their --data_dir, e.g.
 JHMDB's three splits, or one --model_dir naming {split} with --split_indices=1,2,3) report each run and
 the mean of these figures.
 """

@@ -3,7 +3,8 @@
 # the demo_detection recipe (400 steps of 8 clips of 17 frames at stride 1, 96x128, depth 0.25; 17
 # frames make I2D exactly blind to time order) and evaluated by eval.main (frame-mAP at IoU 0.5, ACT
 # and VOC; video-mAP at spatio-temporal IoU 0.2 and 0.5 of ACT-linked tubes; the share of true boxes
-# found at IoU 0.5, which tells localisation from classification), finished runs skipped:
+# found at IoU 0.5 and the share of those named right, which tell localisation from classification),
+# finished runs skipped:
 #   on synthetic_detection:        S3D-G with the ground-truth boxes given, S3D-G with its ResNet-50
 #                                  RPN (RoIs sampled from its own proposals), I2D with boxes given;
 #   on synthetic_detection_motion: S3D-G and I2D with boxes given (each twin's video is the other's
@@ -46,5 +47,5 @@ for seed in $SEEDS; do
     --proposals=given --seed="$seed"
 done
 "$PYTHON" -m eval.seed_table --runs="$RUNS" --report=eval/validation/detection/results.json \
-  --metrics=frame_map_act,frame_map_voc,video_map_0.2,video_map_0.5,box_recall \
+  --metrics=frame_map_act,frame_map_voc,video_map_0.2,video_map_0.5,box_recall,box_top1 \
   --names=s3dg_given,s3dg_rpn,i2d_given,s3dg_given_motion,i2d_given_motion --output_dir="$OUTPUT" --table=table6

@@ -131,7 +131,25 @@ def test_frame_map_bookkeeping_by_hand():
     assert results["per_class"]["b"] == {"act": 0.0, "voc": 0.0, "video_0.2": 0.0, "video_0.5": 0.0}
     assert results["tubes"] == 0
     assert results["box_recall"] == 0.5  # frame 0's true box found (IoU 1), frame 1's not (no overlap)
+    assert results["box_top1"] == 1.0  # and named right (class a 0.9 > class b 0.1)
     assert results["frame_map_act"] == results["frame_map_voc"] == 0.5 and results["frames"] == 2
+
+
+def test_found_boxes_are_named_by_the_best_overlapping_detection():
+    """Video 0, frame 0 holds two true boxes: class 1 at (0, 0, 9, 9), class 0 at (20, 0, 29, 9).
+    The first is overlapped by an exact box scoring class 0 highest (wrong) and by a shifted box
+    (IoU 70 / 130) scoring class 1 highest: the exact one names it, wrongly. The second is found by
+    a box whose two class scores tie (the lower index, 0, is right). Frame 1's true box is missed
+    by the only box there (IoU 0)."""
+    rows = []
+    for frame, box, scores in [(0, (0, 0, 9, 9), (0.7, 0.2)), (0, (3, 0, 12, 9), (0.1, 0.8)),
+                               (0, (20, 0, 29, 9), (0.4, 0.4)), (1, (30, 10, 39, 19), (0.9, 0.1))]:
+        rows += [(0, frame, c, score, *box) for c, score in enumerate(scores)]
+    truth = np.array([(0, 0, 1, 0, 0, 9, 9), (0, 0, 0, 20, 0, 29, 9), (0, 1, 0, 0, 0, 9, 9)], np.float64)
+    recall, top1 = detection.found_boxes(np.array(rows, np.float64), truth)
+    assert recall == pytest.approx(2 / 3) and top1 == pytest.approx(1 / 2)
+    assert detection.found_boxes(np.zeros((0, 8)), truth) == (0.0, None)
+    assert detection.found_boxes(np.array(rows, np.float64), np.zeros((0, 7))) == (None, None)
 
 
 # Pixel boxes (x1, y1, x2, y2) in 40x20 frames, "+1 pixel" areas: each covers 10x10 = 100.
@@ -199,6 +217,7 @@ def test_video_map_of_eval_main_by_hand(given_run, tmp_path, monkeypatch):
     assert results["num_videos"] == 2 and results["frames"] == 2 * FRAMES
     assert results["tubes"] == 6  # 3 boxes x 2 classes; the other 6 classes score 0 (< ACT's 0.01)
     assert results["box_recall"] == pytest.approx(2 / 3)  # A and C found in every frame (IoU 1, 2/3), B not (0.25)
+    assert results["box_top1"] == 1.0  # A and C' score their true class 0 highest
     assert results["video_map_0.2"] == pytest.approx(0.625) and results["video_map_0.5"] == pytest.approx(0.5)
     first, second = class_names[:2]
     assert results["per_class"][first]["video_0.2"] == pytest.approx(1.0)

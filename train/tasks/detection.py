@@ -241,7 +241,8 @@ class Detection(Task):
         video = ", ".join(f"{_figure(results[key])} at {threshold}" for threshold, key in VIDEO_MAP_KEYS.items())
         return (f"frame-mAP@{results['iou_threshold']}: ACT {_figure(results['frame_map_act'])}, VOC "
                 f"{_figure(results['frame_map_voc'])}; video-mAP {video} ({results['tubes']} tubes); true boxes "
-                f"found at IoU {results['iou_threshold']}: {_figure(results['box_recall'])} ("
+                f"found at IoU {results['iou_threshold']}: {_figure(results['box_recall'])}, named right: "
+                f"{_figure(results['box_top1'])} ("
                 f"{results['frames']} frames of {results['num_videos']} videos)")
 
     # --- prediction -------------------------------------------------------------------------
@@ -349,21 +350,32 @@ def _figure(value):
     return "-" if value is None else f"{value:.4f}"
 
 
-def box_recall(detections, truth, iou_threshold=IOU_THRESHOLD):
-    """The share of ground-truth boxes (rows `[m, 7]`) that some detected box of the same video
-    and frame (rows `[n, 8]`, any class) overlaps at IoU >= `iou_threshold` ("+1 pixel", as
-    frame-mAP): what the detector's localisation (its proposals, for an RPN) leaves to classify.
-    None without ground truth."""
+def found_boxes(detections, truth, iou_threshold=IOU_THRESHOLD):
+    """How the ground-truth boxes (rows `[m, 7]`) fare among the detected boxes of their video and
+    frame (rows `[n, 8]`, one per box and class), the "+1 pixel" IoU of frame-mAP: `(box_recall,
+    box_top1)`. `box_recall`: the share of true boxes that some detected box (any class) overlaps at
+    IoU >= `iou_threshold`, i.e. what localisation (an RPN's proposals) leaves to classify;
+    `box_top1`: of those, the share whose best-overlapping detected box scores the true class
+    highest, i.e. what classification gets right (ties go to the lower class index). `(None, None)`
+    without ground truth; `box_top1` None when no box is found."""
     if not len(truth):
-        return None
-    boxes = {}
+        return None, None
+    scores = {}  # (video, frame) -> {detected box: [its score per class]}
     for row in detections:
-        boxes.setdefault((row[0], row[1]), set()).add(tuple(row[4:8]))
-    covered = 0
+        by_class = scores.setdefault((row[0], row[1]), {}).setdefault(tuple(row[4:8]), {})
+        by_class[int(row[2])] = row[3]
+    found = right = 0
     for row in truth:
-        found = boxes.get((row[0], row[1]))
-        covered += bool(found) and detection_metrics.box_iou(list(found), row[3:7], plus_one=True).max() >= iou_threshold
-    return covered / len(truth)
+        boxes = list(scores.get((row[0], row[1]), ()))
+        if not boxes:
+            continue
+        overlaps = detection_metrics.box_iou(boxes, row[3:7], plus_one=True)[:, 0]
+        best = int(overlaps.argmax())
+        if overlaps[best] >= iou_threshold:
+            by_class = scores[row[0], row[1]][boxes[best]]
+            found += 1
+            right += max(sorted(by_class), key=by_class.get) == int(row[2])
+    return found / len(truth), (right / found if found else None)
 
 
 def report(collector, class_names, tubes, iou_threshold=IOU_THRESHOLD):
@@ -372,7 +384,7 @@ def report(collector, class_names, tubes, iou_threshold=IOU_THRESHOLD):
     the ground-truth `tubes` (`data.detection_pipeline.ground_truth_tubes` of the evaluated split):
     {"frame_map_act", "frame_map_voc", "video_map_0.2", "video_map_0.5", "per_class": {name:
     {"act", "voc", "video_0.2", "video_0.5"}} (None for a class without ground truth),
-    "box_recall" (`box_recall`), "frames", "num_videos", "detections", "tubes", "iou_threshold"}."""
+    "box_recall", "box_top1" (`found_boxes`), "frames", "num_videos", "detections", "tubes", "iou_threshold"}."""
     detections, truth = collector.rows()
     frame = detection_metrics.frame_ap_report(detections, truth, len(class_names), iou_threshold)
     try:
@@ -381,6 +393,7 @@ def report(collector, class_names, tubes, iou_threshold=IOU_THRESHOLD):
     except ValueError as error:
         raise TaskError(f"video-mAP: {error}") from None
     by_threshold = video["by_threshold"]
+    recall, top1 = found_boxes(detections, truth, iou_threshold)
     return {
         "frame_map_act": frame["act"]["mean"], "frame_map_voc": frame["voc"]["mean"],
         **{key: by_threshold[threshold]["mean"] for threshold, key in VIDEO_MAP_KEYS.items()},
@@ -388,7 +401,7 @@ def report(collector, class_names, tubes, iou_threshold=IOU_THRESHOLD):
                              **{f"video_{threshold}": by_threshold[threshold]["per_class"][i]
                                 for threshold in VIDEO_MAP_KEYS}}
                       for i, name in enumerate(class_names)},
-        "box_recall": box_recall(detections, truth, iou_threshold),
+        "box_recall": recall, "box_top1": top1,
         "frames": len({tuple(row) for row in truth[:, :2].tolist()}), "num_videos": len(collector.videos),
         "detections": len(detections), "tubes": video["tubes"], "iou_threshold": iou_threshold,
     }
