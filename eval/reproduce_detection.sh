@@ -15,10 +15,12 @@
 #                                         # RUNS=runs/detection SEEDS="0 1 2" OUTPUT=docs/detection
 # PYTHON names the interpreter (default: python3, else python); TRAIN_FLAGS are added to every
 # train.main (e.g. "--train_steps=2" for a quick check of the script).
-# Differences larger than the spread: not measured yet with this recipe (the 2-seed runs in
-# WORKSPACE.md used 8-frame clips and pipeline RoIs: S3D-G given vs I2D within the spread, both
-# above S3D-G with its RPN). Time on 2 cores: not measured yet (15 runs; the 8-frame runs took
-# 5-16 minutes each on the shared 2-core VM, so expect several hours).
+# Differences larger than the spread (2026-12-07, frame-mAP ACT, 3 seeds; WORKSPACE.md): S3D-G with
+# boxes given 0.293 ± 0.004 above S3D-G with its RPN 0.038 ± 0.016 (15.7 sd); I2D above S3D-G, on
+# synthetic_detection 0.351 ± 0.019 (3.1 sd) and on the motion set 0.319 ± 0.014 vs 0.267 ± 0.001
+# (3.7 sd): at this budget (3,200 clips from scratch) neither RoI head names more than a third of
+# the given boxes right, so the time cue that only S3D-G can see does not decide (WORKSPACE.md).
+# Time on 2 cores: ~75 minutes (15 runs: 2.3-5.5 min of training and 0.5-2.5 min of evaluation each).
 set -euo pipefail
 PYTHON=${PYTHON:-$(command -v python3 || command -v python)}
 DATA=${DATA:-datasets/synthetic_detection}
