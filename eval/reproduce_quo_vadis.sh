@@ -12,9 +12,13 @@
 # FLOW_METHOD=tvl1 gives the paper's flow (TV-L1, ~130 ms a 72x72 frame against Farneback's ~0.7:
 # about 30 minutes more on 2 cores) in datasets/synthetic_flow_tvl1, runs/quo_vadis_tvl1 and
 # docs/quo_vadis_tvl1 (Farneback, the default: datasets/synthetic_flow, runs/quo_vadis, docs/quo_vadis).
-# Differences larger than the spread: not measured yet (only seed 0 has run: WORKSPACE.md).
-# Time on 2 cores: seed 0 took ~50 minutes of training on the shared 2-core VM (2026-11), so 3 seeds
-# take ~2.5 hours, more than the 90 minutes aimed at; the 3-seed run itself is not measured yet.
+# Differences larger than the spread (2026-12-07, seeds 0-2, video top-1; WORKSPACE.md): the RGB frame
+# of two-stream 2D (0.387 ± 0.030) below everything; ConvNet+LSTM (0.929 ± 0.000) below two-stream 2D
+# RGB+Flow (0.985 ± 0.007), 3D-fused (0.983 ± 0.013) and I3D RGB (0.976 ± 0.013) and RGB+Flow (0.972
+# ± 0.013), which are within each other's spread; on the twin classes every model that sees time is
+# at >= 0.91 and the single RGB frame at 0.206 ± 0.034.
+# Time on 2 cores: 77 minutes for the 3 seeds (flow prepared in 18 s; training 73 min, of which
+# 3D-fused 34; eval.quo_vadis 2 min), 2026-12-07, this 2-core VM, native ISA (AVX-512).
 set -euo pipefail
 PYTHON=${PYTHON:-$(command -v python3 || command -v python)}
 DATA=${DATA:-datasets/synthetic}
