@@ -10,10 +10,12 @@ its ratio to PyTorch eager (channels-first) latency, below 1 being faster. Runti
 (our Keras model as a `tf.function`), `tf_xla` (the same with `jit_compile=True`), `jax`
 (KERAS_BACKEND=jax in a subprocess, timed there round after round: it cannot share the process
 with the TensorFlow backend), `onnx`, `openvino` (f32) and `litert` (the files `train.export`
-writes, run by `train.runtimes`), and torchvision's model: `pytorch` (eager), `pytorch_cl`
-(eager, `channels_last_3d`), `pytorch_compile` (`torch.compile`, where it compiles on CPU).
-torchvision has S3D (no gating) for our S3D-G, at 224 pixels only (a fixed 7x7 average pool), and
-no I3D: those PyTorch cells stay empty. A runtime that fails on a case is left out of it.
+writes, run by `train.runtimes`), and the same network in PyTorch (torchvision's, or PyTorchVideo's
+`create_csn` for ir-CSN): `pytorch` (eager), `pytorch_cl` (eager, `channels_last_3d`),
+`pytorch_compile` (`torch.compile`, where it compiles on CPU). torchvision has S3D (no gating) for
+our S3D-G, at 224 pixels only (a fixed 7x7 average pool), and no I3D: those PyTorch cells stay
+empty; PyTorchVideo's CSN also pools a fixed 7x7 window (224 px only). A runtime that fails on a
+case is left out of it.
 torch is imported before TensorFlow (the other order crashes when torchvision loads).
 """
 
@@ -33,6 +35,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402  (before TensorFlow, see the module docstring)
 import torchvision.models.video  # noqa: E402
+from pytorchvideo.models import csn as pytorchvideo_csn  # noqa: E402
 
 from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
@@ -41,11 +44,19 @@ from data import files  # noqa: E402
 from flags import cli  # noqa: E402
 
 PROGRAM = "eval.runtime_benchmark"
-CASES = ("s3dg:64x224", "i3d:64x224", "s3dg:16x112", "i3d:16x112", "r2plus1d_18:16x112")
+CASES = ("s3dg:64x224", "i3d:64x224", "s3dg:16x112", "i3d:16x112", "r2plus1d_18:16x112", "ir_csn_50:32x224")
 RUNTIMES = ("pytorch", "pytorch_cl", "pytorch_compile", "tf_graph", "tf_xla", "jax", "onnx", "openvino", "litert")
-# Our model -> torchvision's nearest (None: torchvision has none).
-TORCHVISION = {"s3dg": "s3d", "s3d": "s3d", "i3d": None, "r2plus1d_18": "r2plus1d_18", "r3d_18": "r3d_18",
-               "mc3_18": "mc3_18"}
+# Our model -> a builder of the same network in PyTorch, 400 classes (models not named have none).
+PYTORCH_PEERS = {
+    "s3dg": lambda: torchvision.models.video.s3d(num_classes=400),  # no gating: a little less work
+    "s3d": lambda: torchvision.models.video.s3d(num_classes=400),
+    "r2plus1d_18": lambda: torchvision.models.video.r2plus1d_18(num_classes=400),
+    "r3d_18": lambda: torchvision.models.video.r3d_18(num_classes=400),
+    "mc3_18": lambda: torchvision.models.video.mc3_18(num_classes=400),
+    "ir_csn_50": lambda: pytorchvideo_csn.create_csn(model_depth=50, model_num_class=400),
+    "ir_csn_101": lambda: pytorchvideo_csn.create_csn(model_depth=101, model_num_class=400),
+    "ir_csn_152": lambda: pytorchvideo_csn.create_csn(model_depth=152, model_num_class=400),
+}
 
 
 def define(values):
@@ -79,14 +90,13 @@ def _seconds(run):
 
 
 def _torch_runners(name, clip, runtimes):
-    torch_name = TORCHVISION.get(name)
-    if torch_name is None:
+    build = PYTORCH_PEERS.get(name)
+    if build is None:
         return {}
-    model = getattr(torchvision.models.video, torch_name)(num_classes=400).eval()
+    model = build().eval()
     first = torch.from_numpy(clip).permute(0, 4, 1, 2, 3).contiguous()
     last = first.contiguous(memory_format=torch.channels_last_3d)
-    model_last = getattr(torchvision.models.video, torch_name)(num_classes=400).eval().to(
-        memory_format=torch.channels_last_3d)
+    model_last = build().eval().to(memory_format=torch.channels_last_3d)
     runners = {}
 
     def eager(network, x):

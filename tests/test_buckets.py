@@ -305,6 +305,15 @@ def test_beam_writes_into_s3_through_beam_s_s3_filesystem(stores, request):
     assert storage.glob(f"{root}/synthetic/train/*.tfrecord") == [f"{root}/synthetic/train/train-00000-of-00001.tfrecord"]
 
 
+def signal_dispositions(pid):
+    """The blocked, ignored and caught signal masks of process `pid` (Linux; [] once it is gone)."""
+    try:
+        status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return []
+    return [line for line in status.splitlines() if line.startswith(("SigBlk", "SigIgn", "SigCgt"))]
+
+
 def test_ctrl_c_of_the_beam_engine_stops_its_workers_quietly(tmp_path):
     """Ctrl-C once the first shard is written. The driver starts with SIGINT at its default, as in
     the other Ctrl-C tests, whatever the pytest worker inherited."""
@@ -317,9 +326,12 @@ def test_ctrl_c_of_the_beam_engine_stops_its_workers_quietly(tmp_path):
     deadline = time.time() + 300
     while time.time() < deadline and not list(out.glob("train/*.tfrecord")):
         time.sleep(0.05)
+    running = driver.poll() is None
+    dispositions = signal_dispositions(driver.pid)
     os.killpg(driver.pid, signal.SIGINT)  # what Ctrl-C does: the terminal's whole process group
     output, _ = driver.communicate(timeout=60)
-    assert driver.returncode == 130, output[-3000:]
+    assert running, "the job ended before its first shard was seen: " + output[-1000:]
+    assert driver.returncode == 130, f"driver's signal masks when interrupted {dispositions}: {output[-3000:]}"
     assert "Traceback" not in output, output[-3000:]
     assert output.strip().splitlines()[-1] == "data.prepare: error: interrupted"
     assert not (out / records.INFO_FILE).exists() and not (out / files.LOCK_FILE).exists()
