@@ -10,9 +10,14 @@
 # Clips have 13 frames (the demo's 8 otherwise): I2D keeps the reference temporal max pools, whose
 # windows are symmetric in time only when T = 5 (mod 8); at other lengths I2D can learn the order
 # of frames from the pooling's asymmetry, which the paper's I2D cannot (WORKSPACE.md).
-# Differences larger than the spread: not measured yet (one seed so far: I2D 0.635 vs >= 0.949 for
-# every 3D model, forwards). Time on 2 cores: not measured as a whole; seed 0's six trainings took
-# ~17 minutes (2026-11-22), so 3 seeds take about an hour with the evaluations.
+# Measured (3 seeds, 2026-12-07; docs/reproduce_synthetic/table1_*.md): video top-1 forwards I2D
+# 0.658 ± 0.037, I3D 0.987 ± 0.006, S3D 0.998 ± 0.004, S3D-G 0.989 ± 0.013, bottom-heavy S3D 0.998 ±
+# 0.004, top-heavy S3D 0.919 ± 0.004. Larger than the spread: I2D below every 3D model (7.0-9.1 sd)
+# and top-heavy S3D below the other 3D models (5.1-15.1 sd); I3D below S3D and bottom-heavy S3D by
+# 0.011 (1.4 sd); the rest within the spread. Reversed, every 3D model falls to 0.22-0.31 and I2D
+# stays at 0.658 (its function is reversal-invariant at 13 frames).
+# Time on 2 cores: about 66 minutes (14 of the 18 runs and the analyses took 52 min on the 2-core
+# AVX-512 VM, native ISA, 2026-12-07).
 set -euo pipefail
 PYTHON=${PYTHON:-$(command -v python3 || command -v python)}
 DATA=${DATA:-datasets/synthetic}
