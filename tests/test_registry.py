@@ -25,7 +25,7 @@ def test_families_own_their_defaults_and_recipes_apply_only_where_they_fit():
     assert registry.resolve_options("i3d")["first_temporal_kernel"] == 7
     demo = presets.RECIPES["demo"]
     assert registry.resolve_options("c3d", demo.options_for("c3d")) == {
-        "dropout_rate": 0.2, "batch_norm_momentum": 0.9, "input_channels": 3}  # no depth multiplier in C3D
+        "dropout_rate": 0.0, "batch_norm_momentum": 0.9, "input_channels": 3}  # no depth multiplier in C3D
     assert registry.resolve_options("r3d_18", {**demo.options_for("r3d_18"), "dropout_rate": 0.3})["dropout_rate"] == 0.3
     with pytest.raises(ValueError, match="block: not an option of model 'i3d' \\(Inception-3D\\)"):
         registry.resolve_options("i3d", {"block": "simple"})

@@ -55,7 +55,7 @@ def test_run_writes_checkpoints_logs_keras_model_and_a_saved_model(finished_run)
     assert config["schedule"]["recipe"] == "demo" and config["schedule"]["batch_size"] == 2
     assert config["model"]["num_classes"] == 13 and len(config["data"]["class_names"]) == 13
     # The demo recipe's model options, the family's defaults for the rest.
-    assert config["model"]["options"]["batch_norm_momentum"] == 0.9 and config["model"]["options"]["dropout_rate"] == 0.2
+    assert config["model"]["options"]["batch_norm_momentum"] == 0.9 and config["model"]["options"]["dropout_rate"] == 0.0
     assert config["model"]["options"]["first_temporal_kernel"] == 7 and config["data"]["short_side"] == 36
     train_logs, validation_logs = scalars(model_dir / "train"), scalars(model_dir / "validation")
     for tag in ("epoch_loss", "epoch_top1", "epoch_top5"):
