@@ -19,6 +19,8 @@
 # at >= 0.91 and the single RGB frame at 0.206 ± 0.034.
 # Time on 2 cores: 77 minutes for the 3 seeds (flow prepared in 18 s; training 73 min, of which
 # 3D-fused 34; eval.quo_vadis 2 min), 2026-12-07, this 2-core VM, native ISA (AVX-512).
+# Measured with the demo recipe as it was then (dropout 0.2 before the logits; since commit f778d86
+# the recipe has none): `git checkout edf1e45` reproduces these runs' recipe.
 set -euo pipefail
 PYTHON=${PYTHON:-$(command -v python3 || command -v python)}
 DATA=${DATA:-datasets/synthetic}

@@ -18,6 +18,8 @@
 # stays at 0.658 (its function is reversal-invariant at 13 frames).
 # Time on 2 cores: about 66 minutes (14 of the 18 runs and the analyses took 52 min on the 2-core
 # AVX-512 VM, native ISA, 2026-12-07).
+# Measured with the demo recipe as it was then (dropout 0.2 before the logits; since commit f778d86
+# the recipe has none): `git checkout edf1e45` reproduces these runs' recipe (or TRAIN_FLAGS=--dropout_rate=0.2).
 set -euo pipefail
 PYTHON=${PYTHON:-$(command -v python3 || command -v python)}
 DATA=${DATA:-datasets/synthetic}

@@ -77,7 +77,7 @@ RECIPES = {recipe.name: recipe for recipe in (
     # The built-in synthetic data on a 2-core CPU in minutes: short clips at stride 2, 64 pixels, a
     # quarter-width model, Adam (SGD needs several times the steps here), faster-moving BN averages
     # (with the reference 0.999 they would still hold their initial values at the end), no dropout
-    # (with 0.2 one run in three or four stopped short of 95% validation top-1: WORKSPACE.md).
+    # (with 0.2, 3 of 7 quickstart runs stopped short of 95% validation top-1: WORKSPACE.md).
     _recipe("demo", dict(num_frames=8, frame_stride=2, crop_size=64),
             dict(dropout_rate=0.0, depth_multiplier=0.25, batch_norm_momentum=0.9), batch_size=16,
             reference_batch_size=16, optimizer="adam", learning_rate=0.002, lr_schedule="cosine", train_steps=1500,
