@@ -16,6 +16,7 @@ import models
 from models import detection_ops, detector, layers
 from tests.conftest import REPO_ROOT
 from tests.test_detection_ops import sampled_rois_reference
+from train.trainer import build_compiled_state
 from train.tasks import detection_objectives as objectives
 
 FRAMES, HEIGHT, WIDTH, CLASSES, ROIS = 4, 64, 80, 3, 4
@@ -201,7 +202,11 @@ def test_one_training_step_moves_the_trained_layers(proposals):
     watched = ["inception_features", "Mixed_5b", "Mixed_5c", "class_logits", "box_deltas"]
     watched += ["resnet50_conv4", "rpn_conv", "rpn_objectness", "rpn_box"] if rpn else []
     before = {name: [v.numpy() for v in model.get_layer(name).trainable_weights] for name in watched}
-    history = model.fit(batch(), y, batch_size=2, epochs=1, verbose=0)
+    x = batch()
+    build_compiled_state(model, keras.tree.map_structure(lambda array: tf.TensorSpec(array.shape, array.dtype), (x, y)))
+    states = len(model.metrics_variables)
+    history = model.fit(x, y, batch_size=2, epochs=1, verbose=0)
+    assert len(model.metrics_variables) == states  # none made in the traced step, which is then traced once
     assert changed_layers(model, before) == set(watched)
     assert np.isfinite(history.history["loss"][0]) and 0 <= history.history["class_logits_roi_accuracy"][0] <= 1
 

@@ -98,6 +98,28 @@ def build(config, strategy, global_batch_size, announce=print):
     return model, trainer
 
 
+def build_compiled_state(trainer, element_spec):
+    """Creates the variables of `trainer`'s compiled losses and metrics before its first step:
+    runs them once eagerly on zeros shaped like a batch of `element_spec` (`(inputs, targets)`)
+    and like the trainer's outputs, then resets them. Otherwise Keras creates them inside the
+    first traced step (under TensorFlow's default strategy), and `tf.function` traces a step that
+    creates variables twice: a detector, whose four losses each get a tracker, would trace its
+    training step twice (~5 s each at the smallest sizes)."""
+    inputs, targets = element_spec[:2]
+    batch = next((spec.shape[0] for spec in keras.tree.flatten(targets) if spec.shape.rank), None) or 1
+
+    def shape(spec):  # the batch, and 1 for any other unknown size
+        return [batch] + [1 if size is None else size for size in spec.shape[1:]]
+
+    y = keras.tree.map_structure(lambda spec: tf.zeros(shape(spec), spec.dtype), targets)
+    outputs = trainer.compute_output_spec(keras.tree.map_structure(
+        lambda spec: keras.KerasTensor(shape(spec), spec.dtype.name), inputs), training=True)
+    y_pred = keras.tree.map_structure(lambda spec: tf.zeros(shape(spec), spec.dtype), outputs)
+    trainer.compute_loss(y=y, y_pred=y_pred, training=False)
+    trainer.compute_metrics(None, y, y_pred)
+    trainer.reset_metrics()
+
+
 def chief_callbacks(config, task, model, progress):
     model_dir = storage.path_of(config.run.model_dir)
     return [
@@ -183,6 +205,7 @@ def _train(config, strategy, multi_worker, chief, show_progress):
             callbacks.insert(1, preemption.StopOnSignal(signals, save))  # after the NaN check: a NaN step is not kept
             if validation_steps is not None:  # validation data that repeats (a detector's)
                 fit_args["validation_steps"] = validation_steps
+            build_compiled_state(trainer, train_data.element_spec)
             fit = functools.partial(trainer.fit, verbose=0)
             evaluate = functools.partial(trainer.evaluate, verbose=0, return_dict=True, steps=validation_steps)
         start = time.perf_counter()
