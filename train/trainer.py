@@ -113,7 +113,7 @@ def build_compiled_state(trainer, element_spec):
 
     y = keras.tree.map_structure(lambda spec: tf.zeros(shape(spec), spec.dtype), targets)
     outputs = trainer.compute_output_spec(keras.tree.map_structure(
-        lambda spec: keras.KerasTensor(shape(spec), spec.dtype.name), inputs), training=True)
+        lambda spec: keras.KerasTensor(shape(spec), spec.dtype.name), inputs), training=True)  # as a step runs it
     y_pred = keras.tree.map_structure(lambda spec: tf.zeros(shape(spec), spec.dtype), outputs)
     trainer.compute_loss(y=y, y_pred=y_pred, training=False)
     trainer.compute_metrics(None, y, y_pred)
